@@ -1,0 +1,1 @@
+"""archs package."""
