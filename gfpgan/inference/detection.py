@@ -1,0 +1,184 @@
+"""Face detection with five landmarks: MTCNN (offline default) or RetinaFace.
+
+MTCNN (Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
+Networks", 2016) comes from facenet-pytorch, whose wheel ships its weights, so it works offline.
+RetinaFace (Deng et al., CVPR 2020; ResNet-50, the detector GFPGAN uses) comes from facexlib and needs
+``detection_Resnet50_Final.pth`` from a path or cache: nothing is downloaded here.
+
+Both detectors take lists of RGB uint8 frames and return one :class:`Detections` per frame, with the
+landmarks ordered left eye, right eye, nose, left mouth corner, right mouth corner (left = smaller x).
+Large frames are detected on a downscaled copy (``max_side``) and mapped back, which keeps detection
+cost bounded at 1080p and beyond.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from gfpgan.errors import UserError
+
+RETINAFACE_FILE = "detection_Resnet50_Final.pth"
+RETINAFACE_URL = ("https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
+                  "detection_Resnet50_Final.pth")
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame, sorted by score (highest first).
+
+    Attributes:
+        boxes: (N, 4) float32 x1, y1, x2, y2 in frame pixels.
+        scores: (N,) float32 confidences in [0, 1].
+        landmarks: (N, 5, 2) float32 five-point landmarks in frame pixels.
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, idx) -> "Detections":
+        """A copy with only the faces at ``idx`` (indices or a boolean mask)."""
+        return Detections(self.boxes[idx], self.scores[idx], self.landmarks[idx])
+
+    def filter(self, min_face: float = 0.0, threshold: float = 0.0) -> "Detections":
+        """Drop faces whose eye distance is below ``min_face`` px or whose score is below ``threshold``."""
+        eye_dist = np.linalg.norm(self.landmarks[:, 0] - self.landmarks[:, 1], axis=1)
+        keep = (eye_dist >= min_face) & (self.scores >= threshold)
+        return self.select(np.nonzero(keep)[0])
+
+
+def _downscale(images: Sequence[np.ndarray], max_side: Optional[int]):
+    """Resize frames so that their longer side is at most ``max_side``; return frames and scales."""
+    out, scales = [], []
+    for img in images:
+        h, w = img.shape[:2]
+        s = 1.0 if not max_side or max(h, w) <= max_side else max_side / max(h, w)
+        out.append(img if s == 1.0 else cv2.resize(img, (round(w * s), round(h * s)),
+                                                   interpolation=cv2.INTER_AREA))
+        scales.append(s)
+    return out, scales
+
+
+def _sorted(boxes, scores, landmarks, scale: float) -> Detections:
+    order = np.argsort(-scores, kind="stable")
+    return Detections((boxes[order] / scale).astype(np.float32), scores[order].astype(np.float32),
+                      (landmarks[order] / scale).astype(np.float32))
+
+
+class MTCNNDetector:
+    """facenet-pytorch's MTCNN, batched over frames of the same size.
+
+    Args:
+        device: torch device for the three cascade networks.
+        min_face: smallest face side (pixels, in the detection image) the image pyramid looks for.
+        threshold: minimum final confidence kept.
+        max_side: frames larger than this are detected on a downscaled copy (None: never).
+    """
+
+    def __init__(self, device="cpu", min_face: int = 20, threshold: float = 0.9,
+                 max_side: Optional[int] = 1280):
+        from facenet_pytorch import MTCNN  # heavy import only when a detector is built
+
+        self.net = MTCNN(keep_all=True, device=torch.device(device), min_face_size=min_face,
+                         post_process=False, select_largest=False)
+        self.threshold = threshold
+        self.max_side = max_side
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray]) -> List[Detections]:
+        """Detect faces in RGB uint8 (H, W, 3) frames; returns one Detections per frame."""
+        small, scales = _downscale(images, self.max_side)
+        same = len({im.shape for im in small}) == 1
+        groups = [list(range(len(small)))] if same else [[i] for i in range(len(small))]
+        results: List[Optional[Detections]] = [None] * len(small)
+        for idx in groups:
+            batch = np.stack([small[i] for i in idx]) if same else [small[idx[0]]]
+            boxes, probs, points = self.net.detect(batch, landmarks=True)
+            for j, i in enumerate(idx):
+                if boxes[j] is None:
+                    results[i] = Detections()
+                    continue
+                det = _sorted(np.asarray(boxes[j], np.float64), np.asarray(probs[j], np.float64),
+                              np.asarray(points[j], np.float64), scales[i])
+                results[i] = det.filter(threshold=self.threshold)
+        return results  # type: ignore[return-value]
+
+
+class RetinaFaceDetector:
+    """facexlib's RetinaFace-ResNet50 loaded from a local weights file.
+
+    Args:
+        weights: path to ``detection_Resnet50_Final.pth``.
+        device: torch device.
+        threshold: minimum confidence kept.
+        max_side: frames larger than this are detected on a downscaled copy (None: never).
+    """
+
+    def __init__(self, weights: str, device="cpu", threshold: float = 0.97,
+                 max_side: Optional[int] = 1280):
+        if not weights or not os.path.isfile(weights):
+            raise UserError(
+                f"RetinaFace weights {weights or RETINAFACE_FILE!r} not found; download "
+                f"{RETINAFACE_FILE} from {RETINAFACE_URL} and pass its path, or use --detector mtcnn.")
+        from facexlib.detection.retinaface import RetinaFace
+
+        dev = torch.device(device)
+        net = RetinaFace(network_name="resnet50", half=False, device=dev)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt or not a checkpoint
+            raise UserError(f"cannot read RetinaFace weights {weights!r} ({exc.__class__.__name__}); "
+                            f"download {RETINAFACE_FILE} again from {RETINAFACE_URL}.") from None
+        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError:
+            raise UserError(f"{weights!r} is not a RetinaFace-ResNet50 checkpoint; download "
+                            f"{RETINAFACE_FILE} from {RETINAFACE_URL}.") from None
+        self.net = net.to(dev).eval()
+        self.threshold = threshold
+        self.max_side = max_side
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[np.ndarray]) -> List[Detections]:
+        """Detect faces in RGB uint8 (H, W, 3) frames; returns one Detections per frame."""
+        small, scales = _downscale(images, self.max_side)
+        results = []
+        for img, s in zip(small, scales):
+            out = self.net.detect_faces(np.ascontiguousarray(img[:, :, ::-1]),
+                                        conf_threshold=self.threshold)
+            if len(out) == 0:
+                results.append(Detections())
+                continue
+            out = np.asarray(out, np.float64)
+            results.append(_sorted(out[:, :4], out[:, 4], out[:, 5:15].reshape(-1, 5, 2), s))
+        return results
+
+
+def build_detector(name: str = "mtcnn", device="cpu", weights: Optional[str] = None,
+                   min_face: int = 20, threshold: Optional[float] = None,
+                   max_side: Optional[int] = 1280):
+    """Build a face detector by name.
+
+    Args:
+        name: "mtcnn" (offline default) or "retinaface" (needs ``weights``).
+        device: torch device.
+        weights: RetinaFace weights path (ignored by MTCNN, whose weights ship in its wheel).
+        min_face: MTCNN's smallest face side in pixels.
+        threshold: minimum confidence (default 0.9 for MTCNN, 0.97 for RetinaFace).
+        max_side: frames larger than this are detected on a downscaled copy.
+    Returns:
+        An object with ``detect(images) -> list[Detections]``.
+    """
+    if name == "mtcnn":
+        return MTCNNDetector(device, min_face, 0.9 if threshold is None else threshold, max_side)
+    if name == "retinaface":
+        return RetinaFaceDetector(weights, device, 0.97 if threshold is None else threshold, max_side)
+    raise UserError(f"unknown face detector {name!r}; use 'mtcnn' or 'retinaface'.")
