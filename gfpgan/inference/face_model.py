@@ -1,0 +1,200 @@
+"""The face restoration network as the inference pipeline sees it: aligned crops in, crops out.
+
+Everything downstream of detection and alignment talks to a :class:`FaceModel`: a callable that
+maps a batch of aligned faces ``(B, 3, S, S)`` in ``[-1, 1]`` to restored faces of the same shape,
+with ``.size`` (S) and ``.device``. :func:`load_face_model` builds one from a model card name, one
+of our ``.safetensors`` files, an official ``.pth`` file or a ready ``nn.Module``, for PyTorch or
+ONNX Runtime.
+
+Why the wrapper and not the bare generator: the reference calls GFPGAN with
+``randomize_noise=True``, drawing fresh StyleGAN2 noise on every call, so two identical video
+frames get different skin detail (a flicker source). Here the noise is the fixed buffers of the
+network by default, the intermediate RGB pyramid is not computed (``return_rgb=False``), autograd
+is off and the input is moved/cast once, so callers only ever hand over float tensors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from gfpgan.errors import UserError
+
+__all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device"]
+
+
+class FaceModel:
+    """Protocol of a face restoration model (duck-typed; ``OnnxFaceModel`` follows it too).
+
+    Attributes:
+        size: side S of the square aligned crop the model takes and returns.
+        device: the torch device where inputs are expected and outputs are returned.
+    """
+
+    size: int
+    device: torch.device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - protocol
+        """Restore a batch of aligned faces.
+
+        Args:
+            x: (B, 3, S, S) float tensor in [-1, 1], RGB.
+
+        Returns:
+            (B, 3, S, S) float32 tensor in [-1, 1] (not clipped) on ``self.device``.
+        """
+        raise NotImplementedError
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """Turn ``"auto"``/``None``/a name into a torch device; ``auto`` picks CUDA when present.
+
+    Raises:
+        UserError: when CUDA is asked for and is not available.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' was asked for but this machine has no usable CUDA GPU; "
+                        "use --device cpu.")
+    return dev
+
+
+def _half_dtype(half: Union[bool, str, None], device: torch.device) -> torch.dtype:
+    """Map the ``half`` option to a dtype; reduced precision only on CUDA (CPU fp16 is slow)."""
+    if not half or device.type != "cuda":
+        return torch.float32
+    if half is True or str(half).lower() in ("1", "true", "fp16", "float16", "half"):
+        return torch.float16
+    if str(half).lower() in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    raise UserError(f"half={half!r} is not a precision; use fp16, bf16 or leave it off.")
+
+
+def _infer_size(net: nn.Module, size: Optional[int]) -> int:
+    if size is not None:
+        return int(size)
+    for owner in (net, getattr(net, "stylegan_decoder", None)):
+        for attr in ("out_size", "size", "resolution"):
+            val = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(val, int) and val > 0:
+                return val
+    return 512
+
+
+class TorchFaceModel(FaceModel):
+    """A PyTorch generator wrapped for inference (eval, no autograd, fixed noise, channels_last).
+
+    Args:
+        net: a GFPGAN-style generator whose ``forward(x, return_rgb=..., randomize_noise=...)``
+            returns ``image`` or ``(image, out_rgbs)``; any module mapping (B,3,S,S)->(B,3,S,S)
+            works (extra kwargs are passed only when its forward accepts them).
+        device: target device ("auto", "cpu", "cuda", "cuda:1" ...).
+        half: False, True/"fp16" or "bf16"; ignored on CPU.
+        fixed_noise: use the network's fixed noise buffers (True) or fresh noise per call.
+        size: crop side; read from the network (``out_size``) when None.
+    """
+
+    def __init__(self, net: nn.Module, device: Union[str, torch.device] = "auto",
+                 half: Union[bool, str] = False, fixed_noise: bool = True,
+                 size: Optional[int] = None):
+        self.device = resolve_device(device)
+        self.dtype = _half_dtype(half, self.device)
+        self.size = _infer_size(net, size)
+        self.fixed_noise = bool(fixed_noise)
+        net = net.eval().requires_grad_(False).to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        try:
+            params = inspect.signature(net.forward).parameters
+        except (TypeError, ValueError):  # pragma: no cover - builtins/scripted modules
+            params = {}
+        takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        self._kwargs = {}
+        if "return_rgb" in params or takes_kwargs:
+            self._kwargs["return_rgb"] = False
+        if "randomize_noise" in params or takes_kwargs:
+            # None = "fixed buffers in eval mode" in our archs; True = a fresh draw per call.
+            self._kwargs["randomize_noise"] = None if self.fixed_noise else True
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != self.size or x.shape[-2] != self.size:
+            raise ValueError(f"expected (B,3,{self.size},{self.size}) faces, got {tuple(x.shape)}")
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.net(x, **self._kwargs)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.float()
+
+    def __repr__(self) -> str:
+        return (f"TorchFaceModel({type(self.net).__name__}, size={self.size}, device={self.device}, "
+                f"dtype={self.dtype}, fixed_noise={self.fixed_noise})")
+
+
+def _build_from_spec(spec: str) -> nn.Module:
+    """Build the generator named by ``spec``: a file (ours or official) or a model card name."""
+    try:
+        from gfpgan.checkpoint import build_network
+    except ImportError as exc:  # pragma: no cover - only while the checkpoint module is missing
+        raise UserError(f"cannot load '{spec}': the checkpoint loader is not installed ({exc}).")
+    if os.path.isdir(spec):
+        raise UserError(f"model '{spec}' is a folder; give a .safetensors/.pth file or a model "
+                        "card name (see configs/).")
+    net = build_network(spec, device="cpu")
+    if isinstance(net, tuple):  # tolerate (net, config) returns
+        net = net[0]
+    if not isinstance(net, nn.Module):
+        raise UserError(f"model '{spec}' did not build a network; check the file or card.")
+    return net
+
+
+def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
+                    device: Union[str, torch.device] = "auto", backend: str = "torch",
+                    half: Union[bool, str] = False, fixed_noise: bool = True,
+                    size: Optional[int] = None) -> FaceModel:
+    """Load a face restoration model for inference.
+
+    Args:
+        spec: a model card name (``"GFPGANv1.4"``, ``"v1.4"``; see configs/), a path to one of our
+            ``.safetensors`` files or an official ``.pth``, an ``.onnx`` file (with
+            ``backend="onnxruntime"``), an ``nn.Module`` or an already loaded FaceModel.
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        backend: "torch" or "onnxruntime".
+        half: reduced precision on CUDA: False, True/"fp16" or "bf16".
+        fixed_noise: fixed StyleGAN2 noise buffers (stable video) instead of fresh noise per call.
+        size: crop side when it cannot be read from the network.
+
+    Returns:
+        A :class:`FaceModel` mapping (B,3,S,S) [-1,1] to (B,3,S,S) [-1,1].
+
+    Raises:
+        UserError: unknown backend, missing/ill-fitting model file (one sentence naming it).
+    """
+    if isinstance(spec, FaceModel) or (not isinstance(spec, (str, os.PathLike, nn.Module))
+                                       and callable(spec) and hasattr(spec, "size")):
+        return spec
+    if backend in ("onnxruntime", "onnx", "ort"):
+        if isinstance(spec, nn.Module):
+            raise UserError("backend 'onnxruntime' needs an exported .onnx file, not a PyTorch "
+                            "module; export it with gfpgan-export first.")
+        from gfpgan.inference.onnx_backend import OnnxFaceModel  # lazy: onnxruntime is optional
+        path = os.fspath(spec)
+        if not os.path.isfile(path):
+            raise UserError(f"ONNX model '{path}' not found; export one with gfpgan-export.")
+        dev = resolve_device(device)
+        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if dev.type == "cuda"
+                     else ["CPUExecutionProvider"])
+        return OnnxFaceModel(path, providers=providers)
+    if backend != "torch":
+        raise UserError(f"unknown backend '{backend}'; use torch or onnxruntime.")
+    net = spec if isinstance(spec, nn.Module) else _build_from_spec(os.fspath(spec))
+    return TorchFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
