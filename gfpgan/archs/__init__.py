@@ -1,1 +1,12 @@
-"""archs package."""
+"""Network architectures (pure PyTorch). Importing this package registers every class in
+``gfpgan.registry.ARCH_REGISTRY`` under the reference implementation's names."""
+
+from gfpgan.archs import arcface_arch, discriminator_arch, gfpgan_arch, stylegan2_arch, vgg_arch  # noqa: F401
+from gfpgan.archs.arcface_arch import ResNetArcFace
+from gfpgan.archs.discriminator_arch import FacialComponentDiscriminator, StyleGAN2Discriminator
+from gfpgan.archs.gfpgan_arch import GFPGANv1, GFPGANv1Clean
+from gfpgan.archs.stylegan2_arch import StyleGAN2Generator, StyleGAN2GeneratorClean
+from gfpgan.archs.vgg_arch import VGGFeatureExtractor
+
+__all__ = ["GFPGANv1", "GFPGANv1Clean", "StyleGAN2Generator", "StyleGAN2GeneratorClean", "StyleGAN2Discriminator",
+           "FacialComponentDiscriminator", "ResNetArcFace", "VGGFeatureExtractor"]
