@@ -1,0 +1,323 @@
+"""The training loop, top to bottom.
+
+``train(opt)`` is everything between a validated options dict and a finished run:
+
+1. process group from torchrun's environment (nccl on CUDA, gloo on CPU; device from LOCAL_RANK);
+2. the run folder ``<experiments_root>/<name>`` (checked writable before anything else);
+3. the state to resume (``path.resume_state``, or the newest complete one with ``--auto-resume``),
+   checked to belong to this experiment;
+4. seeds (``manual_seed + rank``), the train loader (resumable distributed sampler) and val loader;
+5. the model (``MODEL_REGISTRY[model_type](opt, dist_info)``: networks, DDP, losses, optimizers);
+6. the loop: learning rate -> ``model.train_step(batch, it)`` -> skip/stop on non-finite losses ->
+   logs -> checkpoint every ``logger.save_checkpoint_freq`` -> validation every ``val.val_freq``
+   -> stop cleanly on SIGTERM/SIGINT after saving a state.
+
+Resuming reproduces an uninterrupted run exactly: the state holds the model (networks, EMA,
+optimizers, schedulers, grad scaler), the iteration, every rank's RNG states, and the sampler
+position is a function of the iteration; validation and image logging fork the RNG.
+"""
+
+import signal
+import time
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Sequence
+
+import torch
+import torch.distributed as torch_dist
+from torch.utils.data import DataLoader
+
+from gfpgan.dist import DistInfo, barrier, cleanup, init_dist
+from gfpgan.engine.checkpoint_manager import CheckpointManager, get_rng_state, set_rng_state
+from gfpgan.engine.logger import Timer, TrainLogger
+from gfpgan.engine.sampler import ResumableDistributedSampler, make_worker_init_fn, seed_everything
+from gfpgan.errors import UserError
+from gfpgan.options import write_run_info
+from gfpgan.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+LOADER_KEYS = ("name", "phase", "batch_size_per_gpu", "num_worker_per_gpu", "use_shuffle",
+               "dataset_enlarge_ratio", "prefetch_mode", "pin_memory")
+
+
+class TrainingStopped(UserError):
+    """Too many non-finite losses in a row: the run stops, the last good checkpoint stays."""
+
+
+# ------------------------------------------------------------------------- collective helpers
+def _broadcast(obj, dist_info: DistInfo):
+    """Rank 0's ``obj`` on every rank."""
+    if not dist_info.distributed:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on at least one."""
+    if not dist_info.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=dist_info.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _gather(obj, dist_info: DistInfo) -> list:
+    if not dist_info.distributed:
+        return [obj]
+    out = [None] * dist_info.world_size
+    torch_dist.all_gather_object(out, obj)
+    return out
+
+
+def _raise_agreed(message: Optional[str], dist_info: DistInfo) -> None:
+    """Raise rank 0's error (if any) on every rank, so all ranks stop with the same sentence."""
+    message = _broadcast(message, dist_info)
+    if message:
+        raise UserError(message)
+
+
+# ------------------------------------------------------------------------- setup steps
+def prepare_run_dir(opt: dict, dist_info: DistInfo) -> Path:
+    """Create ``<experiments_root>/<name>`` on rank 0 and check that it is writable."""
+    run_dir = Path(opt["path"]["experiments_root"]) / opt["name"]
+    error = None
+    if dist_info.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write_test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            error = (f"the run folder '{run_dir}' is not writable ({exc.strerror}); set "
+                     f"path.experiments_root to a writable folder")
+    _raise_agreed(error, dist_info)
+    return run_dir
+
+
+def find_resume_state(opt: dict, ckpt: CheckpointManager, auto_resume: bool,
+                      dist_info: DistInfo, warn) -> Optional[dict]:
+    """The training state to start from, or None for a fresh run (same on every rank)."""
+    path, error = None, None
+    if dist_info.is_main:
+        explicit = opt["path"]["resume_state"]
+        try:
+            if explicit:
+                ckpt.load(explicit)  # raises on a foreign/corrupt state
+                path = str(explicit)
+            elif auto_resume:
+                newest = ckpt.newest_state(warn=warn)
+                path = str(newest) if newest else None
+            elif ckpt.state_iters():
+                error = (f"the run folder '{ckpt.run_dir}' already holds training states; pass "
+                         f"--auto-resume to continue it, or change 'name' to start a new run")
+        except UserError as exc:
+            error = str(exc)
+    _raise_agreed(error, dist_info)
+    path = _broadcast(path, dist_info)
+    return ckpt.load(path) if path else None
+
+
+def build_dataset(block: dict):
+    """Build a dataset from its options block (loader keys removed)."""
+    import gfpgan.data  # noqa: F401  (fills DATASET_REGISTRY)
+
+    kwargs = {k: v for k, v in block.items() if k not in LOADER_KEYS}
+    return DATASET_REGISTRY.build(kwargs)
+
+
+def build_train_loader(opt: dict, dataset, dist_info: DistInfo):
+    """The train DataLoader and its resumable sampler."""
+    block = opt["datasets"]["train"]
+    batch = block["batch_size_per_gpu"]
+    sampler = ResumableDistributedSampler(
+        len(dataset), dist_info.world_size, dist_info.rank, shuffle=block["use_shuffle"],
+        seed=opt["manual_seed"], enlarge_ratio=block["dataset_enlarge_ratio"])
+    if sampler.num_samples < batch:
+        raise UserError(f"the training set '{block['name']}' has {len(dataset)} items, fewer than "
+                        f"one batch per rank ({batch} x {dist_info.world_size} ranks); add images "
+                        f"or lower datasets.train.batch_size_per_gpu")
+    workers = block["num_worker_per_gpu"]
+    loader = DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
+        pin_memory=block["pin_memory"] and dist_info.device.type == "cuda",
+        worker_init_fn=make_worker_init_fn(opt["manual_seed"], dist_info.rank),
+        # a dataset that reseeds per epoch must see set_epoch, which persistent workers would miss
+        persistent_workers=workers > 0 and not hasattr(dataset, "set_epoch"))
+    return loader, sampler
+
+
+def batches(loader: DataLoader, sampler: ResumableDistributedSampler, done_iters: int) -> Iterator:
+    """Endless batches, starting where ``done_iters`` iterations left off."""
+    per_epoch = sampler.num_samples // loader.batch_size
+    epoch, k = divmod(done_iters, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        sampler.set_start(k * loader.batch_size)
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(epoch)
+        for batch in loader:
+            yield epoch, batch
+        epoch, k = epoch + 1, 0
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop saves a state and exits at the end of the iteration."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def learning_rates(model) -> Dict[str, float]:
+    """``{optimizer name: lr of its first group}`` from ``model.optimizers`` (dict or list)."""
+    opts = getattr(model, "optimizers", {}) or {}
+    items = opts.items() if isinstance(opts, dict) else enumerate(opts)
+    return {str(name): float(o.param_groups[0]["lr"]) for name, o in items}
+
+
+# ------------------------------------------------------------------------- the loop
+def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device: str = "auto",
+          dist_info: Optional[DistInfo] = None) -> int:
+    """Run (or resume) one training experiment.
+
+    Args:
+        opt: Options validated by :func:`gfpgan.options.load_train_options`.
+        argv: The command line, recorded in the run folder.
+        auto_resume: Continue from the newest complete training state when there is one.
+        device: "auto", "cpu" or "cuda" (the rank's GPU is LOCAL_RANK).
+        dist_info: An already initialised process (tests); default: from torchrun's environment.
+    Returns:
+        0 when the run finished or was stopped by a signal after saving its state.
+    Raises:
+        UserError: bad run folder/resume state/dataset, or too many non-finite losses.
+    """
+    dist_info = dist_info or init_dist(device)
+    run_dir = prepare_run_dir(opt, dist_info)
+    train_opt, log_opt, val_opt = opt["train"], opt["logger"], opt["val"]
+    total_iter = train_opt["total_iter"]
+    ckpt = CheckpointManager(run_dir, opt["name"], keep=log_opt["keep_checkpoints"],
+                             is_main=dist_info.is_main)
+    state = find_resume_state(opt, ckpt, auto_resume, dist_info, warn=print)
+    start_iter = int(state["iter"]) if state else 0
+    if dist_info.is_main:
+        write_run_info(run_dir, opt, argv)
+
+    seed_everything(opt["manual_seed"] + dist_info.rank)
+    train_set = build_dataset(opt["datasets"]["train"])
+    loader, sampler = build_train_loader(opt, train_set, dist_info)
+    val_block = opt["datasets"]["val"]
+    val_set = build_dataset(val_block) if val_block and val_opt else None
+
+    model = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
+    best = state.get("best") if state else None  # best validation score so far
+    if state:
+        model.load_state_dict(state["model"])
+        if state.get("world_size") == dist_info.world_size:
+            set_rng_state(state["rng"][dist_info.rank], dist_info.device)
+        elif dist_info.is_main:
+            print(f"warning: resuming a {state.get('world_size')}-rank state on "
+                  f"{dist_info.world_size} ranks: RNG streams restart (not bit-identical)")
+        del state
+
+    logger = TrainLogger(run_dir, total_iter, start_iter, dist_info.is_main,
+                         log_opt["use_tb_logger"])
+    logger.info(f"{'resuming' if start_iter else 'starting'} '{opt['name']}' at iteration "
+                f"{start_iter} of {total_iter} on {dist_info.world_size} rank(s), device "
+                f"{dist_info.device}; {len(train_set)} training items, "
+                f"{sampler.num_samples // loader.batch_size} iterations per epoch")
+    validator = None
+    if val_set is not None:
+        from gfpgan.engine.validation import Validator, val_loader
+
+        validator = Validator(val_opt["metrics"], dist_info, val_opt["lpips_weights"],
+                              warn=logger.warning)
+        vloader = val_loader(val_set, dist_info, val_block["batch_size_per_gpu"],
+                             val_block["num_worker_per_gpu"])
+
+    def save_state(it: int, epoch: int) -> None:
+        rngs = _gather(get_rng_state(dist_info.device), dist_info)
+        if dist_info.is_main:
+            path = ckpt.save(it, model.networks_to_save(), {
+                "model": model.state_dict(), "rng": rngs, "world_size": dist_info.world_size,
+                "sampler": {"epoch": epoch, "batch_size": loader.batch_size},
+                "best": best, "options": opt})
+            logger.info(f"saved training state {path}")
+        barrier()
+
+    stop = _StopFlag()
+    stop.install()
+    bad_steps, epoch, it = 0, start_iter, start_iter
+    data = batches(loader, sampler, start_iter)
+    try:
+        for it in range(start_iter + 1, total_iter + 1):
+            with Timer() as t_iter:
+                with Timer() as t_data:
+                    epoch, batch = next(data)
+                model.update_learning_rate(it)
+                logs = model.train_step(batch, it)
+
+            # a non-finite loss: the model skipped the update on every rank; stop if it persists
+            if logs.pop("skipped", 0.0):
+                bad_steps += 1
+                logger.warning(f"iteration {it}: non-finite loss, update skipped "
+                               f"({bad_steps} in a row)")
+                if bad_steps >= train_opt["max_nonfinite_steps"]:
+                    last = ckpt.state_iters()
+                    where = f"training_states/{max(last)}.state" if last else "no state yet"
+                    raise TrainingStopped(
+                        f"training stopped at iteration {it} after {bad_steps} non-finite losses "
+                        f"in a row; the last good checkpoint in '{run_dir}' is {where}: lower the "
+                        f"learning rate or check the data, then resume with --auto-resume")
+            else:
+                bad_steps = 0
+
+            logger.record_times(t_iter.seconds, t_data.seconds)
+            logger.log_iter(it, epoch, logs, learning_rates(model),
+                            print_line=it % log_opt["print_freq"] == 0 or it == start_iter + 1)
+            if it % log_opt["image_freq"] == 0 and dist_info.is_main and log_opt["use_tb_logger"]:
+                with torch.random.fork_rng(devices=[dist_info.device] if
+                                           dist_info.device.type == "cuda" else []):
+                    lq = batch["lq"][:4].to(dist_info.device)
+                    logger.log_images(it, batch["lq"][:4], model.restore(lq), batch["gt"][:4])
+
+            if it % log_opt["save_checkpoint_freq"] == 0 or it == total_iter:
+                save_state(it, epoch)
+
+            if validator is not None and (it % val_opt["val_freq"] == 0 or it == total_iter):
+                metrics = validator.run(
+                    model.restore, vloader, max_images=val_opt["max_images"],
+                    save_dir=run_dir / "visualization" / str(it) if val_opt["save_img"] else None,
+                    suffix=val_opt["suffix"])
+                note = None
+                name = validator.main_metric
+                if name is not None and validator.is_better(name, metrics[name], best):
+                    best = metrics[name]
+                    note = f"best {name} so far"
+                    if dist_info.is_main:
+                        ckpt.save_best(it, model.networks_to_save(), name, best)
+                logger.log_val(it, metrics, note)
+
+            if _any_rank(stop.signal is not None, dist_info):
+                if it % log_opt["save_checkpoint_freq"] != 0 and it != total_iter:
+                    save_state(it, epoch)
+                logger.info(f"stopped by {stop.signal or 'a signal on another rank'} at iteration "
+                            f"{it}; the state is saved: rerun with --auto-resume to continue")
+                return 0
+        logger.info(f"finished '{opt['name']}' at iteration {total_iter}; networks in "
+                    f"{ckpt.models_dir}")
+        return 0
+    finally:
+        stop.restore()
+        logger.close()
+        cleanup()
