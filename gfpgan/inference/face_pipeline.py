@@ -305,6 +305,8 @@ class VideoFaceRestorer(FaceStages):
         self.smoother.drop(self.tracker.live_ids)
         if self.mask_smoother is not None:
             self.mask_smoother.drop(self.tracker.live_ids)
+        if self.collector is not None and hasattr(self.collector, "retire"):
+            self.collector.retire(self.tracker.live_ids)
 
     def _restore_group(self, group: List[_Pending]) -> Iterator[np.ndarray]:
         crops, affines, owners, tids = [], [], [], []

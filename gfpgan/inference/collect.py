@@ -1,0 +1,181 @@
+"""The face database: keep the best aligned faces of each video track for later fine-tuning.
+
+The GFP-GAN paper trains on FFHQ-aligned faces; a video run already detects, tracks and aligns
+every face, so it can hand those faces to a training run for free. Taking every frame would fill
+the dataset with near-duplicates and blurred frames, so per track only the ``top_n`` faces by
+*sharpness x size* (variance of the Laplacian of the gray crop times the face box side) are kept,
+and tracks shorter than ``min_track`` frames (usually false detections) are dropped.
+
+Output (``DIR`` ending in ``.lmdb``, or ``DIR/faces.lmdb``), in the layout the training dataset
+(``FFHQDegradationDataset`` with ``io_backend: lmdb``) reads, written with the data package's
+atomic :class:`~gfpgan.data.file_backends.LmdbWriter`::
+
+    faces.lmdb/
+      data.mdb lock.mdb meta_info.txt   images (PNG), key "<video>_t<track>_f<frame>"
+      landmarks.json                    5 points per key in crop pixels (component-box tool input)
+      metadata.csv                      key, video, frame, track, box, landmarks (frame pixels),
+                                        detector score, sharpness
+
+Running again with the same ``DIR`` adds the new faces to the existing dataset (rebuilt atomically:
+the old one stays intact until the new one is complete). lmdb is imported only when writing.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from gfpgan.inference.alignment import transform_points
+
+__all__ = ["sharpness", "FaceCollector", "METADATA_FILE"]
+
+METADATA_FILE = "metadata.csv"
+_FIELDS = (["key", "video", "frame", "track", "x1", "y1", "x2", "y2", "score", "sharpness"]
+           + [f"lm{i}{c}" for i in range(5) for c in "xy"])
+
+
+def sharpness(img: np.ndarray) -> float:
+    """Variance of the Laplacian of an RGB uint8 image's gray version (higher = sharper)."""
+    gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "video"
+
+
+class FaceCollector:
+    """Collect the best faces per track of one or more videos into an LMDB dataset.
+
+    Args:
+        out_dir: ``DIR`` of ``--collect DIR`` (a path ending in .lmdb is used as the LMDB itself).
+        video: name recorded in the keys and metadata (e.g. the input file's stem).
+        top_n: faces kept per track.
+        min_track: tracks seen in fewer frames are dropped.
+    """
+
+    def __init__(self, out_dir, video: str = "video", top_n: int = 4, min_track: int = 3):
+        out = Path(out_dir)
+        self.dest = out if out.suffix == ".lmdb" else out / "faces.lmdb"
+        self.video = _safe_name(str(video))
+        self.top_n = int(top_n)
+        self.min_track = int(min_track)
+        self._heaps: Dict[int, List[Tuple[float, int, dict]]] = {}
+        self._seen: Dict[int, int] = {}
+        self._tie = itertools.count()
+        self._done: List[dict] = []
+        self.size: Optional[int] = None
+
+    def add(self, frame: int, track: int, crop: np.ndarray, box, landmarks, score: float,
+            affine: np.ndarray) -> None:
+        """Offer one aligned face (called by the pipeline for every restored face).
+
+        Args:
+            frame: frame index in the video.
+            track: track id.
+            crop: (S, S, 3) uint8 RGB aligned input crop.
+            box: (4,) face box in frame pixels.
+            landmarks: (5, 2) raw landmarks in frame pixels.
+            score: detector confidence.
+            affine: (2, 3) frame->crop matrix used for ``crop``.
+        """
+        box = np.asarray(box, np.float64).reshape(4)
+        side = float(min(box[2] - box[0], box[3] - box[1]))
+        sharp = sharpness(crop)
+        rank = sharp * max(side, 1.0)
+        self._seen[track] = self._seen.get(track, 0) + 1
+        heap = self._heaps.setdefault(track, [])
+        if len(heap) >= self.top_n and rank <= heap[0][0]:
+            return  # worse than everything kept: do not copy the crop
+        self.size = crop.shape[0]
+        rec = {"video": self.video, "frame": int(frame), "track": int(track), "box": box,
+               "landmarks": np.asarray(landmarks, np.float64).reshape(5, 2),
+               "crop_landmarks": transform_points(landmarks, affine), "score": float(score),
+               "sharpness": sharp, "crop": crop.copy()}
+        item = (rank, next(self._tie), rec)
+        if len(heap) < self.top_n:
+            heapq.heappush(heap, item)
+        else:
+            heapq.heapreplace(heap, item)
+
+    def retire(self, live_ids: Sequence[int]) -> None:
+        """Move finished tracks (not in ``live_ids``) to the output list; bounds memory."""
+        live = set(int(t) for t in live_ids)
+        for tid in [t for t in self._heaps if t not in live]:
+            self._finish_track(tid)
+
+    def end_video(self) -> None:
+        """All tracks of the current video are finished."""
+        self.retire([])
+
+    def _finish_track(self, tid: int) -> None:
+        heap = self._heaps.pop(tid)
+        if self._seen.pop(tid, 0) >= self.min_track:
+            self._done.extend(rec for _, _, rec in sorted(heap, key=lambda x: -x[0]))
+
+    def __len__(self) -> int:
+        return len(self._done) + sum(len(h) for h in self._heaps.values())
+
+    def close(self) -> Optional[Path]:
+        """Write (or extend) the LMDB dataset atomically; returns its path, None if empty."""
+        self.end_video()
+        if not self._done:
+            return None
+        from gfpgan.data.file_backends import LmdbWriter  # lazy: lmdb only when writing
+
+        old_rows, old_items = self._read_existing()
+        size = self.size or 512
+        with LmdbWriter(self.dest, overwrite=True, resume=False, landmarks_size=size) as w:
+            for key, data, lm in old_items:
+                w.add(key, data, landmarks=lm)
+            rows = list(old_rows)
+            for rec in self._done:
+                key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}"
+                n = 1
+                while w.has(key):  # the same video collected twice: keep both, unique keys
+                    key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
+                    n += 1
+                w.add(key, rec["crop"], landmarks=rec["crop_landmarks"])
+                b, lm = rec["box"], rec["landmarks"]
+                rows.append(dict(zip(_FIELDS, [key, rec["video"], rec["frame"], rec["track"],
+                                               *np.round(b, 2).tolist(), round(rec["score"], 5),
+                                               round(rec["sharpness"], 3),
+                                               *np.round(lm.reshape(10), 3).tolist()])))
+            with open(Path(w.tmp) / METADATA_FILE, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        self._done = []
+        return self.dest
+
+    def _read_existing(self):
+        """Rows and (key, png bytes, crop landmarks) of a dataset already at ``dest``."""
+        if not self.dest.exists():
+            return [], []
+        import lmdb
+
+        from gfpgan.data.file_backends import LANDMARKS_FILE, read_landmarks, read_meta_info
+
+        keys = read_meta_info(self.dest)
+        lms = {}
+        if (self.dest / LANDMARKS_FILE).exists():
+            lms = read_landmarks(self.dest / LANDMARKS_FILE)["landmarks"]
+        env = lmdb.open(os.fspath(self.dest), readonly=True, lock=False, readahead=False)
+        try:
+            with env.begin() as txn:
+                items = [(k, bytes(txn.get(k.encode("ascii"))), lms.get(k)) for k in keys]
+        finally:
+            env.close()
+        rows = []
+        if (self.dest / METADATA_FILE).exists():
+            with open(self.dest / METADATA_FILE, newline="") as f:
+                rows = list(csv.DictReader(f))
+        return rows, items
