@@ -26,7 +26,6 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
@@ -45,31 +44,28 @@ PathLike = Union[str, os.PathLike]
 
 # ----------------------------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
-def _atomic_target(path: PathLike) -> Iterator[Path]:
-    """Yield a temp sibling of ``path``; rename it onto ``path`` on success, delete it on failure.
+def atomic_target(path: PathLike) -> Iterator[Path]:
+    """Yield a temp sibling of ``path``; it replaces ``path`` only if the block succeeds.
 
-    The temp file lives in the destination folder so that the final ``os.replace`` is a rename on
-    one file system (atomic on POSIX): readers see the old file or the new one, never half of one.
+    Built on :func:`gfpgan.utils.atomic_path` (temp file in the destination folder, so the final
+    rename is atomic), plus an ``fsync`` so that a crash right after the rename cannot leave an
+    empty checkpoint behind (data may otherwise still sit in the page cache).
     """
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise UserError(f"cannot write {path}: its folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    from gfpgan.utils import atomic_path
+
+    with atomic_path(path) as tmp:
         yield tmp
-        with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
         if tmp.exists():
-            tmp.unlink()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
 
 
 def atomic_save_torch(obj: Any, path: PathLike) -> None:
     """``torch.save(obj)`` to ``path`` atomically (temp file + rename); used for training states."""
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
 
 
@@ -87,7 +83,7 @@ def atomic_save_safetensors(tensors: Dict[str, torch.Tensor], path: PathLike,
     """
     from safetensors.torch import save_file
 
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         save_file(_saveable(tensors), str(tmp), metadata=metadata)
 
 
@@ -133,7 +129,7 @@ def save_network(path: PathLike, net: nn.Module, arch: str, kwargs: Dict[str, An
     from safetensors.torch import save_file
 
     tensors = _saveable(net.state_dict(), dtype)
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: text})
 
 
@@ -243,8 +239,13 @@ def _torch_load(path: Path, kind: str) -> Any:
         raise UserError(f"checkpoint {path} is truncated or corrupt ({reason}); download it again") from None
 
 
-def load_checkpoint(path: PathLike, key: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """Like :func:`load_state_dict`, and also return the top-level key used (None: bare / ours)."""
+def load_checkpoint(path: PathLike, key: Optional[str] = None, prefer: Optional[str] = None
+                    ) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """Like :func:`load_state_dict`, and also return the top-level key used (None: bare / ours).
+
+    ``prefer`` (a model card's ``param_key``) is used when the file has it; unlike ``key`` it
+    falls back to ``params_ema`` > ``params`` > bare, so a wrong card reports the real mismatch.
+    """
     path = _check_file(path)
     kind = _sniff(path)
     if kind == "safetensors":
@@ -263,11 +264,14 @@ def load_checkpoint(path: PathLike, key: Optional[str] = None) -> Tuple[Dict[str
                         f"re-save it with torch.save(net.state_dict())")
     if key is not None:
         if key not in obj:
+            if all(torch.is_tensor(v) for v in obj.values()):
+                raise UserError(f"checkpoint {path} is a bare state dict without a {key!r} key; "
+                                f"load it without a key")
             raise UserError(f"checkpoint {path} has no key {key!r} (top-level keys: {_few(obj)}); "
                             f"pass one of them as the key")
         sd, used = obj[key], key
     else:
-        used = next((k for k in PREFERRED_KEYS if k in obj), None)
+        used = next((k for k in (prefer, *PREFERRED_KEYS) if k is not None and k in obj), None)
         sd = obj[used] if used else obj
     if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
         where = f"under {used!r}" if used else "at its top level"
@@ -362,7 +366,7 @@ def infer_arch(sd: Dict[str, torch.Tensor]) -> Tuple[str, Dict[str, Any]]:
     num_mlp = len([k for k in sd if re.fullmatch(r"stylegan_decoder\.style_mlp\.\d+\.weight", k)])
     c4 = sd["stylegan_decoder.constant_input.weight"].shape[1]
     narrow = c4 / 512
-    cm = 2 if arch == "GFPGANv1Clean" else 1  # the arch default; only visible from 64 px up
+    cm = 1  # the archs' default; the multiplier changes no shape below 64 px
     conv64 = sd.get("stylegan_decoder.style_convs.6.modulated_conv.weight")
     if out_size >= 64 and conv64 is not None:
         cm = round(conv64.shape[1] / (256 * narrow))
@@ -405,8 +409,8 @@ def build_network(path_or_card: Any, device: Union[str, torch.device] = "cpu",
             :func:`infer_arch`); a :class:`~gfpgan.model_cards.ModelCard`, or a card name such
             as ``"v1.4"`` (its weights are found with ``resolve_weights``).
         device: where to put the network.
-        key: top-level key of a ``.pth`` (default: the card's ``param_key``, else
-            ``params_ema`` > ``params`` > bare).
+        key: top-level key of a ``.pth`` to use (default: the card's ``param_key`` when the
+            file has it, else ``params_ema`` > ``params`` > bare).
         strict: require exactly the network's keys (shapes must always match).
         card: a card (or card name) that describes a ``.pth`` given as ``path_or_card``.
 
@@ -433,10 +437,9 @@ def build_network(path_or_card: Any, device: Union[str, torch.device] = "cpu",
             raise UserError(f"model card {card.name} describes auxiliary weights ({card.kind}), "
                             f"not a network this framework builds")
         arch, kwargs = card.arch, dict(card.kwargs)
-        key = key or card.param_key
     else:
         arch = kwargs = None
-    sd = load_state_dict(path, key)
+    sd, _ = load_checkpoint(path, key, prefer=card.param_key if card is not None else None)
     if arch is None:
         try:
             arch, kwargs = infer_arch(sd)
