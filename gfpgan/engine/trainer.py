@@ -17,8 +17,8 @@ optimizers, schedulers, grad scaler), the iteration, every rank's RNG states, an
 position is a function of the iteration; validation and image logging fork the RNG.
 """
 
+import inspect
 import signal
-import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
@@ -117,12 +117,21 @@ def find_resume_state(opt: dict, ckpt: CheckpointManager, auto_resume: bool,
     return ckpt.load(path) if path else None
 
 
-def build_dataset(block: dict):
-    """Build a dataset from its options block (loader keys removed)."""
+def build_dataset(block: dict, seed: Optional[int] = None):
+    """Build a dataset from its options block (loader keys removed; ``seed`` if it takes one)."""
     import gfpgan.data  # noqa: F401  (fills DATASET_REGISTRY)
 
     kwargs = {k: v for k, v in block.items() if k not in LOADER_KEYS}
+    if seed is not None and "seed" not in kwargs and "seed" in _params(DATASET_REGISTRY.get(kwargs["type"])):
+        kwargs["seed"] = seed  # the dataset's own sample randomness follows manual_seed
     return DATASET_REGISTRY.build(kwargs)
+
+
+def _params(cls) -> set:
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def build_train_loader(opt: dict, dataset, dist_info: DistInfo):
@@ -181,9 +190,22 @@ class _StopFlag:
 
 def learning_rates(model) -> Dict[str, float]:
     """``{optimizer name: lr of its first group}`` from ``model.optimizers`` (dict or list)."""
+    if hasattr(model, "current_learning_rates"):
+        return {str(k): float(v) for k, v in model.current_learning_rates().items()}
     opts = getattr(model, "optimizers", {}) or {}
     items = opts.items() if isinstance(opts, dict) else enumerate(opts)
     return {str(name): float(o.param_groups[0]["lr"]) for name, o in items}
+
+
+def log_step_images(logger: TrainLogger, model, batch: dict, it: int, dist_info: DistInfo) -> None:
+    """LQ | output | GT of this step (the model's own visuals, else an EMA restore)."""
+    if hasattr(model, "last_visuals"):
+        vis = model.last_visuals()
+        logger.log_images(it, vis["lq"], vis["output"], vis["gt"])
+        return
+    with torch.random.fork_rng(devices=[dist_info.device] if dist_info.device.type == "cuda" else []):
+        out = model.restore(batch["lq"][:4].to(dist_info.device))
+    logger.log_images(it, batch["lq"][:4], out, batch["gt"][:4])
 
 
 # ------------------------------------------------------------------------- the loop
@@ -214,10 +236,10 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
         write_run_info(run_dir, opt, argv)
 
     seed_everything(opt["manual_seed"] + dist_info.rank)
-    train_set = build_dataset(opt["datasets"]["train"])
+    train_set = build_dataset(opt["datasets"]["train"], seed=opt["manual_seed"])
     loader, sampler = build_train_loader(opt, train_set, dist_info)
     val_block = opt["datasets"]["val"]
-    val_set = build_dataset(val_block) if val_block and val_opt else None
+    val_set = build_dataset(val_block, seed=opt["manual_seed"]) if val_block and val_opt else None
 
     model = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
     best = state.get("best") if state else None  # best validation score so far
@@ -286,10 +308,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
             logger.log_iter(it, epoch, logs, learning_rates(model),
                             print_line=it % log_opt["print_freq"] == 0 or it == start_iter + 1)
             if it % log_opt["image_freq"] == 0 and dist_info.is_main and log_opt["use_tb_logger"]:
-                with torch.random.fork_rng(devices=[dist_info.device] if
-                                           dist_info.device.type == "cuda" else []):
-                    lq = batch["lq"][:4].to(dist_info.device)
-                    logger.log_images(it, batch["lq"][:4], model.restore(lq), batch["gt"][:4])
+                log_step_images(logger, model, batch, it, dist_info)
 
             if it % log_opt["save_checkpoint_freq"] == 0 or it == total_iter:
                 save_state(it, epoch)
