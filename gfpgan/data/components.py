@@ -33,12 +33,13 @@ MIN_HALF_LEN = 16.0
 # 68-point scheme (iBUG / FFHQ json): indices of each part
 _PARTS_68 = {"left_eye": range(36, 42), "right_eye": range(42, 48), "mouth": range(48, 68)}
 
-# 5-point -> box calibration, as fractions of the inter-ocular distance d (calibrated on the FFHQ
-# template, where d = 126 px at 512: eye half-length ~24 px, mouth half-length ~47 px, mouth
-# centre ~3 px below the corner line).
+# 5-point -> box rules, mirroring the 68-point formula: the mouth corners are points 48/54, so the
+# mouth extent is its width (half_len = width / 2) and its centre (mean of 20 lip points) lies a
+# little below the corner line; an FFHQ-512 eye is ~45-50 px wide at an inter-ocular distance of
+# d ~ 126 px, so half_len ~ 0.19 d.
 EYE_HALF_PER_D = 0.19
-MOUTH_HALF_PER_WIDTH = 0.62
-MOUTH_DROP_PER_D = 0.025
+MOUTH_HALF_PER_WIDTH = 0.5
+MOUTH_DROP_PER_D = 0.05
 
 
 def _numpy_globals():
@@ -117,16 +118,18 @@ def boxes_from_68(landmarks: np.ndarray, scale: float = 1.0) -> Dict[str, np.nda
     return {part: _box(lm[list(idx)]) for part, idx in _PARTS_68.items()}
 
 
-def boxes_from_5(landmarks: np.ndarray) -> Dict[str, np.ndarray]:
+def boxes_from_5(landmarks: np.ndarray, size: int = 512) -> Dict[str, np.ndarray]:
     """Boxes from 5 landmarks (5, 2): left eye, right eye, nose, left/right mouth corners.
 
     Eye boxes are centred on the eye points with a half length proportional to the eye distance;
     the mouth box is centred slightly below the middle of the corners, half length proportional
-    to the mouth width (both at least 16 px, like the 68-point formula).
+    to the mouth width (both at least 16 px at a 512 crop, like the 68-point formula; the
+    minimum scales with ``size``, the crop side the landmarks refer to).
     """
     lm = np.asarray(landmarks, np.float64).reshape(5, 2)
+    min_half = MIN_HALF_LEN * size / 512.0
     d = float(np.linalg.norm(lm[1] - lm[0]))
-    eye_half = max(EYE_HALF_PER_D * d, MIN_HALF_LEN)
+    eye_half = max(EYE_HALF_PER_D * d, min_half)
     mouth_w = float(np.linalg.norm(lm[4] - lm[3]))
     mouth_c = (lm[3] + lm[4]) / 2.0
     # "down" is perpendicular to the eye line, so tilted faces get the drop in the right direction
@@ -135,7 +138,7 @@ def boxes_from_5(landmarks: np.ndarray) -> Dict[str, np.ndarray]:
     mouth_c = mouth_c + down * MOUTH_DROP_PER_D * d
     return {"left_eye": np.array([lm[0, 0], lm[0, 1], eye_half]),
             "right_eye": np.array([lm[1, 0], lm[1, 1], eye_half]),
-            "mouth": np.array([mouth_c[0], mouth_c[1], max(MOUTH_HALF_PER_WIDTH * mouth_w, MIN_HALF_LEN)])}
+            "mouth": np.array([mouth_c[0], mouth_c[1], max(MOUTH_HALF_PER_WIDTH * mouth_w, min_half)])}
 
 
 def component_locations(entry: Mapping[str, np.ndarray], hflip: bool, width: int,

@@ -154,6 +154,7 @@ class _AtomicWriter:
         self.landmarks: Dict[str, np.ndarray] = {}
         self.landmarks_size = landmarks_size
         self.done: Dict[str, str] = {}  # key -> meta line, in insertion order
+        self._discard = False
 
     def __enter__(self):
         if self.dest.exists() and not self.overwrite:
@@ -174,6 +175,10 @@ class _AtomicWriter:
         self._journal = open(self._journal_path, "a")
         self._open()
         return self
+
+    def discard(self) -> None:
+        """Delete the build folder when the block exits (use before raising on unusable input)."""
+        self._discard = True
 
     def has(self, key: str) -> bool:
         """Whether ``key`` was already written (in this run or a resumed one)."""
@@ -220,6 +225,8 @@ class _AtomicWriter:
         self._close(success=exc_type is None)
         self._flush_journal()
         self._journal.close()
+        if self._discard:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         if exc_type is not None:
             return False  # keep <dest>.partial for a resume
         self._finish_files()
