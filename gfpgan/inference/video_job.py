@@ -182,6 +182,8 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
     k = (info.rotation // 90) % 4
     lost_packets = [0]
     pipe = _Pipe(opts.queue_size)
+    if hasattr(processor, "start_segment"):
+        processor.start_segment(Path(info.path).stem, seg, max(0, i0 - opts.warmup), i0, i1)
 
     def decode():
         for d in vio.iter_frames(info, feed_start, feed_stop, lost_packets):
