@@ -84,6 +84,9 @@ def _infer_size(net: nn.Module, size: Optional[int]) -> int:
             val = getattr(owner, attr, None) if owner is not None else None
             if isinstance(val, int) and val > 0:
                 return val
+        log_size = getattr(owner, "log_size", None) if owner is not None else None
+        if isinstance(log_size, int) and log_size > 0:  # our StyleGAN2/GFPGAN archs store log2(S)
+            return 2 ** log_size
     return 512
 
 

@@ -1,0 +1,154 @@
+"""Restore faces in images: ``python -m gfpgan.infer_image -i INPUT -o OUTPUT [options]``.
+
+INPUT is an image file, a folder of images or a glob pattern (quote it). OUTPUT gets the reference
+layout (GFPGAN's ``inference_gfpgan.py``)::
+
+    cropped_faces/<name>_<NN>.png            aligned input faces
+    restored_faces/<name>_<NN>[_<suffix>].png
+    cmp/<name>_<NN>.png                      input face | restored face, side by side
+    restored_imgs/<name>[_<suffix>].<ext>    the whole restored image (not with --aligned)
+
+Every file is written atomically (temp + rename). An unreadable image is reported in one line and
+skipped; the exit code is then 1 (2 when nothing could be restored or an option is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from gfpgan.errors import UserError, run_cli
+
+DEFAULT_MODEL = "GFPGANv1.4"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gfpgan-infer-image", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-i", "--input", required=True, help="image file, folder or glob pattern")
+    p.add_argument("-o", "--output", default="results", help="output folder")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model card name (configs/, e.g. v1.4) or a .safetensors/.pth/.onnx file")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--half", nargs="?", const="fp16", default=None, choices=["fp16", "bf16"],
+                   help="reduced precision on CUDA")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="0..1 blend of restored and input face (1 = fully restored)")
+    p.add_argument("--only", default="all", choices=["all", "center", "largest"],
+                   help="which faces to restore")
+    p.add_argument("--min-face", type=float, default=10.0, help="minimum face box side in pixels")
+    p.add_argument("--aligned", action="store_true",
+                   help="inputs are already aligned faces (no detection, no paste-back)")
+    p.add_argument("--upscale", type=float, default=2, help="scale of the whole output image")
+    p.add_argument("--bg-upsampler", default=None, metavar="WEIGHTS",
+                   help="Real-ESRGAN weights (e.g. RealESRGAN_x2plus.pth) for the background; "
+                        "default: Lanczos resize")
+    p.add_argument("--bg-tile", type=int, default=400, help="background upsampler tile (0 = none)")
+    p.add_argument("--detector", default="mtcnn", choices=["mtcnn", "retinaface"])
+    p.add_argument("--detector-weights", default=None, help="RetinaFace weights file")
+    p.add_argument("--parse-weights", default=None,
+                   help="facexlib parsing_parsenet.pth for face-shaped paste masks")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-faces", type=int, default=8, help="faces per forward pass")
+    p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg"],
+                   help="format of restored_imgs (auto = the input's)")
+    p.add_argument("--suffix", default=None, help="suffix of restored faces and images")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def list_inputs(spec: str) -> List[Path]:
+    """Image files named by a file, a folder or a glob pattern (sorted)."""
+    from gfpgan.utils import IMAGE_EXTENSIONS, list_images
+
+    path = Path(spec.rstrip("/") or "/")
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = list_images(path)
+    else:
+        files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file()
+                       and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(f"no images found at '{spec}'; give an image file, a folder of images or "
+                        "a quoted glob such as 'photos/*.jpg'.")
+    return files
+
+
+def _save(path: Path, img: np.ndarray) -> None:
+    from gfpgan.utils import write_image_atomic
+
+    write_image_atomic(path, img)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength {args.strength} is outside [0, 1]; use a value between 0 and 1.")
+    files = list_inputs(args.input)
+    out = Path(args.output)
+
+    from gfpgan.inference.face_model import load_face_model, resolve_device
+    from gfpgan.inference.face_pipeline import FaceRestorer
+    from gfpgan.utils import read_image
+
+    device = resolve_device(args.device)
+    model = load_face_model(args.model, device=device, backend=args.backend, half=args.half)
+    background = "resize"
+    if args.bg_upsampler and not args.aligned:
+        from gfpgan.inference.restorer import BackgroundUpsampler
+
+        background = BackgroundUpsampler(args.bg_upsampler, device, outscale=args.upscale,
+                                         tile=args.bg_tile, half=bool(args.half))
+    restorer = FaceRestorer(model, device=device, aligned=args.aligned, detector=args.detector,
+                            detector_weights=args.detector_weights, only=args.only,
+                            min_face=args.min_face, strength=args.strength,
+                            batch_faces=args.batch_faces, upscale=args.upscale,
+                            background=background, parse_weights=args.parse_weights)
+    suffix = f"_{args.suffix}" if args.suffix else ""
+    failed = faces_total = 0
+    try:
+        from tqdm import tqdm
+
+        it = tqdm(files, desc="images", unit="img", disable=len(files) < 2)
+    except ImportError:  # pragma: no cover
+        it = files
+    for path in it:
+        try:
+            img = read_image(path)
+        except UserError as exc:
+            if len(files) == 1:
+                raise
+            print(f"skipped: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        res = restorer.restore(img)
+        base = path.stem
+        for k, (crop, face) in enumerate(zip(res.cropped_faces, res.restored_faces)):
+            _save(out / "cropped_faces" / f"{base}_{k:02d}.png", crop)
+            _save(out / "restored_faces" / f"{base}_{k:02d}{suffix}.png", face)
+            _save(out / "cmp" / f"{base}_{k:02d}.png", np.concatenate([crop, face], 1))
+        faces_total += len(res.restored_faces)
+        if res.restored_img is not None:
+            ext = path.suffix.lower().lstrip(".") if args.ext == "auto" else args.ext
+            ext = ext if ext in ("png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff") else "png"
+            _save(out / "restored_imgs" / f"{base}{suffix}.{ext}", res.restored_img)
+    done = len(files) - failed
+    print(f"restored {faces_total} face(s) in {done} image(s); results in {out}"
+          + (f"; {failed} unreadable image(s) skipped" if failed else ""))
+    if done == 0:
+        raise UserError(f"none of the {len(files)} input images could be read; check '{args.input}'.")
+    return 1 if failed else 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
