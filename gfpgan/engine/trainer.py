@@ -235,13 +235,16 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
     if dist_info.is_main:
         write_run_info(run_dir, opt, argv)
 
+    # every rank builds identical networks (frozen ones and the EMA copy included, which DDP
+    # does not broadcast), then draws its own random stream: seed + rank
+    seed_everything(opt["manual_seed"])
+    model = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
     seed_everything(opt["manual_seed"] + dist_info.rank)
     train_set = build_dataset(opt["datasets"]["train"], seed=opt["manual_seed"])
     loader, sampler = build_train_loader(opt, train_set, dist_info)
     val_block = opt["datasets"]["val"]
     val_set = build_dataset(val_block, seed=opt["manual_seed"]) if val_block and val_opt else None
 
-    model = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
     best = state.get("best") if state else None  # best validation score so far
     if state:
         model.load_state_dict(state["model"])
