@@ -189,10 +189,10 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
         if isinstance(spec, nn.Module):
             raise UserError("backend 'onnxruntime' needs an exported .onnx file, not a PyTorch "
                             "module; export it with gfpgan-export first.")
-        from gfpgan.inference.onnx_backend import OnnxFaceModel  # lazy: onnxruntime is optional
         path = os.fspath(spec)
         if not os.path.isfile(path):
             raise UserError(f"ONNX model '{path}' not found; export one with gfpgan-export.")
+        from gfpgan.inference.onnx_backend import OnnxFaceModel  # lazy: onnxruntime is optional
         dev = resolve_device(device)
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if dev.type == "cuda"
                      else ["CPUExecutionProvider"])
