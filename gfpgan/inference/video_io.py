@@ -238,15 +238,18 @@ def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = 
             c.seek(int(seek_pts), stream=vs, backward=True, any_frame=False)
         synth = 0
         packets = c.demux(vs)
-        while True:
+        flushed = False
+        while not flushed:
             try:
                 p = next(packets)
             except StopIteration:
-                break
+                p, flushed = None, True
             except av.error.FFmpegError:
                 if counter is not None:
                     counter[0] += 1
-                break  # unreadable tail: stop, what was decoded stands
+                p, flushed = None, True  # unreadable tail: flush what the decoder holds
+            if p is not None and p.size == 0:
+                p, flushed = None, True
             try:
                 frames = vs.decode(p)
             except av.error.FFmpegError:

@@ -249,10 +249,8 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
             t.join()
         if pipe.errors:
             raise pipe.errors[0]
-        if enc is None:
-            raise UserError(f"no frame of {info.path} between frames {i0} and {i1} could be "
-                            f"decoded; the file is damaged.")
-        enc.close()
+        if enc is not None:  # None: every frame of the segment was undecodable
+            enc.close()
         if sbs is not None:
             sbs.close()
     except BaseException as exc:
@@ -267,11 +265,13 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
         if pipe.errors and pipe.errors[0] is not exc and isinstance(exc, _Stopped):
             raise pipe.errors[0] from None
         raise
-    os.replace(parts[0], seg_path)
+    if enc is not None:
+        os.replace(parts[0], seg_path)
     if sbs is not None:
         os.replace(parts[1], sbs_path)
     marker = {"segment": seg, "frames": written, "expected": i1 - i0,
-              "lost": (i1 - i0) - written, "bad_packets": lost_packets[0], "offset": enc.offset,
+              "lost": (i1 - i0) - written, "bad_packets": lost_packets[0],
+              "offset": enc.offset if enc is not None else None,
               "time_base": str(info.time_base)}
     _atomic_json(wdir / f"seg_{seg:05d}.json", marker)
     return marker
@@ -316,11 +316,13 @@ def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int) -> 
     markers = [json.loads((wdir / f"seg_{s:05d}.json").read_text()) for s in range(nseg)]
     audio = None if info.files else info.path
     segs = [(wdir / f"seg_{m['segment']:05d}.mov", m["offset"], Fraction(m["time_base"]))
-            for m in markers]
+            for m in markers if m["frames"]]
+    if not segs:
+        raise UserError(f"no frame of {info.path} could be decoded; the file is damaged.")
     with atomic_path(dest) as tmp:
         vio.join_segments(segs, tmp, info, audio)
     if opts.side_by_side:
-        sbs = [(wdir / f"sbs_{s:05d}.mov", o, tb) for (_, o, tb), s in zip(segs, range(nseg))]
+        sbs = [(p.with_name("sbs_" + p.name[4:]), o, tb) for p, o, tb in segs]
         with atomic_path(opts.side_by_side) as tmp:
             vio.join_segments(sbs, tmp, info, audio, rotation=0)
     shutil.rmtree(wdir, ignore_errors=True)
