@@ -1,0 +1,148 @@
+"""Video job: resume after a kill, torchrun split == one process, errors stop every stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gfpgan.inference import video_io as vio
+from gfpgan.inference.video_job import IdentityProcessor, VideoJobOptions, run_videos, work_dir
+from tests.test_video_io import audio_packets, make_clip, read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SLOW_JOB = """
+import sys, time
+sys.path.insert(0, {root!r})
+from gfpgan.inference.video_job import VideoJobOptions, run_videos
+class Slow:
+    def process(self, frames):
+        for f in frames:
+            time.sleep(0.15)
+            g = f.copy(); g[::2] = 255 - g[::2]
+            yield g
+run_videos([({src!r}, {dst!r})], Slow(), VideoJobOptions(segment_frames=6, progress=False,
+           resume=True, preset="ultrafast"))
+"""
+
+
+class Inverter:
+    """Deterministic stand-in restorer: inverts every other row."""
+
+    def process(self, frames):
+        for f in frames:
+            g = f.copy()
+            g[::2] = 255 - g[::2]
+            yield g
+
+
+def test_resume_after_kill_gives_the_uninterrupted_output(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=24)
+    ref, dst = tmp_path / "ref.mp4", tmp_path / "out.mp4"
+    opts = dict(segment_frames=6, progress=False, preset="ultrafast")
+    run_videos([(str(src), str(ref))], Inverter(), VideoJobOptions(**opts))
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_JOB.format(root=str(ROOT), src=str(src),
+                                                                   dst=str(dst))])
+    marker = work_dir(dst) / "seg_00001.json"
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and not dst.exists()
+    done = sorted(p.name for p in work_dir(dst).glob("seg_*.json"))
+    assert 2 <= len(done) < 4
+
+    [s] = run_videos([(str(src), str(dst))], Inverter(), VideoJobOptions(resume=True, **opts))
+    assert s.reused == len(done) and s.frames == 24
+    assert dst.read_bytes() == ref.read_bytes()
+    assert audio_packets(dst) == audio_packets(src)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    from gfpgan.errors import UserError
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=8, audio=())
+    work_dir(dst).mkdir()
+    (work_dir(dst) / "job.json").write_text('{"input": "other"}')
+    with pytest.raises(UserError, match="rerun without --resume"):
+        run_videos([(str(src), str(dst))], IdentityProcessor(),
+                   VideoJobOptions(resume=True, progress=False))
+
+
+@pytest.mark.parametrize("stage", ["restore", "decode", "encode"])
+def test_an_error_in_any_stage_stops_all_and_is_raised_once(tmp_path, monkeypatch, stage):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=40, audio=())
+
+    class Boom(RuntimeError):
+        pass
+
+    class FailingRestorer:
+        def process(self, frames):
+            for i, f in enumerate(frames):
+                if stage == "restore" and i == 5:
+                    raise Boom("restore failed")
+                yield f
+    if stage == "decode":
+        real = vio.iter_frames
+
+        def bad_iter(*a, **k):
+            for i, d in enumerate(real(*a, **k)):
+                if i == 7:
+                    raise Boom("decode failed")
+                yield d
+        monkeypatch.setattr(vio, "iter_frames", bad_iter)
+    if stage == "encode":
+        def bad_write(self, *a, **k):
+            raise Boom("encode failed")
+        monkeypatch.setattr(vio.SegmentEncoder, "write", bad_write)
+    before = threading.active_count()
+    t0 = time.time()
+    with pytest.raises(Boom, match=f"{stage} failed"):
+        run_videos([(str(src), str(dst))], FailingRestorer(),
+                   VideoJobOptions(progress=False, queue_size=2, segment_frames=40))
+    assert time.time() - t0 < 30
+    time.sleep(0.2)
+    assert threading.active_count() <= before  # no stage left running
+    assert not dst.exists() and not list(work_dir(dst).glob("*.part.mov"))
+
+
+def _tiny_model(path):
+    import torch
+    from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
+    from gfpgan.checkpoint import save_network
+    torch.manual_seed(0)
+    kw = dict(out_size=64, num_style_feat=32, channel_multiplier=1, narrow=0.125, num_mlp=2)
+    save_network(path, GFPGANv1Clean(**kw), "GFPGANv1Clean", kw)
+    return path
+
+
+@pytest.mark.slow  # three interpreter start-ups with torch + MTCNN: ~60 s on 2 cores
+def test_torchrun_split_joins_into_the_single_process_output(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_clip(src, n=16)
+    model = _tiny_model(tmp_path / "tiny.safetensors")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    common = ["-m", "gfpgan.infer_video", "-i", str(src), "--model", str(model),
+              "--device", "cpu", "--segment-frames", "4", "--preset", "ultrafast",
+              "--no-progress"]
+    one, two = tmp_path / "one.mp4", tmp_path / "two.mp4"
+    subprocess.run([sys.executable, *common, "-o", str(one)], env=env, check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", *common, "-o", str(two)], env=env, check=True,
+                   timeout=300)
+    assert two.read_bytes() == one.read_bytes()
+    pts, tb, frames, _ = read_video(two)
+    src_pts, src_tb, src_frames, _ = read_video(src)
+    assert [p * tb for p in pts] == [p * src_tb for p in src_pts]
+    assert any((a != b).any() for a, b in zip(frames, src_frames))  # faces were restored
