@@ -1,0 +1,165 @@
+"""Helpers of the GFPGAN model: component crops, image pyramid, optimizers, schedulers, weights.
+
+Kept apart from ``gfpgan_model.py`` so that the model file reads as the training recipe: what is
+built, and the generator / discriminator alternation of one step.
+"""
+
+import logging
+import math
+import os
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align
+
+from gfpgan.checkpoint import check_state_dict, load_state_dict
+from gfpgan.errors import UserError
+
+logger = logging.getLogger("gfpgan")
+
+# The three facial components of the recipe: options key suffix and crop side at out_size 512.
+COMPONENTS = ("left_eye", "right_eye", "mouth")
+CROP_SIZE_512 = {"left_eye": 80, "right_eye": 80, "mouth": 120}
+
+
+def component_crop_size(name: str, out_size: int) -> int:
+    """Side of the ROI crop of a component for a generator of ``out_size``.
+
+    The reference scales the 80/120 crops by ``int(out_size / 512)``, which is 0 below 512 (a
+    crash) and also multiplies the crop's *pixel values* by that factor at 1024. Here the size is
+    scaled by ``out_size / 512`` (rounded, at least 8) and the pixel values are left alone; at 512
+    both agree.
+    """
+    return max(8, int(round(CROP_SIZE_512[name] * out_size / 512)))
+
+
+def crop_components(img: torch.Tensor, locs: Dict[str, torch.Tensor], out_size: int) -> Dict[str, torch.Tensor]:
+    """Crop eyes and mouth with ``torchvision.ops.roi_align``.
+
+    Args:
+        img: (B, 3, S, S) images.
+        locs: {component: (B, 4) float boxes x1, y1, x2, y2 in ``img`` pixels}.
+        out_size: Generator size (sets the crop side, see :func:`component_crop_size`).
+    Returns:
+        {component: (B, 3, s, s) crops}.
+    """
+    batch_idx = torch.arange(img.shape[0], device=img.device, dtype=img.dtype).unsqueeze(1)
+    crops = {}
+    for name, boxes in locs.items():
+        rois = torch.cat([batch_idx, boxes.to(img.device, img.dtype)], dim=1)  # (B, 5) rows
+        size = component_crop_size(name, out_size)
+        # Defaults of the reference (spatial_scale 1, adaptive sampling, aligned=False).
+        crops[name] = roi_align(img, rois, output_size=size)
+    return crops
+
+
+def image_pyramid(gt: torch.Tensor, levels: int) -> List[torch.Tensor]:
+    """GT pyramid for the intermediate-restoration loss, coarsest first.
+
+    Args:
+        gt: (B, 3, S, S).
+        levels: Number of levels (log2(S) - 2 for sizes 8 .. S).
+    Returns:
+        ``levels`` tensors of sides S / 2^(levels-1) .. S, each a bilinear x0.5 of the next.
+    """
+    out = [gt]
+    for _ in range(levels - 1):
+        out.insert(0, F.interpolate(out[0], scale_factor=0.5, mode="bilinear", align_corners=False))
+    return out
+
+
+def load_weights(net: nn.Module, path: str, key: Optional[str], strict: bool, what: str) -> None:
+    """Load ``path`` into ``net`` (``weights_only``), picking ``key`` from an official ``.pth``.
+
+    Args:
+        net: Plain (unwrapped) network.
+        path: A ``.pth`` / ``.safetensors`` file.
+        key: 'params_ema' / 'params' / None (None: a bare state dict, or the file's preferred key).
+        strict: Require matching key sets.
+        what: Option name for error messages (e.g. 'path.pretrain_network_g').
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"{what}: weight file {path} does not exist; fix the path in the options file.")
+    state = load_state_dict(path, key=key)
+    check_state_dict(net, state, path, strict=strict)  # one UserError sentence on a mismatch
+    result = net.load_state_dict(state, strict=strict)
+    if not strict and (result.missing_keys or result.unexpected_keys):
+        logger.info("%s: loaded %s non-strictly (%d missing, %d unexpected keys)", what, path,
+                    len(result.missing_keys), len(result.unexpected_keys))
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: dict, reg_ratio: float = 1.0) -> torch.optim.Optimizer:
+    """Optimizer from an options block; lazy-regularisation ratio applied to lr and betas.
+
+    StyleGAN2's lazy R1 (every k steps) is compensated by ``lr * c`` and ``betas ** c`` with
+    ``c = k / (k + 1)``; ``reg_ratio=1`` leaves the block as written.
+
+    Args:
+        params: Trainable parameters only (frozen ones get no optimizer state).
+        cfg: {'type': 'Adam'|'AdamW'|'SGD', 'lr': ..., 'betas': [b1, b2], 'weight_decay': ...}.
+        reg_ratio: c above.
+    """
+    cfg = dict(cfg)
+    kind = cfg.pop("type", "Adam")
+    cfg["lr"] = float(cfg.get("lr", 1e-3)) * reg_ratio
+    if kind in ("Adam", "AdamW"):
+        betas = cfg.get("betas", (0.9, 0.999))
+        cfg["betas"] = tuple(float(b) ** reg_ratio for b in betas)
+        return getattr(torch.optim, kind)(list(params), **cfg)
+    if kind == "SGD":
+        return torch.optim.SGD(list(params), **cfg)
+    raise UserError(f"optimizer type {kind!r} is not supported; use Adam, AdamW or SGD.")
+
+
+class _CosineRestart:
+    """Cosine annealing with restarts (BasicSR's CosineAnnealingRestartLR) as a LambdaLR factor."""
+
+    def __init__(self, periods: Sequence[int], restart_weights: Sequence[float], eta_min_ratio: float):
+        self.periods, self.weights, self.eta_min_ratio = list(periods), list(restart_weights), eta_min_ratio
+
+    def __call__(self, step: int) -> float:
+        start = 0
+        for period, weight in zip(self.periods, self.weights):
+            if step < start + period:
+                cos = 0.5 * (1 + math.cos(math.pi * (step - start) / period))
+                return self.eta_min_ratio + weight * (1 - self.eta_min_ratio) * cos
+            start += period
+        return self.eta_min_ratio
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Optional[dict]):
+    """Learning-rate scheduler stepped once per iteration; None when ``cfg`` is empty."""
+    if not cfg:
+        return None
+    cfg = dict(cfg)
+    kind = cfg.pop("type")
+    if kind == "MultiStepLR":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.get("milestones", [])),
+                                                    gamma=float(cfg.get("gamma", 0.5)))
+    if kind == "CosineAnnealingLR":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(cfg["T_max"]),
+                                                          eta_min=float(cfg.get("eta_min", 0.0)))
+    if kind == "CosineAnnealingRestartLR":
+        base = optimizer.param_groups[0]["lr"]
+        fn = _CosineRestart(cfg["periods"], cfg.get("restart_weights", [1] * len(cfg["periods"])),
+                            float(cfg.get("eta_min", 0.0)) / base if base else 0.0)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+    if kind == "ConstantLR":
+        return None
+    raise UserError(f"scheduler type {kind!r} is not supported; use MultiStepLR, CosineAnnealingLR, "
+                    f"CosineAnnealingRestartLR or ConstantLR.")
+
+
+def unused_without_pyramid(net_g: nn.Module, lq: torch.Tensor) -> List[str]:
+    """Names of the generator's trainable parameters that ``return_rgb=False`` leaves unused.
+
+    Found by one probe forward/backward on a single sample (cheap, done once per run and once
+    per resume), so it holds for any generator arch, not only for ``toRGB.*`` names.
+    """
+    named = [(n, p) for n, p in net_g.named_parameters() if p.requires_grad]
+    with torch.enable_grad():
+        out, _ = net_g(lq[:1], return_rgb=False)
+        grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
+    return [n for (n, _), g in zip(named, grads) if g is None]

@@ -1,0 +1,210 @@
+"""GFPGANModel: one full-recipe step (log keys, gradients, frozen nets), pyramid removal, EMA,
+non-finite skip, resume equivalence and the helpers' values."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gfpgan.dist import DistInfo
+from gfpgan.errors import UserError
+from gfpgan.models import GFPGANModel
+from gfpgan.models.components import (build_optimizer, component_crop_size, crop_components,
+                                      image_pyramid)
+
+S = 32
+CPU = DistInfo(0, 0, 1, torch.device("cpu"))
+
+
+def tiny_opt(identity=True, perceptual=True, components=True, reg_every=16, remove_pyramid=1000):
+    """The paper recipe's structure and weights at 32 px with narrow channels."""
+    opt = {
+        "network_g": {"type": "GFPGANv1", "out_size": S, "num_style_feat": 32, "channel_multiplier": 1,
+                      "narrow": 1 / 16, "fix_decoder": True, "input_is_latent": True, "different_w": True,
+                      "sft_half": True, "num_mlp": 2, "lr_mlp": 0.01},
+        "network_d": {"type": "StyleGAN2Discriminator", "out_size": S, "channel_multiplier": 1, "narrow": 1 / 16},
+        "path": {},
+        "train": {
+            "optim_g": {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]},
+            "optim_d": {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]},
+            "optim_component": {"type": "Adam", "lr": 2e-3, "betas": [0.9, 0.99]},
+            "scheduler": {"type": "MultiStepLR", "milestones": [600000, 700000], "gamma": 0.5},
+            "pixel_opt": {"type": "L1Loss", "loss_weight": 0.1, "reduction": "mean"},
+            "L1_opt": {"type": "L1Loss", "loss_weight": 1, "reduction": "mean"},
+            "gan_opt": {"type": "GANLoss", "gan_type": "wgan_softplus", "loss_weight": 0.1},
+            "pyramid_loss_weight": 1, "remove_pyramid_loss": remove_pyramid,
+            "r1_reg_weight": 10, "net_d_reg_every": reg_every, "total_iter": 100,
+        },
+    }
+    if perceptual:
+        opt["train"]["perceptual_opt"] = {
+            "type": "PerceptualLoss", "layer_weights": {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1},
+            "use_input_norm": True, "range_norm": True, "perceptual_weight": 1.0, "style_weight": 50,
+            "criterion": "l1", "pretrained": False}
+    if components:
+        for c in ("left_eye", "right_eye", "mouth"):
+            opt[f"network_d_{c}"] = {"type": "FacialComponentDiscriminator"}
+        opt["train"]["gan_component_opt"] = {"type": "GANLoss", "gan_type": "vanilla", "real_label_val": 1.0,
+                                             "fake_label_val": 0.0, "loss_weight": 1}
+        opt["train"]["comp_style_weight"] = 200
+    if identity:
+        opt["network_identity"] = {"type": "ResNetArcFace", "block": "IRBlock", "layers": [1, 1, 1, 1],
+                                   "use_se": False}
+        opt["train"]["identity_weight"] = 10
+    return opt
+
+
+def tiny_batch(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"lq": torch.rand(b, 3, S, S, generator=g) * 2 - 1, "gt": torch.rand(b, 3, S, S, generator=g) * 2 - 1,
+            "loc_left_eye": torch.tensor([[4.0, 8, 14, 16]] * b), "loc_right_eye": torch.tensor([[18.0, 8, 28, 16]] * b),
+            "loc_mouth": torch.tensor([[8.0, 20, 24, 28]] * b)}
+
+
+RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style", "l_g_gan", "l_g_gan_left_eye",
+               "l_g_gan_right_eye", "l_g_gan_mouth", "l_g_comp_style_loss", "l_identity", "l_d", "real_score",
+               "fake_score", "l_d_r1", "l_d_left_eye", "l_d_right_eye", "l_d_mouth", "skipped"}
+
+
+def _flat(net):
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def test_full_recipe_step_logs_gradients_and_frozen_networks():
+    torch.manual_seed(0)
+    model = GFPGANModel(tiny_opt(), CPU)
+    logs = model.train_step(tiny_batch(), 16)  # 16 % net_d_reg_every == 0: lazy R1 runs
+    assert set(logs) == RECIPE_KEYS
+    assert all(math.isfinite(v) for v in logs.values()) and logs["skipped"] == 0.0
+    assert logs["l_d_r1"] > 0 and logs["l_identity"] > 0 and logs["l_g_comp_style_loss"] > 0
+
+    g = model.net_g
+    decoder = {id(p) for p in g.stylegan_decoder.parameters()}
+    for name, p in g.named_parameters():
+        if id(p) in decoder:  # fix_decoder: the StyleGAN2 prior is frozen
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    for key in ("net_d", "net_d_left_eye", "net_d_right_eye", "net_d_mouth"):
+        for name, p in model.trainable_nets()[key].named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), f"{key}.{name}"
+    frozen = list(model.cri_identity.net.parameters()) + list(model.cri_perceptual.vgg.parameters())
+    assert frozen and all(p.grad is None and not p.requires_grad for p in frozen)
+    # Frozen networks get no optimizer state; every trainable parameter is in exactly one optimizer.
+    in_optim = {id(p) for o in model.optimizers.values() for grp in o.param_groups for p in grp["params"]}
+    assert not in_optim & (decoder | {id(p) for p in frozen})
+    assert {id(p) for p in g.parameters() if p.requires_grad} <= in_optim
+    assert not any(id(p) in decoder for o in model.optimizers.values() for p in o.state)
+    assert set(model.networks_to_save()) == {"net_g", "net_g_ema", "net_d", "net_d_left_eye", "net_d_right_eye",
+                                             "net_d_mouth"}
+
+
+def test_optimizer_hyper_parameters_follow_options_and_lazy_ratio():
+    model = GFPGANModel(tiny_opt(identity=False, perceptual=False), CPU)
+    og, od, oc = (model.optimizers[k].param_groups[0] for k in ("net_g", "net_d", "net_d_mouth"))
+    assert og["lr"] == pytest.approx(2e-3) and og["betas"] == (0.0, 0.99)
+    assert od["lr"] == pytest.approx(2e-3 * 16 / 17) and od["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert od["betas"][0] == 0.0 and oc["betas"] == (0.9, 0.99)
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"type": "AdamW", "lr": 1.0, "betas": [0.5, 0.9],
+                                                                 "weight_decay": 0.1}, reg_ratio=0.5)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.1
+    assert opt.param_groups[0]["betas"] == pytest.approx((0.5 ** 0.5, 0.9 ** 0.5))
+
+
+def test_pyramid_loss_turns_off_cleanly():
+    torch.manual_seed(0)
+    model = GFPGANModel(tiny_opt(identity=False, perceptual=False, components=False, remove_pyramid=1), CPU)
+    logs = model.train_step(tiny_batch(), 1)
+    assert {"l_p_8", "l_p_16", "l_p_32"} <= set(logs)
+    torgb = list(model.net_g.toRGB.parameters())
+    assert all(p.grad is not None for p in torgb)
+    before = [p.detach().clone() for p in torgb]
+    other_before = _flat(model.net_g.final_linear)
+    logs = model.train_step(tiny_batch(seed=1), 2)
+    assert not any(k.startswith("l_p_") for k in logs) and logs["skipped"] == 0.0
+    # The pyramid branch is out of the graph: no gradient, no update; the rest still trains.
+    assert all(p.grad is None and not p.requires_grad for p in torgb)
+    assert all(torch.equal(a, p) for a, p in zip(before, torgb))
+    assert not torch.equal(other_before, _flat(model.net_g.final_linear))
+    assert model._pyramid_unused == {n for n, _ in model.net_g.named_parameters() if n.startswith("toRGB.")}
+
+
+def test_ema_update_and_non_finite_step_is_skipped():
+    torch.manual_seed(0)
+    model = GFPGANModel(tiny_opt(identity=False, perceptual=False, components=False), CPU)
+    ema0 = _flat(model.ema.module)
+    assert torch.equal(ema0, _flat(model.net_g))  # the EMA starts as a copy of G
+    model.train_step(tiny_batch(), 1)
+    d = model.ema.decay
+    assert d == pytest.approx(0.5 ** (32 / 10000))
+    torch.testing.assert_close(_flat(model.ema.module), d * ema0 + (1 - d) * _flat(model.net_g))
+
+    states = {k: _flat(n) for k, n in model.trainable_nets().items()}
+    ema1 = _flat(model.ema.module)
+    bad = tiny_batch(seed=2)
+    bad["gt"][0, 0, 0, 0] = float("nan")
+    logs = model.train_step(bad, 2)
+    assert logs["skipped"] == 1.0
+    assert all(torch.equal(states[k], _flat(n)) for k, n in model.trainable_nets().items())
+    assert torch.equal(ema1, _flat(model.ema.module))
+    assert model.train_step(tiny_batch(seed=3), 3)["skipped"] == 0.0
+
+
+def test_state_dict_round_trip_resumes_identically():
+    opt = tiny_opt(identity=False, perceptual=False, components=False)
+    torch.manual_seed(0)
+    a = GFPGANModel(opt, CPU)
+    for it in (1, 2):
+        a.train_step(tiny_batch(seed=it), it)
+        a.update_learning_rate(it)
+    state = copy.deepcopy(a.state_dict())
+    torch.manual_seed(123)
+    b = GFPGANModel(opt, CPU)  # different initial weights, replaced by the state
+    b.load_state_dict(state)
+    for m in (a, b):
+        torch.manual_seed(7)
+        logs = m.train_step(tiny_batch(seed=3), 3)
+    for k in a.trainable_nets():
+        torch.testing.assert_close(_flat(a.trainable_nets()[k]), _flat(b.trainable_nets()[k]), rtol=0, atol=0)
+    torch.testing.assert_close(_flat(a.ema.module), _flat(b.ema.module), rtol=0, atol=0)
+    assert set(a.networks_to_save()) == {"net_g", "net_g_ema", "net_d"}
+    net, arch, kwargs = a.networks_to_save()["net_g_ema"]
+    assert net is a.ema.module and arch == "GFPGANv1" and kwargs["out_size"] == S and "type" not in kwargs
+    # restore() uses the EMA generator in eval mode: fixed noise, deterministic.
+    lq = tiny_batch()["lq"]
+    out1, out2 = a.restore(lq), a.restore(lq)
+    assert out1.shape == (2, 3, S, S) and torch.equal(out1, out2)
+    vis = a.last_visuals()
+    assert set(vis) == {"lq", "output", "gt"} and vis["gt"].shape == (2, 3, S, S)
+    assert logs["skipped"] == 0.0
+
+
+def test_bad_options_raise_user_errors(tmp_path):
+    opt = tiny_opt(identity=False, perceptual=False)
+    del opt["network_d_mouth"]
+    with pytest.raises(UserError, match="network_d_mouth"):
+        GFPGANModel(opt, CPU)
+    opt = tiny_opt(identity=False, perceptual=False, components=False)
+    opt["path"]["pretrain_network_g"] = str(tmp_path / "missing.pth")
+    with pytest.raises(UserError, match="missing.pth"):
+        GFPGANModel(opt, CPU)
+
+
+def test_component_crops_and_pyramid_values():
+    assert [component_crop_size("left_eye", s) for s in (128, 512, 1024)] == [20, 80, 160]
+    assert component_crop_size("mouth", 512) == 120 and component_crop_size("mouth", 256) == 60
+    # An image whose value is its x coordinate: the crop samples bin centres of the box.
+    xs = torch.arange(64, dtype=torch.float32).view(1, 1, 1, 64).expand(2, 3, 64, 64).contiguous()
+    box = torch.tensor([[8.0, 16.0, 28.0, 36.0], [30.0, 2.0, 50.0, 22.0]])
+    crops = crop_components(xs, {"left_eye": box}, out_size=128)["left_eye"]
+    assert crops.shape == (2, 3, 20, 20)
+    expected0 = 8 + (torch.arange(20) + 0.5) * 20 / 20
+    torch.testing.assert_close(crops[0, 0, 5], expected0)
+    torch.testing.assert_close(crops[1, 2, 0], expected0 + 22)
+    gt = torch.rand(1, 3, 32, 32)
+    pyr = image_pyramid(gt, 3)
+    assert [p.shape[-1] for p in pyr] == [8, 16, 32] and pyr[-1] is gt
+    torch.testing.assert_close(pyr[0], F.interpolate(pyr[1], scale_factor=0.5, mode="bilinear",
+                                                     align_corners=False))
