@@ -13,9 +13,11 @@ of the image and is point 36-41 of the 68-point scheme / point 0 of the 5-point 
 
 Box (x1, y1, x2, y2) of a part: ``[cx - h + 1, cy - h + 1, cx + h, cy + h]`` with
 ``h = half_len * eye_enlarge_ratio`` for the eyes. Under a horizontal flip of an image of width
-``W`` the two eyes swap and ``cx -> W - cx``; this is computed on copies, never on the cached
-entries (the reference mutates its cache in place, so a later unflipped sample of the same
-image can get mirrored boxes).
+``W`` the two eyes swap and each box is mirrored exactly in pixel-index coordinates
+(``x1' = W - 1 - x2``, ``x2' = W - 1 - x1``), the convention of ``roi_align``. Two differences
+from the reference, which maps ``cx -> W - cx`` on the cached entry itself: it mutates its cache
+in place (a later unflipped sample of the same image, in the same worker, can get mirrored
+boxes), and its flipped boxes sit 2 px right of the mirror of the unflipped ones.
 """
 
 import os
@@ -154,15 +156,15 @@ def component_locations(entry: Mapping[str, np.ndarray], hflip: bool, width: int
     Returns:
         (loc_left_eye, loc_right_eye, loc_mouth): float32 tensors (4,) as x1, y1, x2, y2.
     """
-    parts = {p: np.asarray(entry[p], np.float64) * scale for p in PARTS}  # fresh copies
-    if hflip:
-        parts["left_eye"], parts["right_eye"] = parts["right_eye"], parts["left_eye"]
-        for v in parts.values():
-            v[0] = width - v[0]
-    out = []
+    boxes = {}
     for p in PARTS:
-        cx, cy, half = parts[p]
+        cx, cy, half = np.asarray(entry[p], np.float64) * scale  # fresh values; entry is untouched
         if p != "mouth":
             half = half * eye_enlarge_ratio
-        out.append(torch.tensor([cx - half + 1, cy - half + 1, cx + half, cy + half], dtype=torch.float32))
-    return tuple(out)
+        boxes[p] = [cx - half + 1, cy - half + 1, cx + half, cy + half]
+    if hflip:
+        # the exact mirror of each box in pixel-index coordinates (x -> width - 1 - x), so the
+        # flipped crop is the mirrored unflipped crop; the subject's eyes swap image sides
+        boxes = {p: [width - 1 - b[2], b[1], width - 1 - b[0], b[3]] for p, b in boxes.items()}
+        boxes["left_eye"], boxes["right_eye"] = boxes["right_eye"], boxes["left_eye"]
+    return tuple(torch.tensor(boxes[p], dtype=torch.float32) for p in PARTS)
