@@ -191,16 +191,17 @@ def landmark_jitter(landmarks: np.ndarray, reference: Optional[np.ndarray] = Non
 
     Args:
         landmarks: (T, K, 2) landmarks over T frames.
-        reference: (T, K, 2) ground-truth/smooth track; when None, a centred Gaussian smoothing
-            (sigma 3 frames) of ``landmarks`` itself.
+        reference: (T, K, 2) ground-truth/smooth track; when None, a centred Savitzky-Golay
+            fit (9 frames, quadratic) of ``landmarks`` itself.
 
     Returns:
         Mean per-point jitter in pixels.
     """
     lm = np.asarray(landmarks, np.float64)
     if reference is None:
-        from scipy.ndimage import gaussian_filter1d
+        from scipy.signal import savgol_filter
 
-        reference = gaussian_filter1d(lm, sigma=3.0, axis=0, mode="nearest")
+        win = min(9, len(lm) - (1 - len(lm) % 2))  # odd, at most the track length
+        reference = savgol_filter(lm, win, 2, axis=0, mode="interp") if win >= 3 else lm
     err = lm - np.asarray(reference, np.float64)
     return float(np.linalg.norm(np.diff(err, axis=0), axis=-1).mean())
