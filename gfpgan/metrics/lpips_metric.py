@@ -10,6 +10,7 @@ the trunk is built with random weights and filled from a local torchvision check
 import contextlib
 import io
 import os
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -63,7 +64,8 @@ class LPIPSMetric:
             raise ValueError(f"LPIPS net must be one of {sorted(TRUNK_FILES)}, got {net!r}")
         filename, url = TRUNK_FILES[net]
         path = find_weights(trunk_path, filename, "LPIPS", url)
-        with contextlib.redirect_stdout(io.StringIO()):  # lpips prints a banner
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lpips prints a banner; torchvision warns on pretrained=
             model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
         lin_path = os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", f"{net}.pth")
         model.load_state_dict(torch.load(lin_path, map_location="cpu", weights_only=True), strict=False)
