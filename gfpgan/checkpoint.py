@@ -157,7 +157,8 @@ def read_config(path: PathLike) -> Dict[str, Any]:
         raise UserError(f"{path} has an unknown config format {config.get('format')!r}; "
                         f"expected {FORMAT!r}")
     if not isinstance(config.get("arch"), str) or not isinstance(config.get("kwargs"), dict):
-        raise UserError(f"{path} has a config without 'arch' (a name) and 'kwargs' (a mapping); re-convert it")
+        raise UserError(f"{path} has a config without 'arch' (a name) and 'kwargs' (a mapping); "
+                        f"re-convert it")
     config.setdefault("extra", {})
     return config
 
@@ -257,7 +258,8 @@ def load_checkpoint(path: PathLike, key: Optional[str] = None, prefer: Optional[
         except Exception as exc:  # safetensors raises its own error types
             raise UserError(f"checkpoint {path} is corrupt ({exc}); download or convert it again") from None
     if kind not in ("zip", "pickle"):
-        raise UserError(f"{path} is not a checkpoint (it looks like {kind}); pass a .pth or .safetensors file")
+        raise UserError(f"{path} is not a checkpoint (it looks like {kind}); "
+                        f"pass a .pth or .safetensors file")
     obj = _torch_load(path, kind)
     if not isinstance(obj, dict):
         raise UserError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict; "

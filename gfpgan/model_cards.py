@@ -160,7 +160,8 @@ def load_card(name_or_path: Union[str, os.PathLike, ModelCard]) -> ModelCard:
     if text.lower() in names:
         return names[text.lower()]
     close = difflib.get_close_matches(text.lower(), list(names), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(names[c].name) for c in dict.fromkeys(close))}?" if close else ""
+    suggested = list(dict.fromkeys(names[c].name for c in close))  # several aliases, one card
+    hint = f"; did you mean {' or '.join(map(repr, suggested))}?" if close else ""
     known = ", ".join(c.name for c in cards) or "none found in " + ", ".join(map(str, card_dirs()))
     raise UserError(f"unknown model card {text!r}{hint} (known: {known})")
 

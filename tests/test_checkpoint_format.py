@@ -246,7 +246,8 @@ def test_key_mismatch_lists_missing_unexpected_and_shapes(tmp_path):
     # a wrong-architecture file saved in our format fails the same way, naming the file
     path = tmp_path / "wide.safetensors"
     save_network(path, _trained_net(channels=8), ARCH, {"channels": 4})
-    with pytest.raises(UserError, match=r"wide.safetensors does not match TinyNet: .*conv.weight \[8, 3, 3, 3\]"):
+    wrong = r"wide.safetensors does not match TinyNet: .*conv.weight \[8, 3, 3, 3\] vs \[4, 3, 3, 3\]"
+    with pytest.raises(UserError, match=wrong):
         build_network(path)
     # non-strict: missing/unexpected allowed, shapes still checked
     sd["conv.weight"] = torch.zeros(4, 3, 3, 3)

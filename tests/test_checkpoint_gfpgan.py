@@ -165,7 +165,8 @@ def test_card_builds_from_name_and_prefers_its_key(tmp_path, monkeypatch):
 
 def test_wrong_card_names_the_real_architecture(tmp_path, monkeypatch):
     weights = _card(tmp_path, monkeypatch)
-    torch.save({"params_ema": _net(GFPGANv1, out_size=32, different_w=True, sft_half=True).state_dict()}, weights)
+    orig = _net(GFPGANv1, out_size=32, different_w=True, sft_half=True)
+    torch.save({"params_ema": orig.state_dict()}, weights)
     with pytest.raises(UserError) as info:
         build_network("tiny")
     msg = str(info.value)
@@ -192,7 +193,8 @@ def test_reference_networks_saved_as_official_files_load_and_match(tmp_path):
     ref = run_oracle("""
         from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
         from gfpgan.archs.gfpganv1_arch import GFPGANv1
-        kw = dict(num_style_feat=32, narrow=0.125, num_mlp=2, input_is_latent=True, different_w=True, sft_half=True)
+        kw = dict(num_style_feat=32, narrow=0.125, num_mlp=2, input_is_latent=True, different_w=True,
+                  sft_half=True)
         torch.manual_seed(0)
         clean = GFPGANv1Clean(out_size=32, channel_multiplier=2, fix_decoder=False, **kw).eval()
         orig = GFPGANv1(out_size=32, channel_multiplier=1, **kw).eval()

@@ -113,7 +113,8 @@ def test_unknown_name_suggests_close_ones():
 
 def _write_card(path, **overrides):
     fields = dict(format="gfpgan-video/card-1", name="Mine", arch="GFPGANv1Clean", kwargs="{out_size: 32}",
-                  weights="mine.pth", url="https://example.invalid/mine.pth", sha256="null", size_bytes="null",
+                  weights="mine.pth", url="https://example.invalid/mine.pth", sha256="null",
+                  size_bytes="null",
                   param_key="params_ema", license="MIT", description="mine", kind="restorer")
     fields.update(overrides)
     path.write_text("".join(f"{k}: {v}\n" for k, v in fields.items() if v is not None))

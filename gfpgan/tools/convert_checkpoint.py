@@ -13,7 +13,6 @@ records where it came from (file name, sha256, top-level key, card) in its heade
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -89,7 +88,8 @@ def convert(src: Path, dst: Path, card_name: Optional[str] = None, key: Optional
             if name not in back or not torch.equal(back[name], want.cpu()):
                 raise UserError(f"verification of {dst} failed at {name}; nothing was written")
         if set(rebuilt.state_dict()) != set(expected):
-            raise UserError(f"verification of {dst} failed: the rebuilt network has other keys; nothing was written")
+            raise UserError(f"verification of {dst} failed: the rebuilt network has other keys; "
+                            f"nothing was written")
     return {"input": str(src), "output": str(dst), "arch": arch, "kwargs": kwargs, "how": how,
             "key": used_key, "params": checkpoint.count_parameters(net), "tensors": len(expected),
             "dtype": "float16" if fp16 else "as stored", "bytes": dst.stat().st_size,
