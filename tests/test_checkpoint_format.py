@@ -280,3 +280,15 @@ def test_zip_without_torch_content_is_not_a_checkpoint(tmp_path):
     with pytest.raises(UserError) as info:
         load_state_dict(path)
     _one_sentence(info.value, path)
+
+
+def test_loading_path_stays_light():
+    """Building a network from a checkpoint must not import training code, BasicSR, LMDB or TensorBoard."""
+    code = ("import sys, gfpgan.checkpoint, gfpgan.model_cards; gfpgan.model_cards.list_cards(); "
+            "gfpgan.checkpoint.instantiate('GFPGANv1Clean', {'out_size': 8, 'narrow': 0.0625}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('basicsr', 'lmdb', 'tensorboard') "
+            "or m.startswith(('gfpgan.engine', 'gfpgan.models', 'gfpgan.losses', 'gfpgan.data', "
+            "'torch.utils.tensorboard'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
