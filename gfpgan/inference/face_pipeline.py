@@ -276,7 +276,7 @@ class VideoFaceRestorer(FaceStages):
                 yield from self._drain(pending, next_index - 1 - self.lookahead)
         if chunk:
             next_index = self._ingest(chunk, pending, next_index)
-        yield from self._drain(pending, next_index)
+        yield from self._drain(pending, next_index, final=True)
         if self.collector is not None and hasattr(self.collector, "end_video"):
             self.collector.end_video()
 
@@ -293,20 +293,31 @@ class VideoFaceRestorer(FaceStages):
             pending.append(_Pending(idx, frame, det, tids))
         return start + len(chunk)
 
-    def _drain(self, pending, ready_upto: int) -> Iterator[np.ndarray]:
-        """Restore and yield pending frames with index <= ready_upto, batching their faces."""
+    def _drain(self, pending, ready_upto: int, final: bool = False) -> Iterator[np.ndarray]:
+        """Restore and yield pending frames with index <= ready_upto, batching their faces.
+
+        Unless ``final``, a last group with fewer than ``batch_faces`` faces waits for the next
+        frames so that every forward pass is full (at most ``batch_faces`` frames are held).
+        """
         while pending and pending[0].index <= ready_upto:
             group, n_faces = [], 0
             while pending and pending[0].index <= ready_upto and (
                     not group or n_faces + len(pending[0].det) <= self.restorer.batch_faces):
                 group.append(pending.popleft())
                 n_faces += len(group[-1].det)
+            short = 0 < n_faces < self.restorer.batch_faces
+            if short and not final and not (pending and pending[0].index <= ready_upto):
+                pending.extendleft(reversed(group))  # wait for more faces
+                break
             yield from self._restore_group(group)
-        self.smoother.drop(self.tracker.live_ids)
+            # history still needed: the window of the oldest frame not yet restored
+            self.smoother.release(pending[0].index if pending else group[-1].index + 1)
+        # a track that ended at detection time may still have frames waiting here
+        live = set(self.tracker.live_ids) | {t for p in pending for t in p.track_ids.tolist()}
         if self.mask_smoother is not None:
-            self.mask_smoother.drop(self.tracker.live_ids)
+            self.mask_smoother.drop(live)
         if self.collector is not None and hasattr(self.collector, "retire"):
-            self.collector.retire(self.tracker.live_ids)
+            self.collector.retire(live)
 
     def _restore_group(self, group: List[_Pending]) -> Iterator[np.ndarray]:
         crops, affines, owners, tids = [], [], [], []

@@ -127,6 +127,7 @@ class LandmarkSmoother:
 
     Feed every frame's raw landmarks with :meth:`observe` (frame index, track id); once frames up
     to ``t + lookahead`` have been observed, :meth:`smoothed` returns the estimate for frame t.
+    Call :meth:`release` with the next frame still to be estimated to bound memory.
 
     Args:
         past: frames before t that vote (the window is ``[t - past, t + lookahead]``).
@@ -145,11 +146,22 @@ class LandmarkSmoother:
 
     def observe(self, frame: int, track_id: int, landmarks: np.ndarray) -> None:
         """Record the raw (5, 2) landmarks of ``track_id`` at ``frame`` (frames in order)."""
-        h = self._hist.setdefault(int(track_id), deque())
+        # bounded even if release() is never called; the pipeline releases as it emits frames
+        h = self._hist.setdefault(int(track_id), deque(maxlen=1024))
         h.append((int(frame), np.asarray(landmarks, np.float64).reshape(5, 2)))
-        # keep only what a future query can still use: frames >= (frame - lookahead) - past
-        while h and h[0][0] < frame - self.lookahead - self.past:
-            h.popleft()
+
+    def release(self, next_frame: int) -> None:
+        """Forget what no query for frames >= ``next_frame`` can use (and tracks left empty)."""
+        for tid in list(self._hist):
+            h = self._hist[tid]
+            while h and h[0][0] < next_frame - self.past:
+                h.popleft()
+            if not h:
+                del self._hist[tid]
+
+    @property
+    def track_ids(self) -> List[int]:
+        return list(self._hist)
 
     def smoothed(self, frame: int, track_id: int,
                  raw: Optional[np.ndarray] = None) -> np.ndarray:
@@ -175,12 +187,6 @@ class LandmarkSmoother:
         if not ok.any():
             return np.asarray(raw, np.float64).reshape(5, 2)
         return _local_linear(times[ok], vals[ok], float(frame), self.sigma).reshape(5, 2)
-
-    def drop(self, live_ids) -> None:
-        """Forget tracks that ended (bounded memory)."""
-        live = {int(t) for t in live_ids}
-        for t in [t for t in self._hist if t not in live]:
-            del self._hist[t]
 
 
 def landmark_jitter(landmarks: np.ndarray, reference: Optional[np.ndarray] = None) -> float:
