@@ -95,6 +95,13 @@ def run_train(args, cwd: Path, timeout: int = 240, env_extra=None) -> subprocess
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def train_main(args) -> int:
+    """``gfpgan.train.main(ARGS)`` in this process (saves the ~10 s import of a subprocess)."""
+    from gfpgan.train import main
+
+    return main([str(a) for a in args])
+
+
 def final_weights(run_dir: Path, it: int, net: str = "net_g") -> dict:
     return load_state_dict(run_dir / "models" / f"{net}_{it}.safetensors")
 

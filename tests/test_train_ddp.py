@@ -40,12 +40,12 @@ def test_two_ranks_match_one_rank_with_same_global_batch(tmp_path):
         w1, w2 = final_weights(run1, 4, net), final_weights(run2, 4, net)
         assert w1.keys() == w2.keys()
         for k in w1:
-            assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-5), (net, k)
+            assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=5e-5), (net, k)
     # the generator did train (weights moved away from their initial values at iteration 2)
     g2 = final_weights(run2, 2) if (run2 / "models" / "net_g_2.safetensors").exists() else None
     g4 = final_weights(run2, 4)
-    if g2 is not None:
-        assert any(not torch.equal(g2[k], g4[k]) for k in g4)
+    if g2 is not None:  # the runs moved much further than the tolerance allows them to differ
+        assert max((g2[k] - g4[k]).abs().max().item() for k in g4) > 1e-3
     # after the pyramid switch (it > 2) the toRGB layers got no update on either rank
     state2 = torch.load(run2 / "training_states" / "2.state", weights_only=True)
     rgb_before = {k: v for k, v in state2["model"]["networks"]["net_g"].items() if k.startswith("toRGB")}
@@ -55,7 +55,7 @@ def test_two_ranks_match_one_rank_with_same_global_batch(tmp_path):
     psnr2 = [ln for ln in log2.splitlines() if "[val iter 4]" in ln]
     v1 = float(psnr1[0].split("psnr:")[1].split()[0])
     v2 = float(psnr2[0].split("psnr:")[1].split()[0])
-    assert abs(v1 - v2) < 1e-2
+    assert abs(v1 - v2) < 1e-3
     # both ranks' RNG states are in the training state
     assert len(state2["rng"]) == 2 and not torch.equal(state2["rng"][0]["torch"], state2["rng"][1]["torch"])
     assert yaml.safe_load((run2 / "options.yml").read_text())["name"] == "two"

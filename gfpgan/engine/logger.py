@@ -116,7 +116,7 @@ class TrainLogger:
                                              align_corners=False)
         rows = [torch.cat([lq[i], out[i].float().cpu(), gt[i].float().cpu()], dim=2)
                 for i in range(n)]
-        grid = torch.cat(rows, dim=1).clamp(-1, 1).add(1).div(2)  # (3, n*H, 3*W) in [0, 1]
+        grid = torch.cat(rows, dim=1).nan_to_num(0.0).clamp(-1, 1).add(1).div(2)  # (3, n*H, 3*W) in [0, 1]
         self.tb.add_image("images/lq_output_gt", grid, it)
 
     def log_val(self, it: int, metrics: Dict[str, float], best: Optional[str] = None) -> None:
