@@ -122,7 +122,8 @@ def test_conversion_json_summary_and_default_output(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------- model cards
-def _card(tmp_path, monkeypatch, arch="GFPGANv1Clean", weights="tiny_release.pth", param_key="params_ema"):
+def _card(tmp_path, monkeypatch, arch="GFPGANv1Clean", weights="tiny_release.pth", param_key="params_ema",
+          sha256="null"):
     cards = tmp_path / "cards"
     cards.mkdir(exist_ok=True)
     (cards / "tiny.yaml").write_text(f"""
@@ -135,7 +136,7 @@ kwargs: {{out_size: 32, num_style_feat: 32, channel_multiplier: 2, narrow: 0.125
           input_is_latent: true, different_w: true, sft_half: true}}
 weights: {weights}
 url: https://example.invalid/{weights}
-sha256: null
+sha256: {sha256}
 size_bytes: null
 param_key: {param_key}
 license: test
@@ -175,6 +176,21 @@ def test_wrong_card_names_the_real_architecture(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="looks like a GFPGANv1 checkpoint"):
         convert_checkpoint.main([str(weights), str(tmp_path / "out.safetensors")])
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_convert_verify_checks_the_card_hash(tmp_path, monkeypatch):
+    weights = _card(tmp_path, monkeypatch, sha256='"deadbeef"')
+    torch.save({"params_ema": _net(GFPGANv1Clean, out_size=32, channel_multiplier=2, different_w=True,
+                                   sft_half=True).state_dict()}, weights)
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(UserError, match="expects deadbeef"):
+        convert_checkpoint.main([str(weights), str(out), "--verify"])
+    assert not out.exists()
+    assert convert_checkpoint.main([str(weights), str(out)]) == 0  # without --verify: hash only recorded
+    other = tmp_path / "other.pth"
+    other.write_bytes(weights.read_bytes())
+    with pytest.raises(UserError, match="--verify needs a model card"):
+        convert_checkpoint.main([str(other), str(tmp_path / "o.safetensors"), "--verify"])
 
 
 def test_missing_weights_say_where_to_download(tmp_path, monkeypatch):

@@ -55,6 +55,8 @@ def convert(src: Path, dst: Path, card_name: Optional[str] = None, key: Optional
     if src.resolve() == dst.resolve():
         raise UserError(f"input and output are the same file ({src}); choose another output")
     card = _card_for(src, card_name)
+    if verify_hash and card is None:
+        raise UserError(f"--verify needs a model card for {src}; pass --card")
     if card is not None and card.arch is None:
         raise UserError(f"model card {card.name} describes auxiliary weights ({card.kind}) that are not "
                         f"converted; pass a restorer card such as GFPGANv1.4")
@@ -67,8 +69,6 @@ def convert(src: Path, dst: Path, card_name: Optional[str] = None, key: Optional
         except UserError as exc:
             raise UserError(f"checkpoint {src}: {exc}") from None
         how = "inferred from keys and shapes"
-    if verify_hash and card is None:
-        raise UserError(f"--verify needs a model card for {src}; pass --card")
     digest = model_cards.verify_sha256(src, card) if verify_hash else model_cards.sha256_file(src)
     net = checkpoint.instantiate(arch, kwargs, source=how)
     checkpoint.check_state_dict(net, sd, src, strict=True)
