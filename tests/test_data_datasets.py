@@ -266,3 +266,57 @@ def test_paired_dataset_folder_and_lmdb_with_scale(tmp_path):
     (lq_dir / "002.png").unlink()
     with pytest.raises(UserError, match="no LQ image named '002'"):
         PairedImageDataset(dataroot_gt=str(gt_dir), dataroot_lq=str(lq_dir), scale=4)
+
+
+_REF_FLIP = r"""
+import json, sys
+import numpy as np, torch
+from basicsr.data import degradations as D
+_jpeg = D.add_jpg_compression
+D.add_jpg_compression = lambda img, quality=90: _jpeg(img, int(quality))  # current OpenCV wants an int
+from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset
+opt = json.loads(sys.argv[1])
+ds = FFHQDegradationDataset(opt)
+np.random.seed(0)
+out = []
+for _ in range(16):
+    item = ds[0]
+    out.append({"gt0": item["gt"][:, 0, 0].tolist(), "left": item["loc_left_eye"].tolist(),
+                "path": item["gt_path"]})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.oracle
+def test_reference_mutates_its_boxes_on_flip_and_we_do_not(folder, tmp_path):
+    """The reference's latent bug, shown on the same data: unflipped samples get different boxes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    oracle = Path(__file__).resolve().parents[1] / ".cache" / "oracle"
+    if not (oracle / "gfpgan").is_dir():
+        pytest.skip("the reference gfpgan 1.3.8 is not unpacked in .cache/oracle")
+    opt = dict(dataroot_gt=str(folder), io_backend={"type": "disk"}, mean=[0.5] * 3, std=[0.5] * 3,
+               out_size=S, use_hflip=True, blur_kernel_size=3, kernel_list=["iso"], kernel_prob=[1],
+               blur_sigma=[0.1, 0.2], downsample_range=[1, 1], noise_range=[0, 0], jpeg_range=[100, 100],
+               crop_components=True, component_path=str(tmp_path / "boxes.pth"), eye_enlarge_ratio=1)
+    res = subprocess.run([sys.executable, "-c", _REF_FLIP, json.dumps(opt)], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(oracle)), timeout=300, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    samples = json.loads(res.stdout.strip().splitlines()[-1])
+    # unflipped samples have the original top-left pixel; group their left-eye boxes (the
+    # reference lists the folder unsorted, so its index 0 is whichever file scandir gave first)
+    orig = (torch.from_numpy(_face(int(Path(samples[0]["path"]).stem))[0, 0]).float() / 127.5 - 1).tolist()
+    ref_unflipped = {tuple(s["left"]) for s in samples if np.allclose(s["gt0"], orig, atol=1e-4)}
+    assert len(ref_unflipped) > 1  # the same unflipped image got different boxes: the cache was mutated
+    ours = _ds(folder, use_hflip=True, crop_components=True, component_path=str(tmp_path / "boxes.pth"), **OFF)
+    mine = set()
+    orig = (torch.from_numpy(_face(0)[0, 0]).float() / 127.5 - 1).tolist()
+    for epoch in range(16):
+        ours.set_epoch(epoch)
+        item = ours[0]
+        if torch.allclose(item["gt"][:, 0, 0], torch.tensor(orig), atol=1e-4):
+            mine.add(tuple(item["loc_left_eye"].tolist()))
+    assert len(mine) == 1
