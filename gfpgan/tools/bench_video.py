@@ -1,0 +1,194 @@
+"""Video benchmark: the streaming pipeline against a naive per-frame loop, side by side.
+
+``python -m gfpgan.tools.bench_video --device cpu --model tiny --size 640x360 --frames 48``
+
+Both contenders restore the same generated clip (the astronaut photo sliding across the frame,
+one face, with audio) with the same network and weights:
+
+* **naive**: what the reference's FaceRestoreHelper does, frame after frame: decode, detect
+  (one frame), align, restore one face per forward pass, paste back with full-frame warps and
+  blurs, encode, write;
+* **ours**: :func:`gfpgan.inference.video_job.run_videos` with :class:`VideoFaceRestorer`
+  (batched detection and restoration, box-local paste-back, threaded decode/restore/encode).
+
+Each run happens in a fresh subprocess so its peak RSS is its own. ``--memory`` also runs ours on
+a 10x longer clip and reports the RSS ratio (target: within 10%).
+Models: ``tiny`` (GFPGANv1Clean 128 px, narrow, random weights: a small CPU generator), ``512``
+(the v1.3/v1.4 architecture with random weights) or any --model the CLI takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from gfpgan.errors import run_cli
+
+ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25,
+                      num_mlp=2),
+         "512": dict(out_size=512, num_style_feat=512, channel_multiplier=2, num_mlp=8)}
+
+
+def _model(spec: str):
+    if spec not in ARCHS:
+        return spec
+    import torch
+    from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
+    torch.manual_seed(0)
+    return GFPGANv1Clean(**ARCHS[spec]).eval()
+
+
+def make_clip(path: Path, frames: int, width: int, height: int) -> None:
+    """One face (astronaut, about half the frame height) moving across a 30000/1001 fps clip."""
+    import av
+    import cv2
+    import numpy as np
+    import skimage.data
+    from fractions import Fraction
+    side = height // 2
+    face = cv2.resize(skimage.data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=Fraction(30000, 1001), options={"preset": "veryfast"})
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        a = out.add_stream("aac", rate=44100, layout="mono")
+        for i in range(frames):
+            img = np.full((height, width, 3), 70, np.uint8)
+            x = (width - side) * i // max(1, frames - 1)
+            img[height // 4: height // 4 + side, x:x + side] = face
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+        n = int(frames * 1001 / 30000 * 44100)
+        for p in range(0, n, 1024):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, min(1024, n - p)), np.float32),
+                                            format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, p
+            out.mux(a.encode(af))
+        out.mux(a.encode())
+
+
+def run_naive(src: Path, dst: Path, model, device: str) -> int:
+    """The reference-style loop: one frame, one face, full-frame paste, in sequence."""
+    import av
+    import cv2
+    import numpy as np
+    import torch
+    from gfpgan.inference.alignment import estimate_affine, invert_affine, warp_face
+    from gfpgan.inference.detection import build_detector
+    from gfpgan.inference.face_model import load_face_model
+    net = load_face_model(model, device=device)
+    det = build_detector("mtcnn", device=device)
+    n = 0
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        vin = c.streams.video[0]
+        vs = out.add_stream("libx264", rate=vin.average_rate, options={"crf": "18"})
+        vs.width, vs.height, vs.pix_fmt = vin.width, vin.height, "yuv420p"
+        for frame in c.decode(vin):
+            img = frame.to_ndarray(format="rgb24")
+            d = det.detect([img])[0]
+            res = img
+            for lm in d.landmarks:
+                m = estimate_affine(lm, net.size)
+                crop = warp_face(img, m, net.size)
+                x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+                y = net(x.to(net.device))[0].clamp(-1, 1).add(1).mul(127.5).round()
+                face = y.byte().permute(1, 2, 0).cpu().numpy()
+                inv = invert_affine(m)
+                h, w = img.shape[:2]
+                back = cv2.warpAffine(face, inv, (w, h))
+                mask = cv2.warpAffine(np.ones((net.size, net.size), np.float32), inv, (w, h))
+                mask = cv2.erode(mask, np.ones((2 * (net.size // 64) + 1,) * 2, np.uint8))
+                blur = max(3, (net.size // 20) | 1)
+                mask = cv2.GaussianBlur(mask, (blur * 2 + 1,) * 2, 0)[..., None]
+                res = (mask * back + (1 - mask) * res.astype(np.float32)).round().clip(
+                    0, 255).astype(np.uint8)
+            f = av.VideoFrame.from_ndarray(res, format="rgb24")
+            f.pts, f.time_base = frame.pts, vin.time_base
+            out.mux(vs.encode(f))
+            n += 1
+        out.mux(vs.encode())
+    return n
+
+
+def run_ours(src: Path, dst: Path, model, device: str, batch_faces: int) -> int:
+    from gfpgan.infer_video import SegmentRestorer
+    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.video_job import VideoJobOptions, run_videos
+    vfr = VideoFaceRestorer(model, device=device, batch_faces=batch_faces, detect_batch_size=8)
+    [s] = run_videos([(str(src), str(dst))], SegmentRestorer(vfr),
+                     VideoJobOptions(progress=False, preset="medium"))
+    return s.frames
+
+
+def _child(args) -> int:
+    src, dst = Path(args.clip), Path(args.clip).with_suffix(f".{args.child}.mp4")
+    model = _model(args.model)
+    t = time.perf_counter()
+    n = (run_naive(src, dst, model, args.device) if args.child == "naive"
+         else run_ours(src, dst, model, args.device, args.batch_faces))
+    if args.device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"frames": n, "seconds": dt, "fps": n / dt, "rss_mb": rss}))
+    return 0
+
+
+def _spawn(kind: str, clip: Path, args) -> dict:
+    cmd = [sys.executable, "-m", "gfpgan.tools.bench_video", "--child", kind, "--clip",
+           str(clip), "--model", args.model, "--device", args.device, "--batch-faces",
+           str(args.batch_faces)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="gfpgan-bench-video", description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="tiny", help="tiny, 512, or a --model of the CLI")
+    p.add_argument("--size", default="640x360", help="WxH of the generated clip")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--batch-faces", type=int, default=8)
+    p.add_argument("--memory", action="store_true", help="also run ours on a 10x longer clip")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--clip", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    if args.child:
+        return _child(args)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        make_clip(clip, args.frames, w, h)
+        naive, ours = _spawn("naive", clip, args), _spawn("ours", clip, args)
+        print(f"video benchmark: {args.frames} frames {w}x{h}, one face, model {args.model}, "
+              f"device {args.device}")
+        print(f"{'':8s} {'frames/s':>9s} {'peak RSS MB':>12s}")
+        for name, r in (("naive", naive), ("ours", ours)):
+            print(f"{name:8s} {r['fps']:9.2f} {r['rss_mb']:12.0f}")
+        print(f"speed-up ours/naive: {ours['fps'] / naive['fps']:.2f}x")
+        if args.memory:
+            long_clip = Path(tmp) / "long.mp4"
+            make_clip(long_clip, args.frames * 10, w, h)
+            longer = _spawn("ours", long_clip, args)
+            print(f"ours, {args.frames * 10} frames: {longer['fps']:.2f} frames/s, peak RSS "
+                  f"{longer['rss_mb']:.0f} MB ({longer['rss_mb'] / ours['rss_mb']:.3f}x the "
+                  f"{args.frames}-frame run)")
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
