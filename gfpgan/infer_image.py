@@ -90,6 +90,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength {args.strength} is outside [0, 1]; use a value between 0 and 1.")
+    if not args.debug:  # OpenCV prints its own decoder warnings; the one-line error is ours
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     files = list_inputs(args.input)
     out = Path(args.output)
 
