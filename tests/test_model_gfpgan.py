@@ -208,3 +208,25 @@ def test_component_crops_and_pyramid_values():
     assert [p.shape[-1] for p in pyr] == [8, 16, 32] and pyr[-1] is gt
     torch.testing.assert_close(pyr[0], F.interpolate(pyr[1], scale_factor=0.5, mode="bilinear",
                                                      align_corners=False))
+
+
+def test_pretrained_generator_and_ema_load_from_an_official_style_file(tmp_path):
+    opt = tiny_opt(identity=False, perceptual=False, components=False)
+    torch.manual_seed(1)
+    src = GFPGANModel(opt, CPU)
+    params = {k: v.clone() for k, v in src.net_g.state_dict().items()}
+    ema = {k: v + 1.0 if v.is_floating_point() else v for k, v in params.items()}
+    torch.save({"params": params, "params_ema": ema}, tmp_path / "net_g.pth")
+    torch.save({"params": src.net_d.state_dict()}, tmp_path / "net_d.pth")
+    opt["path"] = {"pretrain_network_g": str(tmp_path / "net_g.pth"), "param_key_g": "params",
+                   "pretrain_network_d": str(tmp_path / "net_d.pth")}
+    torch.manual_seed(2)
+    model = GFPGANModel(opt, CPU)
+    key = "final_linear.weight"
+    assert torch.equal(model.net_g.state_dict()[key], params[key])
+    assert torch.equal(model.ema.module.state_dict()[key], ema[key])  # the EMA gets params_ema
+    assert torch.equal(_flat(model.net_d), _flat(src.net_d))
+    opt["path"]["param_key_g"] = "params_ema"
+    model = GFPGANModel(opt, CPU)
+    assert torch.equal(model.net_g.state_dict()[key], ema[key])
+    assert torch.equal(model.ema.module.state_dict()[key], ema[key])

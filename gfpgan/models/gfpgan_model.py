@@ -126,6 +126,12 @@ class GFPGANModel:
 
         # ---------------- EMA, DDP, optimizers, schedulers ----------------
         self.ema = ModelEMA(self.net_g, decay=float(train.get("ema_decay", DEFAULT_EMA_DECAY)))
+        if path.get("pretrain_network_g") and path.get("param_key_g", "params_ema") != "params_ema":
+            try:  # as the reference: the EMA starts from the file's params_ema when it has one
+                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema",
+                             path.get("strict_load_g", True) is not False, "path.pretrain_network_g")
+            except UserError:
+                logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
         self.find_unused = bool(opt.get("find_unused_parameters") or False)
         self._compile = bool(train.get("compile"))
         self.wrapped = {name: self._wrap(net) for name, net in self.trainable_nets().items()}
