@@ -86,3 +86,19 @@ def test_unknown_backend_and_missing_cuda():
 def test_missing_onnx_file_is_user_error(tmp_path):
     with pytest.raises(UserError, match="none.onnx"):
         load_face_model(str(tmp_path / "none.onnx"), backend="onnxruntime")
+
+
+def test_onnxruntime_backend_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from gfpgan.tools.export import InferenceGraph, export_onnx
+
+    net = tiny_gfpgan(seed=5).eval()
+    path = tmp_path / "tiny.onnx"
+    export_onnx(InferenceGraph(net), 32, path)
+    ort_model = load_face_model(str(path), backend="onnxruntime", device="cpu")
+    torch_model = load_face_model(net, device="cpu")
+    assert ort_model.size == 32
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert (ort_model(x) - torch_model(x)).abs().max() < 1e-3
+    with pytest.raises(UserError, match="onnx"):
+        load_face_model(net, backend="onnxruntime")

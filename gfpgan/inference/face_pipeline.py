@@ -258,6 +258,15 @@ class VideoFaceRestorer(FaceStages):
         self.used_landmarks: List[tuple] = []  # (frame, track, (5,2)) when record_landmarks
         self.record_landmarks = False
 
+    def reset(self) -> None:
+        """Forget all tracks and smoothing state (call between independent videos/segments)."""
+        self.tracker = IoUTracker()
+        self.smoother = LandmarkSmoother(past=self.smoother.past, lookahead=self.lookahead,
+                                         sigma=self.smoother.sigma, enabled=self.smoother.enabled)
+        if self.mask_smoother is not None:
+            self.mask_smoother = MaskSmoother(alpha=self.mask_smoother.alpha)
+        self.used_landmarks = []
+
     def process(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Restore a stream of RGB uint8 (H, W, 3) frames; yields restored frames in order.
 
