@@ -1,0 +1,154 @@
+"""Training-step benchmark: iterations/s and peak memory of a recipe's ``train_step``, several
+precision/layout modes side by side in one run, with their speed-up over the first.
+
+    python -m gfpgan.tools.bench_train                         # tiny recipe, CPU, fp32
+    python -m gfpgan.tools.bench_train --opt options/train_gfpgan_v1.yml --device cuda
+                                   # 512 recipe: fp32 vs bf16 autocast + channels_last (target >= 1.5x)
+
+The model is the real one (``MODEL_REGISTRY[model_type]``) with every loss of the recipe, but the
+weight files are not needed: the StyleGAN2 prior, ArcFace and VGG start from random weights
+(speed does not depend on them), and batches are synthetic (``bench_dataset`` measures data
+loading), with component boxes at the FFHQ template's eyes and mouth.
+"""
+
+import argparse
+import copy
+import json
+import resource
+import time
+from typing import Dict, List, Optional, Sequence
+
+from gfpgan.errors import UserError, run_cli
+
+MODES = {  # name -> train.* options
+    "fp32": {"amp": None, "channels_last": False, "compile": False},
+    "bf16": {"amp": "bf16", "channels_last": False, "compile": False},
+    "bf16_cl": {"amp": "bf16", "channels_last": True, "compile": False},
+    "fp16_cl": {"amp": "fp16", "channels_last": True, "compile": False},
+    "fp32_cl": {"amp": None, "channels_last": True, "compile": False},
+    "bf16_cl_compile": {"amp": "bf16", "channels_last": True, "compile": True},
+}
+
+
+def bench_options(path: str, overrides: Sequence[str] = ()) -> dict:
+    """The recipe validated without its weight/data files (they are not needed to time a step)."""
+    from gfpgan.options import TRAIN_SCHEMA, apply_overrides, load_yaml, validate
+
+    raw = load_yaml(path)
+    apply_overrides(raw, overrides)
+    for key in list(raw.get("path") or {}):
+        if key.startswith("pretrain_network") or key == "resume_state":
+            raw["path"][key] = None
+    if isinstance(raw.get("network_g"), dict):
+        raw["network_g"]["decoder_load_path"] = None
+    perceptual = (raw.get("train") or {}).get("perceptual_opt")
+    if isinstance(perceptual, dict):
+        perceptual.update(pretrained=False, vgg_weights=None)
+    return validate(raw, TRAIN_SCHEMA, where=path)
+
+
+def synthetic_batch(batch: int, size: int, with_boxes: bool, seed: int = 0) -> dict:
+    """Random faces in [-1, 1] and eye/mouth boxes (x1, y1, x2, y2) at the template positions."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    gt = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    out = {"gt": gt, "lq": (gt + 0.1 * torch.randn(gt.shape, generator=g)).clamp(-1, 1)}
+    if with_boxes:
+        s = size / 512  # FFHQ 512 template: eyes ~(192, 240)/(320, 240), mouth ~(256, 365)
+        for key, (cx, cy, h) in {"loc_left_eye": (192, 240, 28), "loc_right_eye": (320, 240, 28),
+                                 "loc_mouth": (256, 365, 40)}.items():
+            box = torch.tensor([cx - h + 1, cy - h + 1, cx + h, cy + h], dtype=torch.float32) * s
+            out[key] = box.expand(batch, 4).clone()
+    return out
+
+
+def run_mode(opt: dict, device: str, batch_size: int, iters: int, warmup: int) -> Dict[str, float]:
+    """Build the model in one mode and time ``iters`` train steps after ``warmup`` ones."""
+    import torch
+
+    import gfpgan.models  # noqa: F401  (fills MODEL_REGISTRY)
+    from gfpgan.dist import DistInfo
+    from gfpgan.registry import MODEL_REGISTRY
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY.get(opt["model_type"])(opt, DistInfo(0, 0, 1, dev))
+    size = opt["network_g"]["out_size"]
+    batch = synthetic_batch(batch_size, size, bool(opt.get("network_d_left_eye")))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for it in range(1, warmup + 1):
+        model.train_step(batch, it)
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    start = time.perf_counter()
+    for it in range(warmup + 1, warmup + iters + 1):
+        logs = model.train_step(batch, it)
+    sync()
+    seconds = time.perf_counter() - start
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    else:  # peak resident memory of the whole process so far (Linux: KiB)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    del model
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"it_per_s": iters / seconds, "s_per_it": seconds / iters, "peak_gib": peak,
+            "skipped": float(logs.get("skipped", 0.0))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_train",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--opt", default="options/train_gfpgan_tiny.yml", help="recipe YAML")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--modes", default=None,
+                        help=f"comma list of {', '.join(MODES)} (default: fp32 on cpu, "
+                             f"fp32,bf16_cl on cuda)")
+    parser.add_argument("--batch", type=int, default=None, help="default: batch_size_per_gpu")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per mode")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per mode")
+    parser.add_argument("--force-yml", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but this machine has no CUDA GPU; use --device cpu")
+    modes: List[str] = (args.modes or ("fp32,bf16_cl" if args.device == "cuda" else "fp32")).split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise UserError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+    base = bench_options(args.opt, args.force_yml)
+    batch = args.batch or base["datasets"]["train"]["batch_size_per_gpu"]
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    print(f"{base['name']} ({args.opt}): out_size {base['network_g']['out_size']}, batch {batch}, "
+          f"{args.warmup} warm-up + {args.iters} timed iterations on {name}")
+    results = {}
+    for mode in modes:
+        opt = copy.deepcopy(base)
+        opt["train"].update(MODES[mode])
+        results[mode] = run_mode(opt, args.device, batch, args.iters, args.warmup)
+    first = results[modes[0]]["it_per_s"]
+    mem = "peak GPU GiB" if args.device == "cuda" else "peak RSS GiB"
+    print(f"| mode | it/s | s/it | {mem} | speed-up vs {modes[0]} |")
+    print("|---|---|---|---|---|")
+    for mode, r in results.items():
+        r["speedup"] = r["it_per_s"] / first
+        print(f"| {mode} | {r['it_per_s']:.3f} | {r['s_per_it']:.3f} | {r['peak_gib']:.2f} | "
+              f"{r['speedup']:.2f}x |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"opt": args.opt, "device": name, "batch": batch, "results": results}, f, indent=2)
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
