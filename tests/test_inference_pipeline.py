@@ -155,3 +155,29 @@ def test_bad_options(astronaut):
     with pytest.raises(UserError, match="RetinaFace"):
         FaceRestorer(Constant(), device="cpu", detector="retinaface",
                      detector_weights="/nonexistent/detection_Resnet50_Final.pth").restore(astronaut)
+
+
+def test_parse_masks_are_feathered_and_smoothed_per_track():
+    """ParseNet itself is too slow for a CPU test; a stub parser checks the mask plumbing."""
+    from gfpgan.inference.paste import MaskSmoother, feather_mask
+
+    class StubParser:
+        device = torch.device("cpu")
+
+        def __init__(self):
+            self.value = 1.0
+
+        def __call__(self, faces):
+            return torch.full((faces.shape[0], faces.shape[-1], faces.shape[-1]), self.value)
+
+    fr = FaceRestorer(Constant(size=32), device="cpu", detector=BoxDetector([[0, 0, 10, 10]]))
+    fr.parser = StubParser()
+    faces = [np.zeros((32, 32, 3), np.uint8)] * 2
+    sm = MaskSmoother(alpha=0.5)
+    m = fr.face_masks(faces, [7, 8], sm)
+    assert np.allclose(m[0], feather_mask(32))  # min(parse=1, feather) = feather
+    fr.parser.value = 0.0  # the parse mask jumps to 0 for both tracks
+    m = fr.face_masks(faces, [7, 8], sm)
+    assert np.allclose(m[0], 0.5 * feather_mask(32))  # ... but the smoothed mask moves halfway
+    m = fr.face_masks(faces, [7, 9], sm)  # track 9 is new: no history to smooth with
+    assert np.allclose(m[0], 0.25 * feather_mask(32)) and np.allclose(m[1], 0.0)
