@@ -130,5 +130,18 @@ def test_color_jitter_pt_factors_and_order():
     p = deg.sample_color_jitter_pt(np.random.default_rng(0), brightness=(2.0, 2.0), contrast=None,
                                    saturation=None, hue=None)
     assert p["order"] == ["brightness"] and p["brightness"] == 2.0
-    t = torch.full((3, 4, 4), 0.25)
-    np.testing.assert_allclose(deg.color_jitter_pt(t, p).numpy(), 0.5, atol=1e-6)
+    np.testing.assert_allclose(deg.color_jitter_pt(np.full((4, 4, 3), 0.25, np.float32), p), 0.5, atol=1e-6)
+    orders = {tuple(deg.sample_color_jitter_pt(np.random.default_rng(i))["order"]) for i in range(60)}
+    assert len(orders) > 10 and all(sorted(o) == ["brightness", "contrast", "hue", "saturation"] for o in orders)
+
+
+@pytest.mark.parametrize("name,factor", [("brightness", 1.3), ("contrast", 0.6), ("saturation", 1.4),
+                                         ("hue", 0.08), ("hue", -0.1)])
+def test_color_jitter_matches_torchvision(name, factor):
+    from torchvision.transforms import functional as TF
+
+    img = _img(32, 32, seed=4)
+    img[:4] = 0.5  # gray pixels have no hue
+    want = getattr(TF, f"adjust_{name}")(torch.from_numpy(img).permute(2, 0, 1), factor).permute(1, 2, 0).numpy()
+    got = deg.color_jitter_pt(img, {"order": [name], name: factor})
+    np.testing.assert_allclose(got, want, atol=2e-5)
