@@ -65,9 +65,10 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str:
 class _Ctx:
     """Where we are while validating: the source file (for messages) and override keys."""
 
-    def __init__(self, source: str, overridden: Sequence[str] = ()):
+    def __init__(self, source: str, overridden: Sequence[str] = (), check_paths: bool = True):
         self.source = source
         self.overridden = set(overridden)
+        self.check_paths = check_paths
 
     def where(self, dotted: str) -> str:
         if dotted in self.overridden:
@@ -165,12 +166,15 @@ class Field:
 
 
 def _check_path(value, kind: str, dotted: str, ctx: _Ctx) -> None:
+    if not ctx.check_paths:
+        return
     p = Path(os.path.expanduser(str(value)))
     ok = {"file": p.is_file, "dir": p.is_dir, "exists": p.exists}[kind]()
     if not ok:
         what = {"file": "file", "dir": "folder", "exists": "path"}[kind]
         raise UserError(f"option '{dotted}' in {ctx.where(dotted)} names the {what} '{value}', "
-                        f"which does not exist; create or download it, or fix the path")
+                        f"which does not exist; fix the path, or create/download it (weight "
+                        f"files: experiments/pretrained_models/README.md)")
 
 
 class ListOf(Field):
@@ -343,7 +347,7 @@ def apply_overrides(cfg: dict, overrides: Sequence[str]) -> List[str]:
 
 
 def validate(cfg: dict, schema: Section, where: str = "options",
-             overridden: Sequence[str] = ()) -> dict:
+             overridden: Sequence[str] = (), check_paths: bool = True) -> dict:
     """Validate ``cfg`` against ``schema`` and return a new, resolved dict (defaults filled in).
 
     Args:
@@ -351,10 +355,11 @@ def validate(cfg: dict, schema: Section, where: str = "options",
         schema: The top-level :class:`Section`.
         where: The source named in error messages (usually the YAML path).
         overridden: Dotted keys set from the command line (named as such in errors).
+        check_paths: Check that ``path=...`` fields name existing files/folders.
     Raises:
         UserError: on the first unknown key, wrong type, out-of-range value or missing path.
     """
-    return schema.check(cfg, "", _Ctx(str(where), overridden))
+    return schema.check(cfg, "", _Ctx(str(where), overridden, check_paths))
 
 
 def _registry_for(kind: str):

@@ -96,10 +96,19 @@ def run_train(args, cwd: Path, timeout: int = 240, env_extra=None) -> subprocess
 
 
 def train_main(args) -> int:
-    """``gfpgan.train.main(ARGS)`` in this process (saves the ~10 s import of a subprocess)."""
+    """``gfpgan.train.main(ARGS)`` in this process (saves the ~10 s import of a subprocess).
+
+    One intra-op thread, like the subprocess runs (OMP_NUM_THREADS=1): bit-exact comparisons
+    between in-process and subprocess runs need the same reduction order.
+    """
     from gfpgan.train import main
 
-    return main([str(a) for a in args])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main([str(a) for a in args])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def final_weights(run_dir: Path, it: int, net: str = "net_g") -> dict:
