@@ -126,6 +126,17 @@ def test_each_step_changes_the_image_the_way_it_should():
     assert deg.downsampled_size(512, 512, 0.8) == (639, 639)  # the reference's floor division (512 // 0.8)
 
 
+@pytest.mark.parametrize("size", [7, 21, 41])
+def test_blur_equals_opencv_filter2d(size):
+    import cv2
+
+    rng = np.random.default_rng(size)
+    img = rng.random((50, 37, 3)).astype(np.float32)
+    for _ in range(3):
+        k = deg.make_kernel(size, deg.sample_kernel_params(rng, ["iso", "aniso"], [0.5, 0.5], [0.1, 10]))
+        np.testing.assert_allclose(deg.blur(img, k), cv2.filter2D(img, -1, k), atol=2e-6)
+
+
 def test_color_jitter_pt_factors_and_order():
     p = deg.sample_color_jitter_pt(np.random.default_rng(0), brightness=(2.0, 2.0), contrast=None,
                                    saturation=None, hue=None)
