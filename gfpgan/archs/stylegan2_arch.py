@@ -75,8 +75,10 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, demod
     else:
         out = F.conv2d(x, weight, stride=stride, padding=padding)
     if demodulate:
-        # ||W * s||^2 over (I, k, k) = sum_I s_I^2 * ||W_oI||^2: one small matmul
-        scale = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + eps) * gain
+        # ||W * s||^2 over (I, k, k) = sum_I s_I^2 * ||W_oI||^2: one small matmul, kept in fp32
+        # under autocast (a half-precision sum of squares loses the demodulation's accuracy)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            scale = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum([2, 3]).t() + eps) * gain
     else:
         scale = torch.full((1, o), gain, dtype=out.dtype, device=out.device)
     scale = scale.to(out.dtype).view(-1, o, 1, 1)
@@ -133,7 +135,7 @@ class StyleConv(nn.Module):
     def forward(self, x, style, noise=None):
         # the sqrt(2) "for conversion" and the bias are folded into the conv (bias commutes with the noise)
         out = self.modulated_conv(x, style, gain=SQRT2, bias=self.bias.view(-1))
-        out = out + self.weight * _noise_like(out, noise)
+        out = out + self.weight.to(out.dtype) * _noise_like(out, noise)  # stay in the autocast dtype
         return F.leaky_relu(out, 0.2)
 
 
@@ -207,7 +209,7 @@ class StyleConvOrig(nn.Module):
 
     def forward(self, x, style, noise=None):
         out = self.modulated_conv(x, style)
-        return self.activate(out + self.weight * _noise_like(out, noise))
+        return self.activate(out + self.weight.to(out.dtype) * _noise_like(out, noise))
 
 
 class ToRGBOrig(nn.Module):
