@@ -4,9 +4,9 @@ Importing this package registers ``FFHQDegradationDataset`` and ``PairedImageDat
 ``gfpgan.registry.DATASET_REGISTRY``. Training-only: the inference path never imports it.
 """
 
-from gfpgan.data import degradations  # noqa: F401
-from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset  # noqa: F401
-from gfpgan.data.file_backends import FolderWriter, LmdbWriter  # noqa: F401
-from gfpgan.data.paired_image_dataset import PairedImageDataset  # noqa: F401
+from gfpgan.data import degradations
+from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset
+from gfpgan.data.file_backends import FolderWriter, LmdbWriter
+from gfpgan.data.paired_image_dataset import PairedImageDataset
 
-__all__ = ["FFHQDegradationDataset", "PairedImageDataset", "LmdbWriter", "FolderWriter", "degradations"]
+__all__ = ["FFHQDegradationDataset", "FolderWriter", "LmdbWriter", "PairedImageDataset", "degradations"]

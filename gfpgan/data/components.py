@@ -84,7 +84,7 @@ def load_components(path: Union[str, os.PathLike]) -> Dict[str, Dict[str, np.nda
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure is the file's fault)
+    except Exception as exc:  # any unpickling failure is the file's fault
         raise UserError(f"{path} is not a readable component box file ({type(exc).__name__}); "
                         f"remake it with python -m gfpgan.tools.component_boxes.") from None
     if not isinstance(raw, Mapping) or not raw:

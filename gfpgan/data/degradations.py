@@ -19,10 +19,13 @@ OpenCV JPEG round trip are the same. What is owned here instead:
 * BasicSR draws from the global ``numpy``/``random``/``torch`` generators, so a sample cannot be
   reproduced per (seed, rank, worker) and forked DataLoader workers can share streams;
 * it asserts ``low < high`` on every sigma range, so a fixed sigma (``[2, 2]``) is rejected;
-* its JPEG step encodes the RGB-ordered array as if it were BGR when fed RGB data, and truncates a
-  float quality (``uniform(60, 100)`` never reaches 100); here quality is an integer drawn
-  inclusively, and the encoder always sees BGR;
-* its gray conversion uses BGR weights; here the luma weights match the channel order used.
+* its JPEG step passes a float quality, which current OpenCV rejects (older versions truncated
+  it, so ``uniform(60, 100)`` never reached 100); here quality is an integer drawn inclusively;
+* the reference cannot disable noise or JPEG (``None`` ranges crash its logging); here ``None``
+  disables any step.
+
+Speed (same results): large-kernel blur through a float32 FFT, and the hue jitter through
+OpenCV's HSV conversion instead of torchvision's CPU implementation (9x faster at 512).
 """
 
 import math

@@ -21,8 +21,14 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from gfpgan.data.components import (PARTS, boxes_from_5, boxes_from_68, component_key, load_components,
-                                    save_components)
+from gfpgan.data.components import (
+    PARTS,
+    boxes_from_5,
+    boxes_from_68,
+    component_key,
+    load_components,
+    save_components,
+)
 from gfpgan.errors import UserError, run_cli
 
 
