@@ -155,6 +155,8 @@ def test_bad_options(astronaut):
     with pytest.raises(UserError, match="RetinaFace"):
         FaceRestorer(Constant(), device="cpu", detector="retinaface",
                      detector_weights="/nonexistent/detection_Resnet50_Final.pth").restore(astronaut)
+    with pytest.raises(UserError, match="detection_Resnet50_Final.pth not found"):
+        FaceRestorer(Constant(), device="cpu", detector="retinaface").restore(astronaut)
 
 
 def test_parse_masks_are_feathered_and_smoothed_per_track():

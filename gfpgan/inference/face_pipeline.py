@@ -130,6 +130,11 @@ class FaceStages:
         """The face detector, built on first use (MTCNN's import is not free)."""
         if self._detector is None:
             name, weights = self._detector_spec
+            if name == "retinaface" and not weights:
+                # not given: look in the weights cache (experiments/pretrained_models, ~/.cache)
+                from gfpgan.model_cards import resolve_weights
+
+                weights = str(resolve_weights("detection_Resnet50_Final"))
             self._detector = build_detector(name, device=self.device, weights=weights)
         return self._detector
 
