@@ -33,7 +33,7 @@ class TwoFaces:
 
     def detect(self, images):
         out = []
-        for k, img in enumerate(images):
+        for img in images:
             boxes = [[20, 20, 70, 70]]
             if img[0, 0, 0] == 255:  # marker for "B is visible"
                 boxes.append([100, 20, 150, 70])

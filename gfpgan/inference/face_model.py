@@ -148,7 +148,8 @@ def _build_from_spec(spec: str) -> nn.Module:
     try:
         from gfpgan.checkpoint import build_network
     except ImportError as exc:  # pragma: no cover - only while the checkpoint module is missing
-        raise UserError(f"cannot load '{spec}': the checkpoint loader is not installed ({exc}).")
+        raise UserError(f"cannot load '{spec}': the checkpoint loader is not installed ({exc}).") \
+            from None
     if os.path.isdir(spec):
         raise UserError(f"model '{spec}' is a folder; give a .safetensors/.pth file or a model "
                         "card name (see configs/).")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -125,7 +125,7 @@ class ParseMasker:
         border: pixels (at 512) zeroed at the crop border so the warp edge never shows.
     """
 
-    def __init__(self, weights: str, device: torch.device = torch.device("cpu"),
+    def __init__(self, weights: str, device: Union[str, torch.device] = "cpu",
                  blur_sigma: float = 15.5, border: int = 10):
         if not os.path.isfile(weights):
             raise UserError(f"face-parsing weights '{weights}' not found; download facexlib's "
