@@ -102,3 +102,16 @@ def test_onnxruntime_backend_matches_torch(tmp_path):
     assert (ort_model(x) - torch_model(x)).abs().max() < 1e-3
     with pytest.raises(UserError, match="onnx"):
         load_face_model(net, backend="onnxruntime")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("half", ["fp16", "bf16"])
+def test_reduced_precision_on_cuda_stays_close_to_fp32(half):
+    net = tiny_gfpgan(seed=7)
+    ref = load_face_model(net, device="cpu")
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    expected = ref(x)
+    gpu = load_face_model(tiny_gfpgan(seed=7), device="cuda", half=half)
+    out = gpu(x)
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    assert (out.cpu() - expected).abs().mean() < 0.02
