@@ -193,7 +193,8 @@ class _AtomicWriter:
 
         Args:
             key: ascii name without extension (e.g. "00000"); unique.
-            data: encoded PNG bytes, or an RGB uint8 (H, W, 3) image (encoded as PNG here).
+            data: encoded image bytes (stored as given; PNG keeps BasicSR's meta_info truthful),
+                or an RGB uint8 (H, W, 3) image (encoded as PNG here).
             landmarks: optional (5, 2) points of this face in crop pixels.
             compress_level: PNG compression used when ``data`` is an array (and recorded).
         """
@@ -227,6 +228,7 @@ class _AtomicWriter:
         self._journal.close()
         if self._discard:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
         if exc_type is not None:
             return False  # keep <dest>.partial for a resume
         self._finish_files()
