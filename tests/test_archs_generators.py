@@ -9,8 +9,15 @@ from gfpgan.archs.stylegan2_arch import modulated_conv
 from gfpgan.errors import UserError
 from gfpgan.registry import ARCH_REGISTRY
 
-KW = dict(num_style_feat=64, channel_multiplier=1, narrow=0.125, input_is_latent=True, different_w=True, sft_half=True,
-          fix_decoder=False)
+KW = dict(
+    num_style_feat=64,
+    channel_multiplier=1,
+    narrow=0.125,
+    input_is_latent=True,
+    different_w=True,
+    sft_half=True,
+    fix_decoder=False,
+)
 
 
 def _x(b, s, seed=0):
@@ -25,7 +32,7 @@ def test_gfpgan_shapes_and_pyramid(cls, size):
         image, rgbs = net(_x(2, size))
         fast, none = net(_x(2, size), return_rgb=False)
     assert image.shape == (2, 3, size, size)
-    assert [r.shape[-1] for r in rgbs] == [2 ** i for i in range(3, size.bit_length())]
+    assert [r.shape[-1] for r in rgbs] == [2**i for i in range(3, size.bit_length())]
     assert all(r.shape[:2] == (2, 3) for r in rgbs)
     assert none == []
     assert torch.equal(fast, image)  # skipping the pyramid does not change the image
@@ -58,20 +65,44 @@ def test_batched_path_matches_single_samples(cls):
     x = _x(3, 64, seed=1)
     with torch.no_grad():
         batched = net(x)[0]
-        single = torch.cat([net(x[i:i + 1])[0] for i in range(3)])
+        single = torch.cat([net(x[i : i + 1])[0] for i in range(3)])
     assert (batched - single).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("transpose", [False, True])
 def test_modulated_conv_fused_equals_input_scaling(transpose):
     g = torch.Generator().manual_seed(0)
-    x, w, s = torch.randn(3, 8, 6, 6, generator=g), torch.randn(5, 8, 3, 3, generator=g), torch.rand(3, 8, generator=g)
+    x, w, s = (
+        torch.randn(3, 8, 6, 6, generator=g),
+        torch.randn(5, 8, 3, 3, generator=g),
+        torch.rand(3, 8, generator=g),
+    )
     bias = torch.randn(5, generator=g)
     for demod in (True, False):
-        a = modulated_conv(x, w, s, demod, 1e-8, gain=1.5, bias=None if transpose else bias, padding=1,
-                           transpose=transpose, fused=True)
-        b = modulated_conv(x, w, s, demod, 1e-8, gain=1.5, bias=None if transpose else bias, padding=1,
-                           transpose=transpose, fused=False)
+        a = modulated_conv(
+            x,
+            w,
+            s,
+            demod,
+            1e-8,
+            gain=1.5,
+            bias=None if transpose else bias,
+            padding=1,
+            transpose=transpose,
+            fused=True,
+        )
+        b = modulated_conv(
+            x,
+            w,
+            s,
+            demod,
+            1e-8,
+            gain=1.5,
+            bias=None if transpose else bias,
+            padding=1,
+            transpose=transpose,
+            fused=False,
+        )
         assert (a - b).abs().max() < 1e-4
 
 
@@ -90,7 +121,7 @@ def test_sft_changes_only_the_second_half_with_sft_half():
     assert torch.allclose(ident, plain, atol=1e-6)  # scale 1 / shift 0 is the identity
     before, after = captured[1], captured[2]
     assert torch.equal(before[:, : c // 2], after[:, : c // 2])
-    assert torch.allclose(after[:, c // 2:], before[:, c // 2:] * 2 + 1, atol=1e-5)
+    assert torch.allclose(after[:, c // 2 :], before[:, c // 2 :] * 2 + 1, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [StyleGAN2GeneratorClean, StyleGAN2Generator])
@@ -114,8 +145,14 @@ def test_prior_loading_and_fix_decoder(tmp_path):
     prior = StyleGAN2GeneratorClean(32, num_style_feat=64, channel_multiplier=1, narrow=0.125)
     path = tmp_path / "prior.pth"
     torch.save({"params_ema": prior.state_dict()}, path)
-    net = GFPGANv1Clean(out_size=32, num_style_feat=64, channel_multiplier=1, narrow=0.125,
-                        decoder_load_path=str(path), fix_decoder=True)
+    net = GFPGANv1Clean(
+        out_size=32,
+        num_style_feat=64,
+        channel_multiplier=1,
+        narrow=0.125,
+        decoder_load_path=str(path),
+        fix_decoder=True,
+    )
     for k, v in prior.state_dict().items():
         assert torch.equal(net.stylegan_decoder.state_dict()[k], v)
     assert not any(p.requires_grad for p in net.stylegan_decoder.parameters())
@@ -130,11 +167,15 @@ def test_prior_loading_and_fix_decoder(tmp_path):
 
 def test_prior_loading_errors(tmp_path):
     with pytest.raises(UserError, match="missing.pth"):
-        GFPGANv1Clean(out_size=32, num_style_feat=32, narrow=0.125, decoder_load_path=str(tmp_path / "missing.pth"))
+        GFPGANv1Clean(
+            out_size=32, num_style_feat=32, narrow=0.125, decoder_load_path=str(tmp_path / "missing.pth")
+        )
     wrong = StyleGAN2Generator(32, num_style_feat=32, narrow=0.125)  # original layout into a clean decoder
     torch.save({"params_ema": wrong.state_dict()}, tmp_path / "wrong.pth")
     with pytest.raises(UserError, match="does not fit"):
-        GFPGANv1Clean(out_size=32, num_style_feat=32, narrow=0.125, decoder_load_path=str(tmp_path / "wrong.pth"))
+        GFPGANv1Clean(
+            out_size=32, num_style_feat=32, narrow=0.125, decoder_load_path=str(tmp_path / "wrong.pth")
+        )
 
 
 def test_original_arch_trains_with_r1_style_double_backward():
@@ -147,9 +188,21 @@ def test_original_arch_trains_with_r1_style_double_backward():
 
 
 def test_registry_builds_official_yaml_block_and_rejects_bad_sizes():
-    cfg = dict(type="GFPGANv1", out_size=32, num_style_feat=64, channel_multiplier=1, resample_kernel=[1, 3, 3, 1],
-               decoder_load_path=None, fix_decoder=True, num_mlp=8, lr_mlp=0.01, input_is_latent=True,
-               different_w=True, narrow=0.125, sft_half=True)
+    cfg = dict(
+        type="GFPGANv1",
+        out_size=32,
+        num_style_feat=64,
+        channel_multiplier=1,
+        resample_kernel=[1, 3, 3, 1],
+        decoder_load_path=None,
+        fix_decoder=True,
+        num_mlp=8,
+        lr_mlp=0.01,
+        input_is_latent=True,
+        different_w=True,
+        narrow=0.125,
+        sft_half=True,
+    )
     net = ARCH_REGISTRY.build(cfg)
     assert isinstance(net, GFPGANv1) and cfg["type"] == "GFPGANv1"
     assert net.final_linear.weight.shape[0] == (2 * 5 - 2) * 64

@@ -4,7 +4,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from gfpgan.archs import FacialComponentDiscriminator, ResNetArcFace, StyleGAN2Discriminator, VGGFeatureExtractor
+from gfpgan.archs import (
+    FacialComponentDiscriminator,
+    ResNetArcFace,
+    StyleGAN2Discriminator,
+    VGGFeatureExtractor,
+)
 from gfpgan.archs.stylegan2_ops import make_resample_kernel, upfirdn2d
 from gfpgan.archs.vgg_arch import vgg_layer_names
 from gfpgan.errors import UserError
@@ -94,8 +99,11 @@ def test_vgg_loads_torchvision_file_and_names_missing_one(tmp_path, monkeypatch)
     ref = VGGFeatureExtractor(["conv5_4"], pretrained=False)
     names = vgg_layer_names("vgg19")
     # a torchvision-style state dict: features.<index>.{weight,bias} (+ classifier keys, ignored)
-    state = {f"features.{names.index(n)}.{k}": v.clone() + 1
-             for n, layer in ref.vgg_net.named_children() for k, v in layer.state_dict().items()}
+    state = {
+        f"features.{names.index(n)}.{k}": v.clone() + 1
+        for n, layer in ref.vgg_net.named_children()
+        for k, v in layer.state_dict().items()
+    }
     state["classifier.0.weight"] = torch.zeros(2, 2)
     path = tmp_path / "vgg19-dcbb9e9d.pth"
     torch.save(state, path)

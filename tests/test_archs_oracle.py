@@ -4,8 +4,15 @@ ours with strict=True and give the same outputs (fixed noise, fp32, CPU, max abs
 import pytest
 import torch
 
-from gfpgan.archs import (FacialComponentDiscriminator, GFPGANv1, GFPGANv1Clean, ResNetArcFace,
-                          StyleGAN2Discriminator, StyleGAN2Generator, StyleGAN2GeneratorClean)
+from gfpgan.archs import (
+    FacialComponentDiscriminator,
+    GFPGANv1,
+    GFPGANv1Clean,
+    ResNetArcFace,
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
+    StyleGAN2GeneratorClean,
+)
 from tests.oracle import require_oracle, run_oracle
 
 pytestmark = pytest.mark.oracle
@@ -68,9 +75,14 @@ with torch.no_grad():
 def small():
     require_oracle()
     g = torch.Generator().manual_seed(123)
-    inputs = {"x": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1, "x4": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1,
-              "z": torch.randn(2, 64, generator=g), "crop": torch.rand(2, 3, 40, 40, generator=g) * 2 - 1,
-              "gray": torch.rand(2, 1, 128, 128, generator=g) * 2 - 1, "gfpgan_kw": GFPGAN_KW}
+    inputs = {
+        "x": torch.rand(2, 3, 64, 64, generator=g) * 2 - 1,
+        "x4": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1,
+        "z": torch.randn(2, 64, generator=g),
+        "crop": torch.rand(2, 3, 40, 40, generator=g) * 2 - 1,
+        "gray": torch.rand(2, 1, 128, 128, generator=g) * 2 - 1,
+        "gfpgan_kw": GFPGAN_KW,
+    }
     return inputs, run_oracle(SMALL_SNIPPET, inputs, fused_act_standin=True)
 
 
@@ -144,17 +156,26 @@ def test_arcface_matches_reference(small, use_se):
 def test_gfpgan_clean_v13_config_at_512_matches_reference():
     """The released v1.3/v1.4 configuration (cm=2, 512 px): strict load + output parity."""
     require_oracle()
-    kw = dict(out_size=512, channel_multiplier=2, fix_decoder=False, input_is_latent=True, different_w=True,
-              sft_half=True)
+    kw = dict(
+        out_size=512,
+        channel_multiplier=2,
+        fix_decoder=False,
+        input_is_latent=True,
+        different_w=True,
+        sft_half=True,
+    )
     x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    ref = run_oracle("""
+    ref = run_oracle(
+        """
 from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
 torch.manual_seed(0)
 net = GFPGANv1Clean(**IN["kw"]).eval()
 with torch.no_grad():
     OUT["out"] = net(IN["x"], return_rgb=False, randomize_noise=False)[0]
 OUT["sd"] = net.state_dict()
-""", {"x": x, "kw": kw})
+""",
+        {"x": x, "kw": kw},
+    )
     with torch.device("meta"):  # skip a random init that the load overwrites anyway
         net = GFPGANv1Clean(**kw)
     net.load_state_dict(ref["sd"], strict=True, assign=True)
@@ -167,14 +188,24 @@ OUT["sd"] = net.state_dict()
 def test_original_gfpganv1_at_512_cm1_has_reference_keys_and_shapes():
     """GFPGANv1.pth layout (cm=1, 512): every reference key and shape, built on the meta device."""
     require_oracle()
-    kw = dict(out_size=512, channel_multiplier=1, fix_decoder=True, input_is_latent=True, different_w=True,
-              sft_half=True)
-    ref = run_oracle("""
+    kw = dict(
+        out_size=512,
+        channel_multiplier=1,
+        fix_decoder=True,
+        input_is_latent=True,
+        different_w=True,
+        sft_half=True,
+    )
+    ref = run_oracle(
+        """
 from gfpgan.archs.gfpganv1_arch import GFPGANv1
 with torch.device("meta"):
     net = GFPGANv1(**IN["kw"])
 OUT["shapes"] = {k: torch.tensor(v.shape) for k, v in net.state_dict().items()}
-""", {"kw": kw}, fused_act_standin=True)
+""",
+        {"kw": kw},
+        fused_act_standin=True,
+    )
     with torch.device("meta"):
         ours = GFPGANv1(**kw)
     mine = {k: tuple(v.shape) for k, v in ours.state_dict().items()}

@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from gfpgan.archs import (FacialComponentDiscriminator, GFPGANv1, GFPGANv1Clean, ResNetArcFace,
-                          StyleGAN2Discriminator, StyleGAN2Generator, StyleGAN2GeneratorClean, VGGFeatureExtractor)
+from gfpgan.archs import (
+    FacialComponentDiscriminator,
+    GFPGANv1,
+    GFPGANv1Clean,
+    ResNetArcFace,
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
+    StyleGAN2GeneratorClean,
+    VGGFeatureExtractor,
+)
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "arch_keys.json"
 RELEASE = dict(out_size=512, input_is_latent=True, different_w=True, sft_half=True)
@@ -71,11 +79,21 @@ def test_released_clean_checkpoint_keys():
 
 def test_original_checkpoint_keys():
     s = _shapes("GFPGANv1_512_cm1")
-    for key in ("conv_body_first.0.weight", "conv_body_first.1.bias", "conv_body_down.0.conv1.0.weight",
-                "conv_body_down.0.conv1.1.bias", "conv_body_down.0.conv2.1.weight", "conv_body_down.0.conv2.2.bias",
-                "conv_body_down.0.skip.1.weight", "conv_body_up.0.conv2.weight", "conv_body_up.0.conv2.activation.bias",
-                "conv_body_up.0.skip.weight", "stylegan_decoder.style_mlp.8.weight",
-                "stylegan_decoder.style_convs.0.activate.bias", "condition_shift.0.2.bias"):
+    for key in (
+        "conv_body_first.0.weight",
+        "conv_body_first.1.bias",
+        "conv_body_down.0.conv1.0.weight",
+        "conv_body_down.0.conv1.1.bias",
+        "conv_body_down.0.conv2.1.weight",
+        "conv_body_down.0.conv2.2.bias",
+        "conv_body_down.0.skip.1.weight",
+        "conv_body_up.0.conv2.weight",
+        "conv_body_up.0.conv2.activation.bias",
+        "conv_body_up.0.skip.weight",
+        "stylegan_decoder.style_mlp.8.weight",
+        "stylegan_decoder.style_convs.0.activate.bias",
+        "condition_shift.0.2.bias",
+    ):
         assert key in s, key
     # params + buffers of the cm=1 model; GFPGANv1.pth holds two copies (params and params_ema)
     total = sum(torch.Size(v).numel() for v in s.values())

@@ -8,5 +8,5 @@ from gfpgan.archs.gfpgan_arch import GFPGANv1, GFPGANv1Clean
 from gfpgan.archs.stylegan2_arch import StyleGAN2Generator, StyleGAN2GeneratorClean
 from gfpgan.archs.vgg_arch import VGGFeatureExtractor
 
-__all__ = ["GFPGANv1", "GFPGANv1Clean", "StyleGAN2Generator", "StyleGAN2GeneratorClean", "StyleGAN2Discriminator",
-           "FacialComponentDiscriminator", "ResNetArcFace", "VGGFeatureExtractor"]
+__all__ = ["GFPGANv1", "GFPGANv1Clean", "StyleGAN2Generator", "StyleGAN2GeneratorClean",
+           "StyleGAN2Discriminator", "FacialComponentDiscriminator", "ResNetArcFace", "VGGFeatureExtractor"]

@@ -22,8 +22,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from gfpgan.archs.stylegan2_arch import StyleGAN2Generator, StyleGAN2GeneratorClean
-from gfpgan.archs.stylegan2_ops import (SQRT2, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, ResBlock,
-                                        ScaledLeakyReLU, check_size, stylegan2_channels)
+from gfpgan.archs.stylegan2_ops import (
+    SQRT2,
+    ConvLayer,
+    EqualConv2d,
+    EqualLinear,
+    FusedLeakyReLU,
+    ResBlock,
+    ScaledLeakyReLU,
+    check_size,
+    stylegan2_channels,
+)
 from gfpgan.errors import UserError
 from gfpgan.registry import ARCH_REGISTRY
 
@@ -43,7 +52,8 @@ def load_decoder_weights(decoder: nn.Module, path: str) -> None:
         decoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"StyleGAN2 prior {path} does not fit the decoder (check out_size, "
-                        f"channel_multiplier, narrow and the arch variant): {str(exc).splitlines()[0]}") from exc
+                        f"channel_multiplier, narrow and the arch variant): {str(exc).splitlines()[0]}"
+                        ) from exc
 
 
 class _GFPGANBase(nn.Module):
@@ -117,10 +127,9 @@ class ResBlockClean(nn.Module):
         self.conv2 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.scale_factor = 0.5 if mode == "down" else 2
-        # bilinear resampling and a bias-free 1x1 conv commute: run the conv on the side with fewer
-        # pixels x channels (identical result up to rounding, less work)
-        self._skip_first = (out_channels * (4 if mode == "down" else 1)) <= (in_channels * (1 if mode == "down"
-                                                                                             else 4))
+        # bilinear resampling and a bias-free 1x1 conv commute: run the conv at the lower resolution
+        # (before upsampling; identical result up to rounding, 4x fewer conv pixels)
+        self._skip_first = mode == "up"
 
     def _resample(self, x):
         return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
@@ -174,12 +183,13 @@ class GFPGANv1Clean(_GFPGANBase):
             self.toRGB.append(nn.Conv2d(c, 3, 1))
             sft_c = c if sft_half else 2 * c
             for seq in (self.condition_scale, self.condition_shift):
-                seq.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, sft_c, 3, 1, 1)))
+                seq.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2),
+                                         nn.Conv2d(c, sft_c, 3, 1, 1)))
             in_ch = c
         self.final_linear = nn.Linear(ch["4"] * 16, linear_out)
-        self.stylegan_decoder = StyleGAN2GeneratorClean(out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
-                                                        channel_multiplier=channel_multiplier, narrow=narrow,
-                                                        sft_half=sft_half)
+        self.stylegan_decoder = StyleGAN2GeneratorClean(
+            out_size, num_style_feat=num_style_feat, num_mlp=num_mlp, channel_multiplier=channel_multiplier,
+            narrow=narrow, sft_half=sft_half)
         self._finish(decoder_load_path, fix_decoder)
 
     def _encode_first(self, x):
@@ -192,8 +202,8 @@ class GFPGANv1Clean(_GFPGANBase):
 class ConvUpLayer(nn.Module):
     """Bilinear x2 then an equalized conv; optional bias or fused bias-lrelu (``activation.bias``)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, bias_init_val=0,
-                 activate=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 bias_init_val=0, activate=True):
         super().__init__()
         self.stride, self.padding = stride, padding
         self.scale = 1 / math.sqrt(in_channels * kernel_size ** 2)
@@ -246,9 +256,10 @@ class GFPGANv1(_GFPGANBase):
     """
 
     def __init__(self, out_size: int, num_style_feat: int = 512, channel_multiplier: float = 1,
-                 resample_kernel=(1, 3, 3, 1), decoder_load_path: Optional[str] = None, fix_decoder: bool = True,
-                 num_mlp: int = 8, lr_mlp: float = 0.01, input_is_latent: bool = False, different_w: bool = False,
-                 narrow: float = 1, sft_half: bool = False):
+                 resample_kernel=(1, 3, 3, 1), decoder_load_path: Optional[str] = None,
+                 fix_decoder: bool = True, num_mlp: int = 8, lr_mlp: float = 0.01,
+                 input_is_latent: bool = False, different_w: bool = False, narrow: float = 1,
+                 sft_half: bool = False):
         super().__init__()
         linear_out = self._setup(out_size, num_style_feat, different_w, input_is_latent)
         rk = tuple(resample_kernel)

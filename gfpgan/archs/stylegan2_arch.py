@@ -22,8 +22,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gfpgan.archs.stylegan2_ops import (SQRT2, EqualLinear, FusedLeakyReLU, NormStyleCode, UpFirDnSmooth,
-                                        UpFirDnUpsample, check_size, stylegan2_channels)
+from gfpgan.archs.stylegan2_ops import (
+    SQRT2,
+    EqualLinear,
+    FusedLeakyReLU,
+    NormStyleCode,
+    UpFirDnSmooth,
+    UpFirDnUpsample,
+    check_size,
+    stylegan2_channels,
+)
 from gfpgan.registry import ARCH_REGISTRY
 
 
@@ -125,7 +133,8 @@ class ModulatedConv2d(nn.Module):
 class StyleConv(nn.Module):
     """Clean style conv: modulated conv x sqrt(2), noise ``weight`` (1,), ``bias`` (1, C, 1, 1), lrelu."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True, sample_mode=None):
+    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True,
+                 sample_mode=None):
         super().__init__()
         self.modulated_conv = ModulatedConv2d(in_channels, out_channels, kernel_size, num_style_feat,
                                               demodulate=demodulate, sample_mode=sample_mode)
@@ -171,8 +180,8 @@ class ConstantInput(nn.Module):
 class ModulatedConv2dOrig(nn.Module):
     """Original modulated conv: ``EqualLinear`` modulation (bias 1), run-time weight scale, FIR resampling."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True, sample_mode=None,
-                 resample_kernel=(1, 3, 3, 1), eps=1e-8):
+    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True,
+                 sample_mode=None, resample_kernel=(1, 3, 3, 1), eps=1e-8):
         super().__init__()
         if sample_mode == "upsample":
             self.smooth = UpFirDnSmooth(resample_kernel, upsample_factor=2, kernel_size=kernel_size)
@@ -199,8 +208,8 @@ class ModulatedConv2dOrig(nn.Module):
 class StyleConvOrig(nn.Module):
     """Original style conv: modulated conv, noise ``weight`` (1,), fused bias-lrelu ``activate.bias`` (C,)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True, sample_mode=None,
-                 resample_kernel=(1, 3, 3, 1)):
+    def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True,
+                 sample_mode=None, resample_kernel=(1, 3, 3, 1)):
         super().__init__()
         self.modulated_conv = ModulatedConv2dOrig(in_channels, out_channels, kernel_size, num_style_feat,
                                                   demodulate, sample_mode, resample_kernel)
@@ -302,7 +311,9 @@ class _StyleGAN2Base(nn.Module):
         if truncation < 1:
             styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
         if len(styles) == 1:
-            latent = styles[0] if styles[0].ndim == 3 else styles[0].unsqueeze(1).expand(-1, self.num_latent, -1)
+            latent = styles[0]
+            if latent.ndim == 2:  # one w for every layer
+                latent = latent.unsqueeze(1).expand(-1, self.num_latent, -1)
         else:
             if inject_index is None:
                 inject_index = random.randint(1, self.num_latent - 1)
@@ -341,8 +352,8 @@ class StyleGAN2GeneratorClean(_StyleGAN2Base):
         sft_half: apply SFT conditions to half of the channels (GFPGAN's CS-SFT).
     """
 
-    def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: float = 2,
-                 narrow: float = 1, sft_half: bool = False):
+    def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8,
+                 channel_multiplier: float = 2, narrow: float = 1, sft_half: bool = False):
         super().__init__()
         layers = [NormStyleCode()]
         for _ in range(num_mlp):
@@ -371,13 +382,15 @@ class StyleGAN2Generator(_StyleGAN2Base):
         sft_half: apply SFT conditions to half of the channels.
     """
 
-    def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: float = 2,
-                 resample_kernel=(1, 3, 3, 1), lr_mlp: float = 0.01, narrow: float = 1, sft_half: bool = False):
+    def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8,
+                 channel_multiplier: float = 2, resample_kernel=(1, 3, 3, 1), lr_mlp: float = 0.01,
+                 narrow: float = 1, sft_half: bool = False):
         super().__init__()
         self.style_mlp = nn.Sequential(NormStyleCode(), *[
             EqualLinear(num_style_feat, num_style_feat, lr_mul=lr_mlp, activation="fused_lrelu")
             for _ in range(num_mlp)])
         rk = tuple(resample_kernel)
         self._build(out_size, num_style_feat, channel_multiplier, narrow, sft_half,
-                    lambda i, o, mode: StyleConvOrig(i, o, 3, num_style_feat, sample_mode=mode, resample_kernel=rk),
+                    lambda i, o, mode: StyleConvOrig(i, o, 3, num_style_feat, sample_mode=mode,
+                                                     resample_kernel=rk),
                     lambda i, up: ToRGBOrig(i, num_style_feat, upsample=up, resample_kernel=rk))

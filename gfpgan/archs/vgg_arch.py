@@ -109,7 +109,8 @@ class VGGFeatureExtractor(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file: say which one
-            raise UserError(f"VGG weights {path} could not be read ({exc}); download it again from {url}.") from exc
+            raise UserError(f"VGG weights {path} could not be read ({exc}); download it again from {url}."
+                            ) from exc
         try:
             nn.Sequential(*features).load_state_dict(
                 {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})

@@ -64,7 +64,8 @@ def parse_modes(text: str) -> List[str]:
     for m in modes:
         parts = m.split("+")
         if parts[0] not in DTYPES or any(p not in ("cl", "compile") for p in parts[1:]):
-            raise UserError(f"unknown mode {m!r}: use fp32|bf16|fp16 optionally followed by +cl and/or +compile")
+            raise UserError(f"unknown mode {m!r}: use fp32|bf16|fp16 optionally followed by +cl and/or "
+                            f"+compile")
     return modes
 
 
@@ -120,7 +121,8 @@ def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches:
                   warmup: int, iters: int):
     """Time the reference in a subprocess on the same weights; returns (results, outputs) or None."""
     if not (oracle / "gfpgan" / "archs" / "gfpganv1_clean_arch.py").is_file():
-        print(f"reference: not found at {oracle} (pip install --no-deps --target {oracle} gfpgan==1.3.8); skipped")
+        print(f"reference: not found at {oracle} "
+              f"(pip install --no-deps --target {oracle} gfpgan==1.3.8); skipped")
         return None
     with tempfile.TemporaryDirectory(prefix="bench_ref_") as tmp:
         torch.save(state, os.path.join(tmp, "weights.pt"))
@@ -129,10 +131,10 @@ def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches:
             json.dump({"kw": kw, "batches": list(batches), "device": device, "warmup": warmup, "iters": iters,
                        "threads": torch.get_num_threads()}, f)
         env = dict(os.environ, PYTHONPATH=str(oracle), PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET], cwd=tmp, env=env, capture_output=True,
-                              text=True)
+        proc = subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET], cwd=tmp, env=env,
+                              capture_output=True, text=True)
         if proc.returncode != 0:
-            print(f"reference: failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no output'})")
+            print(f"reference: failed ({(proc.stderr.strip().splitlines() or ['no output'])[-1]})")
             return None
         with open(os.path.join(tmp, "res.json")) as f:
             res = json.load(f)
@@ -142,8 +144,8 @@ def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches:
 def bench_size(args, size: int, device: torch.device) -> List[Dict]:
     from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
 
-    kw = dict(out_size=size, channel_multiplier=args.channel_multiplier, fix_decoder=False, input_is_latent=True,
-              different_w=True, sft_half=True, narrow=args.narrow)
+    kw = dict(out_size=size, channel_multiplier=args.channel_multiplier, fix_decoder=False,
+              input_is_latent=True, different_w=True, sft_half=True, narrow=args.narrow)
     torch.manual_seed(0)
     net = GFPGANv1Clean(**kw).eval()
     # give the noise injection a non-zero strength, as in trained weights, so it is exercised
@@ -153,7 +155,8 @@ def bench_size(args, size: int, device: torch.device) -> List[Dict]:
     state = {k: v.clone() for k, v in net.state_dict().items()}
     net.to(device)
     batches = sorted(set(args.batches))
-    x = (torch.rand(max(batches), 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(max(batches), 3, size, size, generator=gen) * 2 - 1).to(device)
     rows = []
     with torch.inference_mode():
         base = net(x, return_rgb=False)[0].float().cpu()  # fp32 baseline for every comparison
@@ -173,7 +176,8 @@ def bench_size(args, size: int, device: torch.device) -> List[Dict]:
             try:
                 sec, out = time_ours(net, x, mode, b, args.warmup, args.iters)
             except Exception as exc:  # e.g. torch.compile without a working compiler: report, go on
-                print(f"ours {mode} batch {b}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+                first = (str(exc).splitlines() or [""])[0][:120]
+                print(f"ours {mode} batch {b}: failed ({type(exc).__name__}: {first})")
                 continue
             rows.append({"impl": "ours", "size": size, "mode": mode, "batch": b, "faces_per_s": b / sec,
                          "max_abs": (out - base[:b]).abs().max().item(), "psnr": psnr(out, base[:b])})
@@ -189,21 +193,25 @@ def print_rows(rows: List[Dict], device: str):
           f"{'PSNR dB':>9}")
     for r in rows:
         ratio = "-" if r["ratio_vs_ref_b1_fp32"] is None else f"{r['ratio_vs_ref_b1_fp32']:.2f}"
-        print(f"{r['impl']:<10}{r['size']:>5} {r['mode']:<18}{r['batch']:>5}{r['faces_per_s']:>10.3f}{ratio:>10}"
+        print(f"{r['impl']:<10}{r['size']:>5} {r['mode']:<18}{r['batch']:>5}{r['faces_per_s']:>10.3f}"
+              f"{ratio:>10}"
               f"{r['max_abs']:>11.2e}{r['psnr']:>9.1f}")
     print("(differences against our fp32 output on the same inputs; PSNR on the [0, 1] scale)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_generator", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_generator",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--sizes", default="512", help="comma list of output sizes (default 512)")
-    p.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,4 on CPU, 1,4,8 on CUDA)")
+    p.add_argument("--batches", default=None,
+                   help="comma list of batch sizes (default 1,4 on CPU, 1,4,8 on CUDA)")
     p.add_argument("--modes", default=None,
                    help="comma list of fp32|bf16|fp16[+cl][+compile] (default fp32 on CPU; "
                         "fp32,bf16,fp16,fp16+cl,fp16+cl+compile on CUDA)")
     p.add_argument("--iters", type=int, default=None, help="timed iterations (default 2 on CPU, 20 on CUDA)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 1 on CPU, 5 on CUDA)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed iterations first (default 1 on CPU, 5 on CUDA)")
     p.add_argument("--channel-multiplier", type=int, default=2, help="2 = the released v1.3/v1.4 model")
     p.add_argument("--narrow", type=float, default=1.0, help="channel scale (1 = released size)")
     p.add_argument("--reference-batches", default="1", help="batch sizes timed for the reference (default 1)")
@@ -229,7 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.batches = [int(b) for b in (args.batches or ("1,4,8" if cuda else "1,4")).split(",")]
         args.reference_batches = [int(b) for b in args.reference_batches.split(",") if b.strip()]
     except ValueError as exc:
-        raise UserError(f"--sizes, --batches and --reference-batches take comma lists of integers ({exc})") from exc
+        raise UserError(f"--sizes, --batches and --reference-batches take comma lists of integers ({exc})"
+                        ) from exc
     args.modes = parse_modes(args.modes or ("fp32,bf16,fp16,fp16+cl,fp16+cl+compile" if cuda else "fp32"))
     args.iters = args.iters or (20 if cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
