@@ -282,7 +282,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
 
     stop = _StopFlag()
     stop.install()
-    bad_steps, epoch, it = 0, start_iter, start_iter
+    bad_steps, epoch = 0, 0
     data = batches(loader, sampler, start_iter)
     try:
         for it in range(start_iter + 1, total_iter + 1):
@@ -313,9 +313,6 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
             if it % log_opt["image_freq"] == 0 and dist_info.is_main and log_opt["use_tb_logger"]:
                 log_step_images(logger, model, batch, it, dist_info)
 
-            if it % log_opt["save_checkpoint_freq"] == 0 or it == total_iter:
-                save_state(it, epoch)
-
             if validator is not None and (it % val_opt["val_freq"] == 0 or it == total_iter):
                 metrics = validator.run(
                     model.restore, vloader, max_images=val_opt["max_images"],
@@ -329,6 +326,10 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
                     if dist_info.is_main:
                         ckpt.save_best(it, model.networks_to_save(), name, best)
                 logger.log_val(it, metrics, note)
+
+            # after validation, so that the state carries this iteration's best score
+            if it % log_opt["save_checkpoint_freq"] == 0 or it == total_iter:
+                save_state(it, epoch)
 
             if _any_rank(stop.signal is not None, dist_info):
                 if it % log_opt["save_checkpoint_freq"] != 0 and it != total_iter:
