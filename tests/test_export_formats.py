@@ -112,3 +112,15 @@ def test_onnx_model_restores_a_clip_through_the_video_pipeline(exported):
         assert o.shape == f.shape and o.dtype == np.uint8
         changed = np.abs(o.astype(int) - f.astype(int)).max(-1) > 8
         assert 100 < changed.sum() < 0.6 * changed.size  # the face area was replaced, not the frame
+
+
+def test_bench_export_reports_every_backend(run_dir, capsys):
+    from gfpgan.tools.bench_export import main
+
+    assert main(["--model", str(run_dir[0]), "--batch", "2", "--iters", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"pytorch", "torchscript", "onnxruntime"}
+    assert rows["pytorch"][3] == "1.00x"
+    for r in rows.values():
+        assert float(r[1]) > 0 and float(r[-1]) <= 1e-3  # faces/s, max|diff| vs PyTorch
