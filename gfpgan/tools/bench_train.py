@@ -131,13 +131,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for mode in modes:
         opt = copy.deepcopy(base)
         opt["train"].update(MODES[mode])
-        results[mode] = run_mode(opt, args.device, batch, args.iters, args.warmup)
-    first = results[modes[0]]["it_per_s"]
+        try:
+            results[mode] = run_mode(opt, args.device, batch, args.iters, args.warmup)
+        except RuntimeError as exc:  # one broken mode (e.g. an op without channels_last) must
+            results[mode] = {"error": str(exc).splitlines()[0][:160]}  # not hide the others
+    first = results[modes[0]].get("it_per_s")
     mem = "peak GPU GiB" if args.device == "cuda" else "peak RSS GiB"
     print(f"| mode | it/s | s/it | {mem} | speed-up vs {modes[0]} |")
     print("|---|---|---|---|---|")
     for mode, r in results.items():
-        r["speedup"] = r["it_per_s"] / first
+        if "error" in r:
+            print(f"| {mode} | failed: {r['error']} | | | |")
+            continue
+        r["speedup"] = r["it_per_s"] / first if first else float("nan")
         print(f"| {mode} | {r['it_per_s']:.3f} | {r['s_per_it']:.3f} | {r['peak_gib']:.2f} | "
               f"{r['speedup']:.2f}x |")
     if args.json:
