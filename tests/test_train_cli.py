@@ -136,6 +136,9 @@ def test_single_process_run_writes_everything(tmp_path):
     # the state is loadable with weights_only and complete
     state = torch.load(run / "training_states" / "4.state", weights_only=True)
     assert state["iter"] == 4 and state["experiment"] == "tiny" and len(state["rng"]) == 1
+    assert state["sampler"] == {"epoch": 1, "next_batch": 0, "iters_per_epoch": 4,
+                                "batch_size": 2, "world_size": 1}
+    assert set(state["model"]) >= {"networks", "net_g_ema", "optimizers", "schedulers"}
     # logs: a line per iteration with losses and ETA, validation, TensorBoard events
     log = (run / "train.log").read_text()
     assert "iter 3/4" in log and "l_g_pix" in log and "eta" in log and "[val iter 4] psnr" in log

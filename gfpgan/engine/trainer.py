@@ -13,8 +13,8 @@
    -> stop cleanly on SIGTERM/SIGINT after saving a state.
 
 Resuming reproduces an uninterrupted run exactly: the state holds the model (networks, EMA,
-optimizers, schedulers, grad scaler), the iteration, every rank's RNG states, and the sampler
-position is a function of the iteration; validation and image logging fork the RNG.
+optimizers, schedulers, grad scaler), the iteration, every rank's RNG states and the sampler
+position (epoch, next batch); validation and image logging fork the RNG.
 """
 
 import inspect
@@ -155,10 +155,17 @@ def build_train_loader(opt: dict, dataset, dist_info: DistInfo):
     return loader, sampler
 
 
-def batches(loader: DataLoader, sampler: ResumableDistributedSampler, done_iters: int) -> Iterator:
-    """Endless batches, starting where ``done_iters`` iterations left off."""
+def sampler_position(done_iters: int, loader: DataLoader, sampler: ResumableDistributedSampler,
+                     dist_info: DistInfo) -> Dict[str, int]:
+    """Where the data stream stands after ``done_iters`` iterations (epoch, next batch in it)."""
     per_epoch = sampler.num_samples // loader.batch_size
-    epoch, k = divmod(done_iters, per_epoch)
+    epoch, next_batch = divmod(done_iters, per_epoch)
+    return {"epoch": epoch, "next_batch": next_batch, "iters_per_epoch": per_epoch,
+            "batch_size": loader.batch_size, "world_size": dist_info.world_size}
+
+
+def batches(loader: DataLoader, sampler: ResumableDistributedSampler, epoch: int, k: int) -> Iterator:
+    """Endless ``(epoch, batch)`` pairs, starting at batch ``k`` of ``epoch``."""
     while True:
         sampler.set_epoch(epoch)
         sampler.set_start(k * loader.batch_size)
@@ -246,6 +253,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
     val_set = build_dataset(val_block, seed=opt["manual_seed"]) if val_block and val_opt else None
 
     best = state.get("best") if state else None  # best validation score so far
+    saved_position = state.get("sampler") if state else None
     if state:
         model.load_state_dict(state["model"])
         if state.get("world_size") == dist_info.world_size:
@@ -275,7 +283,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
         if dist_info.is_main:
             path = ckpt.save(it, model.networks_to_save(), {
                 "model": model.state_dict(), "rng": rngs, "world_size": dist_info.world_size,
-                "sampler": {"epoch": epoch, "batch_size": loader.batch_size},
+                "sampler": sampler_position(it, loader, sampler, dist_info),
                 "best": best, "options": opt})
             logger.info(f"saved training state {path}")
         barrier()
@@ -283,7 +291,12 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
     stop = _StopFlag()
     stop.install()
     bad_steps, epoch = 0, 0
-    data = batches(loader, sampler, start_iter)
+    position = sampler_position(start_iter, loader, sampler, dist_info)
+    if saved_position and saved_position != position:
+        logger.warning(f"the data stream was saved at {saved_position} but these options give "
+                       f"{position} (batch size or world size changed): the sample order differs "
+                       f"from an uninterrupted run")
+    data = batches(loader, sampler, position["epoch"], position["next_batch"])
     try:
         for it in range(start_iter + 1, total_iter + 1):
             with Timer() as t_iter:
