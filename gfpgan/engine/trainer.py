@@ -9,8 +9,8 @@
 4. seeds (``manual_seed + rank``), the train loader (resumable distributed sampler) and val loader;
 5. the model (``MODEL_REGISTRY[model_type](opt, dist_info)``: networks, DDP, losses, optimizers);
 6. the loop: learning rate -> ``model.train_step(batch, it)`` -> skip/stop on non-finite losses ->
-   logs -> checkpoint every ``logger.save_checkpoint_freq`` -> validation every ``val.val_freq``
-   -> stop cleanly on SIGTERM/SIGINT after saving a state.
+   logs -> validation every ``val.val_freq`` (best checkpoint kept) -> training state every
+   ``logger.save_checkpoint_freq`` -> stop cleanly on SIGTERM/SIGINT after saving a state.
 
 Resuming reproduces an uninterrupted run exactly: the state holds the model (networks, EMA,
 optimizers, schedulers, grad scaler), the iteration, every rank's RNG states and the sampler
