@@ -10,11 +10,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from gfpgan.errors import run_cli
+from gfpgan.errors import UserError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gfpgan.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gfpgan.train",
+        description="Train (or resume) the experiment an options YAML describes, on one process or "
+                    "under torchrun.")
     parser.add_argument("-opt", "--opt", required=True, help="experiment options YAML")
     parser.add_argument("--auto-resume", action="store_true",
                         help="continue from the newest complete training state of this experiment")
@@ -33,6 +36,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from gfpgan.options import load_train_options
 
     opt = load_train_options(args.opt, args.force_yml)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was given but this machine has no CUDA GPU; use "
+                            "--device cpu (or auto)")
     cmd = [sys.executable, "-m", "gfpgan.train"] + list(sys.argv[1:] if argv is None else argv)
     return train(opt, argv=cmd, auto_resume=args.auto_resume, device=args.device)
 

@@ -117,3 +117,11 @@ def test_non_finite_losses_skip_then_stop_with_last_good_checkpoint(tmp_path, ca
     a, b = (torch.load(run / f"{i}.state", weights_only=True) for i in sorted(states)[-2:])
     for k, v in a["model"]["networks"]["net_g"].items():
         assert torch.equal(v, b["model"]["networks"]["net_g"][k]) or not torch.isfinite(v).all()
+
+
+def test_debug_shows_the_traceback_instead(tmp_path):
+    opt = tiny_options(tmp_path)
+    opt["train"]["total_iter"] = -1
+    path = write_options(tmp_path, opt)
+    with pytest.raises(UserError, match="must be >= 1"):  # re-raised, not turned into exit 2
+        run_cli(main, ["-opt", str(path), "--debug"])
