@@ -396,13 +396,13 @@ def _walk_blocks(schema: Field, value, dotted: str):
 
 
 def check_blocks(cfg: dict, schema: Section, where: str = "options",
-                 overridden: Sequence[str] = ()) -> None:
+                 overridden: Sequence[str] = (), check_paths: bool = True) -> None:
     """Check every :class:`Block` against its registry: the type exists, the kwargs exist.
 
     A kwarg that the registered class's ``__init__`` does not accept (and the class takes no
     ``**kwargs``) is rejected with a "did you mean"; kwargs that name files must exist.
     """
-    ctx = _Ctx(str(where), overridden)
+    ctx = _Ctx(str(where), overridden, check_paths)
     for dotted, block, value in _walk_blocks(schema, cfg, ""):
         for key, sub in value.items():
             if key in _PATH_KWARGS and isinstance(sub, str):

@@ -115,7 +115,8 @@ def test_train_schema_defaults_match_the_reference():
                                     "train_gfpgan_tiny.yml"])
 def test_recipes_validate_when_their_files_exist(recipe, tmp_path):
     raw = load_yaml(REPO / "options" / recipe)
-    validate(raw, TRAIN_SCHEMA, recipe, check_paths=False)  # schema-valid as shipped
+    opt = validate(raw, TRAIN_SCHEMA, recipe, check_paths=False)  # schema-valid as shipped
+    check_blocks(opt, TRAIN_SCHEMA, recipe, check_paths=False)  # every kwarg known to its class
     # with its data/weight files missing, loading names the first missing one
     with pytest.raises(UserError, match="which does not exist|does not exist"):
         load_train_options(REPO / "options" / recipe)
@@ -126,7 +127,8 @@ def test_tiny_recipe_loads_with_a_data_folder(tmp_path):
     faces.mkdir()
     opt = load_train_options(REPO / "options" / "train_gfpgan_tiny.yml",
                              [f"datasets.train.dataroot_gt={faces}", "train.total_iter=3"])
-    assert opt["train"]["total_iter"] == 3 and opt["network_g"]["type"] == "GFPGANv1Clean"
+    assert opt["train"]["total_iter"] == 3 and opt["datasets"]["train"]["dataroot_gt"] == str(faces)
+    assert opt["network_g"] == load_yaml(REPO / "options" / "train_gfpgan_tiny.yml")["network_g"]
 
 
 def test_write_run_info(tmp_path):
