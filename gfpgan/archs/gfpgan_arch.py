@@ -135,8 +135,8 @@ class ResBlockClean(nn.Module):
         return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
 
     def forward(self, x):
-        out = self._resample(F.leaky_relu(self.conv1(x), 0.2))
-        out = F.leaky_relu(self.conv2(out), 0.2)
+        out = self._resample(F.leaky_relu(self.conv1(x), 0.2, inplace=True))
+        out = F.leaky_relu(self.conv2(out), 0.2, inplace=True)
         skip = self._resample(self.skip(x)) if self._skip_first else self.skip(self._resample(x))
         return out + skip
 
@@ -193,10 +193,10 @@ class GFPGANv1Clean(_GFPGANBase):
         self._finish(decoder_load_path, fix_decoder)
 
     def _encode_first(self, x):
-        return F.leaky_relu(self.conv_body_first(x), 0.2)
+        return F.leaky_relu(self.conv_body_first(x), 0.2, inplace=True)
 
     def _encode_final(self, feat):
-        return F.leaky_relu(self.final_conv(feat), 0.2)
+        return F.leaky_relu(self.final_conv(feat), 0.2, inplace=True)
 
 
 class ConvUpLayer(nn.Module):

@@ -144,8 +144,9 @@ class StyleConv(nn.Module):
     def forward(self, x, style, noise=None):
         # the sqrt(2) "for conversion" and the bias are folded into the conv (bias commutes with the noise)
         out = self.modulated_conv(x, style, gain=SQRT2, bias=self.bias.view(-1))
-        out = out + self.weight.to(out.dtype) * _noise_like(out, noise)  # stay in the autocast dtype
-        return F.leaky_relu(out, 0.2)
+        # in place on the fresh conv output (autograd-safe): saves two full-size temporaries
+        out.add_(self.weight.to(out.dtype) * _noise_like(out, noise))  # stays in the autocast dtype
+        return F.leaky_relu(out, 0.2, inplace=True)
 
 
 class ToRGB(nn.Module):
@@ -331,7 +332,10 @@ class _StyleGAN2Base(nn.Module):
                 scale, shift = conditions[j]
                 if self.sft_half:
                     half = out.shape[1] // 2
-                    out = torch.cat([out[:, :half], torch.addcmul(shift, out[:, half:], scale)], 1)
+                    if out.requires_grad:  # autograd needs the activation intact: build a new tensor
+                        out = torch.cat([out[:, :half], torch.addcmul(shift, out[:, half:], scale)], 1)
+                    else:  # inference: modulate the second half in place, no full-size copy
+                        out[:, half:].mul_(scale).add_(shift)
                 else:
                     out = torch.addcmul(shift, out, scale)
             out = self.style_convs[2 * j + 1](out, latent[:, i + 1], noise=noise[i + 1])
