@@ -24,6 +24,7 @@ MODES = {  # name -> train.* options
     "fp32": {"amp": None, "channels_last": False, "compile": False},
     "bf16": {"amp": "bf16", "channels_last": False, "compile": False},
     "bf16_cl": {"amp": "bf16", "channels_last": True, "compile": False},
+    "fp16": {"amp": "fp16", "channels_last": False, "compile": False},
     "fp16_cl": {"amp": "fp16", "channels_last": True, "compile": False},
     "fp32_cl": {"amp": None, "channels_last": True, "compile": False},
     "bf16_cl_compile": {"amp": "bf16", "channels_last": True, "compile": True},
