@@ -7,8 +7,20 @@ import pytest
 import yaml
 
 from gfpgan.errors import UserError
-from gfpgan.options import (TRAIN_SCHEMA, Block, Field, ListOf, MapOf, Section, apply_overrides,
-                            check_blocks, load_train_options, load_yaml, validate, write_run_info)
+from gfpgan.options import (
+    TRAIN_SCHEMA,
+    Block,
+    Field,
+    ListOf,
+    MapOf,
+    Section,
+    apply_overrides,
+    check_blocks,
+    load_train_options,
+    load_yaml,
+    validate,
+    write_run_info,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
 from gfpgan.checkpoint import load_state_dict
-from gfpgan.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32

@@ -32,7 +32,7 @@ _STATE_RE = re.compile(r"^(\d+)\.state$")
 # ----------------------------------------------------------------------------- RNG states
 def get_rng_state(device: Optional[torch.device] = None) -> Dict[str, Any]:
     """This process's RNG states as weights_only-loadable values (tensors, ints, lists)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
