@@ -60,3 +60,40 @@ def test_two_ranks_match_one_rank_with_same_global_batch(tmp_path):
     # both ranks' RNG states are in the training state
     assert len(state2["rng"]) == 2 and not torch.equal(state2["rng"][0]["torch"], state2["rng"][1]["torch"])
     assert yaml.safe_load((run2 / "options.yml").read_text())["name"] == "two"
+
+
+@pytest.mark.slow  # one torchrun job: ~25 s on 2 shared cores
+def test_sigterm_under_torchrun_saves_every_ranks_state(tmp_path, capsys):
+    import signal
+    import time
+
+    opt = tiny_options(tmp_path, name="term", total_iter=500)
+    opt["logger"]["save_checkpoint_freq"] = 1000  # only the signal saves
+    opt["val"] = None
+    opt_path = write_options(tmp_path, opt)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node=2", "-m", "gfpgan.train", "-opt", str(opt_path)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    log = tmp_path / "experiments" / "term" / "train.log"
+    end = time.time() + 180
+    while not (log.exists() and "iter 1/" in log.read_text()):
+        assert proc.poll() is None and time.time() < end, proc.stdout.read()[-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both workers
+    out, _ = proc.communicate(timeout=120)
+    assert "stopped by SIGTERM" in out  # (torchrun itself exits non-zero after forwarding)
+    states = list((tmp_path / "experiments" / "term" / "training_states").glob("*.state"))
+    assert len(states) == 1
+    state = torch.load(states[0], weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert state["sampler"]["world_size"] == 2 and state["iter"] < 500
+    # resumable, even on another world size (with a warning that the streams change)
+    done = state["iter"]
+    capsys.readouterr()
+    assert train_main(["-opt", opt_path, "--auto-resume", "--force-yml",
+                       f"train.total_iter={done + 1}"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming 'term' at iteration {done}" in printed and "2-rank state on 1 ranks" in printed
+    assert (tmp_path / "experiments" / "term" / "models" / f"net_g_{done + 1}.safetensors").is_file()
