@@ -121,8 +121,13 @@ class GFPGANModel:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[train.get("amp")]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.memory_format = torch.channels_last if train.get("channels_last") else torch.contiguous_format
-        for net in self.trainable_nets().values():
-            net.to(memory_format=self.memory_format)
+        if self.memory_format == torch.channels_last:
+            for net in self.trainable_nets().values():
+                # Only 4-D weights: Module.to(memory_format=...) also hits the 5-D modulated-conv
+                # weights, for which channels_last is undefined.
+                for p in net.parameters():
+                    if p.dim() == 4:
+                        p.data = p.data.contiguous(memory_format=torch.channels_last)
 
         # ---------------- EMA, DDP, optimizers, schedulers ----------------
         self.ema = ModelEMA(self.net_g, decay=float(train.get("ema_decay", DEFAULT_EMA_DECAY)))
@@ -203,8 +208,8 @@ class GFPGANModel:
         nets.update({f"net_d_{c}": n for c, n in self.net_d_comp.items()})
         return nets
 
-    def _autocast(self):
-        if self.amp_dtype is None:
+    def _autocast(self, enabled: bool = True):
+        if self.amp_dtype is None or not enabled:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
@@ -286,15 +291,17 @@ class GFPGANModel:
             net_d = self.wrapped["net_d"]
             with self._autocast():
                 fake_pred = net_d(output.detach())
+            # fp16 cannot hold R1's input gradients (they overflow or underflow), so on R1
+            # iterations the real pass runs in fp32; bf16 has fp32's range and stays autocast.
+            with self._autocast(enabled=not (reg and self.amp_dtype == torch.float16)):
                 real_pred = net_d(real_in)
-                l_d = self.cri_gan(real_pred, True, is_disc=True) + self.cri_gan(fake_pred, False, is_disc=True)
+            l_d = self.cri_gan(real_pred, True, is_disc=True) + self.cri_gan(fake_pred, False, is_disc=True)
             logs["l_d"] = l_d.detach()
             logs["real_score"] = real_pred.detach().float().mean()  # positive when D is right
             logs["fake_score"] = fake_pred.detach().float().mean()
             l_d_total = l_d
             if reg:
-                scale = self.scaler.get_scale() if self.scaler is not None else 1.0
-                l_d_r1 = self.r1_reg_weight / 2 * r1_penalty(real_pred, real_in, scale) * self.net_d_reg_every
+                l_d_r1 = self.r1_reg_weight / 2 * r1_penalty(real_pred, real_in) * self.net_d_reg_every
                 logs["l_d_r1"] = l_d_r1.detach()
                 l_d_total = l_d_total + l_d_r1
             self._backward(l_d_total)
