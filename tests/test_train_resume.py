@@ -46,10 +46,14 @@ def _assert_same(run_a: Path, run_b: Path, it: int) -> None:
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    """An uninterrupted run of TOTAL iterations (checkpoint every 2)."""
+    """An uninterrupted run of TOTAL iterations (checkpoint every 3)."""
     tmp = tmp_path_factory.mktemp("ref")
     opt = tiny_options(tmp, name="resume", total_iter=TOTAL)
     opt["datasets"]["train"]["use_hflip"] = True  # sample randomness must be replayed too
+    # two workers (the dataset seeds samples by worker id) and states at 3 and 6: resuming at a
+    # batch that is not a multiple of the worker count must keep each batch on its worker
+    opt["datasets"]["train"]["num_worker_per_gpu"] = 2
+    opt["logger"]["save_checkpoint_freq"] = 3
     assert train_main(["-opt", write_options(tmp, opt)]) == 0
     return tmp, opt
 
@@ -60,7 +64,7 @@ def test_sigkill_then_auto_resume_matches_uninterrupted(reference_run, tmp_path,
     opt_path = write_options(tmp_path, opt)
     states = tmp_path / "experiments" / "resume" / "training_states"
     proc = _popen(opt_path, tmp_path)
-    _wait_for(lambda: (states / "2.state").exists(), proc)
+    _wait_for(lambda: (states / "3.state").exists(), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -165,14 +165,22 @@ def sampler_position(done_iters: int, loader: DataLoader, sampler: ResumableDist
 
 
 def batches(loader: DataLoader, sampler: ResumableDistributedSampler, epoch: int, k: int) -> Iterator:
-    """Endless ``(epoch, batch)`` pairs, starting at batch ``k`` of ``epoch``."""
+    """Endless ``(epoch, batch)`` pairs, starting at batch ``k`` of ``epoch``.
+
+    A DataLoader hands batch ``j`` of a fresh iterator to worker ``j % num_workers``. Datasets
+    whose sample seed includes the worker id would therefore produce other samples if a resumed
+    run simply started at batch ``k``; starting at the worker-aligned batch ``k - k % W`` and
+    dropping ``k % W`` batches keeps every batch on the worker it had in the uninterrupted run.
+    """
     while True:
+        skip = k % loader.num_workers if loader.num_workers > 0 else 0
         sampler.set_epoch(epoch)
-        sampler.set_start(k * loader.batch_size)
+        sampler.set_start((k - skip) * loader.batch_size)
         if hasattr(loader.dataset, "set_epoch"):
             loader.dataset.set_epoch(epoch)
-        for batch in loader:
-            yield epoch, batch
+        for i, batch in enumerate(loader):
+            if i >= skip:
+                yield epoch, batch
         epoch, k = epoch + 1, 0
 
 
