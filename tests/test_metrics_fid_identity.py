@@ -5,10 +5,17 @@ import pytest
 import scipy.linalg
 import torch
 
-from gfpgan.metrics import (FIDMetric, IdentityMetric, LandmarkMetric, MissingWeightsError, embedding_angle,
-                            frechet_distance, landmark_distance)
-from gfpgan.metrics.fid import build_fid_inception, feature_stats
 from gfpgan.inference.detection import Detections
+from gfpgan.metrics import (
+    FIDMetric,
+    IdentityMetric,
+    LandmarkMetric,
+    MissingWeightsError,
+    embedding_angle,
+    frechet_distance,
+    landmark_distance,
+)
+from gfpgan.metrics.fid import build_fid_inception, feature_stats
 
 
 def _scipy_fd(mu1, s1, mu2, s2):

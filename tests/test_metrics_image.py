@@ -8,7 +8,7 @@ import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from gfpgan.metrics import LPIPSMetric, MissingWeightsError, NIQE, calculate_psnr, calculate_ssim
+from gfpgan.metrics import NIQE, LPIPSMetric, MissingWeightsError, calculate_psnr, calculate_ssim
 from gfpgan.metrics.common import rgb_to_y
 from gfpgan.registry import METRIC_REGISTRY
 

@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 import torch
 
-from gfpgan.metrics import temporal
 from gfpgan.inference.detection import Detections
+from gfpgan.metrics import temporal
 
 
 def _pan(n=5, noise=0.0, seed=0):
