@@ -348,13 +348,14 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
                         ckpt.save_best(it, model.networks_to_save(), name, best)
                 logger.log_val(it, metrics, note)
 
-            # after validation, so that the state carries this iteration's best score
-            if it % log_opt["save_checkpoint_freq"] == 0 or it == total_iter:
+            # after validation, so that the state carries this iteration's best score; not in
+            # the middle of a non-finite streak, so the newest state stays the last good one
+            if it == total_iter or (it % log_opt["save_checkpoint_freq"] == 0 and not bad_steps):
                 save_state(it, epoch)
 
             if _any_rank(stop.signal is not None, dist_info):
                 if it % log_opt["save_checkpoint_freq"] != 0 and it != total_iter:
-                    save_state(it, epoch)
+                    save_state(it, epoch)  # skipped steps changed nothing: safe to save
                 logger.info(f"stopped by {stop.signal or 'a signal on another rank'} at iteration "
                             f"{it}; the state is saved: rerun with --auto-resume to continue")
                 return 0
