@@ -131,17 +131,20 @@ class CheckpointManager:
         return [int(m.group(1)) for f in self.states_dir.iterdir()
                 if (m := _STATE_RE.match(f.name))]
 
-    def newest_state(self, warn: Callable[[str], None] = print) -> Optional[Path]:
-        """The newest training state that loads, or None when there is none."""
+    def load_newest(self, warn: Callable[[str], None] = print) -> Optional[Tuple[Path, Dict[str, Any]]]:
+        """``(path, state)`` of the newest training state that loads, or None when there is none."""
         for it in sorted(self.state_iters(), reverse=True):
             path = self.states_dir / f"{it}.state"
             try:
-                self.load(path)
+                return path, self.load(path)
             except UserError as exc:
                 warn(f"skipping training state {path}: {exc}")
-                continue
-            return path
         return None
+
+    def newest_state(self, warn: Callable[[str], None] = print) -> Optional[Path]:
+        """The path of the newest training state that loads, or None when there is none."""
+        found = self.load_newest(warn)
+        return found[0] if found else None
 
     def load(self, path) -> Dict[str, Any]:
         """Load a training state and check that it belongs to this experiment.

@@ -96,17 +96,20 @@ def prepare_run_dir(opt: dict, dist_info: DistInfo) -> Path:
 
 def find_resume_state(opt: dict, ckpt: CheckpointManager, auto_resume: bool,
                       dist_info: DistInfo, warn) -> Optional[dict]:
-    """The training state to start from, or None for a fresh run (same on every rank)."""
-    path, error = None, None
+    """The training state to start from, or None for a fresh run (same on every rank).
+
+    Rank 0 picks and checks it (a foreign or corrupt state is an error for every rank); the
+    other ranks then read the same file (multi-node: experiments/ on a shared file system).
+    """
+    path, state, error = None, None, None
     if dist_info.is_main:
         explicit = opt["path"]["resume_state"]
         try:
             if explicit:
-                ckpt.load(explicit)  # raises on a foreign/corrupt state
-                path = str(explicit)
+                path, state = str(explicit), ckpt.load(explicit)
             elif auto_resume:
-                newest = ckpt.newest_state(warn=warn)
-                path = str(newest) if newest else None
+                found = ckpt.load_newest(warn=warn)
+                path, state = (str(found[0]), found[1]) if found else (None, None)
             elif ckpt.state_iters():
                 error = (f"the run folder '{ckpt.run_dir}' already holds training states; pass "
                          f"--auto-resume to continue it, or change 'name' to start a new run")
@@ -114,7 +117,9 @@ def find_resume_state(opt: dict, ckpt: CheckpointManager, auto_resume: bool,
             error = str(exc)
     _raise_agreed(error, dist_info)
     path = _broadcast(path, dist_info)
-    return ckpt.load(path) if path else None
+    if path and state is None:
+        state = ckpt.load(path)
+    return state
 
 
 def build_dataset(block: dict, seed: Optional[int] = None):
