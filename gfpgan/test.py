@@ -49,11 +49,15 @@ TEST_SCHEMA = Section({
     "metrics": Section({
         "psnr": _CONV, "ssim": _CONV,
         "lpips": Section({"net": Field(str, "alex", choices=["alex", "vgg"]),
-                          "trunk_path": Field(str, None, help="alexnet-owt-7be5be79.pth (or folder)")}, nullable=True),
+                          "trunk_path": Field(str, None, help="alexnet-owt-7be5be79.pth (or folder)")},
+                         nullable=True),
         "fid": Section({"inception_path": Field(str, None, help="pt_inception-2015-12-05-6726825d.pth"),
-                        "stats_path": Field(str, None, help=".npz mu/sigma; null: the GT images")}, nullable=True),
-        "niqe": Section({"crop_border": Field(int, 0, min=0), "params_path": Field(str, None)}, nullable=True),
-        "deg": Section({"arcface_path": Field(str, None, help="arcface_resnet18.pth (or folder)")}, nullable=True),
+                        "stats_path": Field(str, None, help=".npz mu/sigma; null: the GT images")},
+                       nullable=True),
+        "niqe": Section({"crop_border": Field(int, 0, min=0), "params_path": Field(str, None)},
+                        nullable=True),
+        "deg": Section({"arcface_path": Field(str, None, help="arcface_resnet18.pth (or folder)")},
+                       nullable=True),
         "lmd": Section({"detector": Field(str, "mtcnn", choices=["mtcnn", "retinaface"]),
                         "weights": Field(str, None, help="RetinaFace weights")}, nullable=True),
     }),
@@ -227,7 +231,8 @@ def _atomic_write(path: Path, text: str) -> None:
 def markdown_table(summary: dict) -> str:
     """One row per dataset, one column per measured metric (arrows: which way is better)."""
     cols = [m for m in ORDER if any(m in d["metrics"] for d in summary["datasets"].values())]
-    head = "| dataset | images | " + " | ".join(f"{m.upper()} {'↑' if m in HIGHER_BETTER else '↓'}" for m in cols)
+    arrows = {m: "↑" if m in HIGHER_BETTER else "↓" for m in cols}
+    head = "| dataset | images | " + " | ".join(f"{m.upper()} {arrows[m]}" for m in cols)
     lines = [head + " |", "|---|---:|" + "---:|" * len(cols)]
     for dname, d in summary["datasets"].items():
         vals = [f"{d['metrics'][m]:.4f}" if m in d["metrics"] else "–" for m in cols]
@@ -249,7 +254,8 @@ def write_outputs(opt: dict, summary: dict, out_dirs: Dict[str, Path]) -> Path:
     public = {"name": opt["name"], "model": opt["model"], "conventions": {
         "psnr": opt["metrics"].get("psnr"), "ssim": opt["metrics"].get("ssim"),
         "images": "RGB uint8; LQ resized (bicubic) to the model size when it differs; fixed noise"},
-        "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in summary["datasets"].items()}}
+        "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
+                     for k, v in summary["datasets"].items()}}
     _atomic_write(run_dir / "summary.json", json.dumps(public, indent=2, allow_nan=True))
     _atomic_write(run_dir / "summary.md", markdown_table(summary))
     return run_dir

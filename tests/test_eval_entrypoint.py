@@ -108,7 +108,8 @@ def test_bad_options_are_one_line_errors(setup, tmp_path):
     opt["metrics"]["psnrr"] = {}
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump(opt))
-    res = subprocess.run([sys.executable, "-m", "gfpgan.test", "-opt", str(path)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "gfpgan.test", "-opt", str(path)], capture_output=True,
+                         text=True)
     assert res.returncode != 0 and "psnrr" in res.stderr and "did you mean" in res.stderr
     assert "Traceback" not in res.stderr
 

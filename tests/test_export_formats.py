@@ -75,7 +75,8 @@ def test_fp16_safetensors_halves_size_and_stays_close(run_dir, tmp_path):
     from gfpgan.checkpoint import build_network
     from gfpgan.tools.export import export
 
-    report = export(str(run_dir[0] / "models" / "net_g_ema_200.safetensors"), tmp_path, ["safetensors"], fp16=True)
+    src = str(run_dir[0] / "models" / "net_g_ema_200.safetensors")
+    report = export(src, tmp_path, ["safetensors"], fp16=True)
     path = report["safetensors"]["path"]
     assert path.endswith("_fp16.safetensors")
     from safetensors import safe_open

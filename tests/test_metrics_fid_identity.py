@@ -15,7 +15,12 @@ from gfpgan.metrics import (
     frechet_distance,
     landmark_distance,
 )
-from gfpgan.metrics.fid import build_fid_inception, feature_stats
+from gfpgan.metrics.fid import (
+    build_fid_inception,
+    feature_stats,
+    frechet_distance_features,
+    frechet_distance_to_stats,
+)
 
 
 def _scipy_fd(mu1, s1, mu2, s2):
@@ -38,6 +43,11 @@ def test_frechet_distance_matches_scipy_and_is_zero_on_itself():
     mu3, s3 = feature_stats(c)
     assert frechet_distance(mu3, s3, mu3, s3) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(mu3, s3, mu2, s2) == pytest.approx(_scipy_fd(mu3, s3, mu2, s2), rel=1e-5)
+    # the feature-space form (used when both sets' features are at hand) is the same number
+    for x, y in ((a, b), (c, b), (c, c[::-1])):
+        ref = _scipy_fd(*feature_stats(x), *feature_stats(y))
+        assert frechet_distance_features(x, y) == pytest.approx(ref, rel=1e-6, abs=1e-5)  # sqrtm: ~1e-7
+        assert frechet_distance_to_stats(x, *feature_stats(y)) == pytest.approx(ref, rel=1e-6, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +159,9 @@ class _FakeDetector:
             if lm is None:
                 out.append(Detections())
             else:
-                box = np.array([[lm[:, 0].min() - 5, lm[:, 1].min() - 5, lm[:, 0].max() + 5, lm[:, 1].max() + 5]])
-                out.append(Detections(box.astype(np.float32), np.ones(1, np.float32), lm[None].astype(np.float32)))
+                box = np.array([[*(lm.min(0) - 5), *(lm.max(0) + 5)]])
+                out.append(Detections(box.astype(np.float32), np.ones(1, np.float32),
+                                      lm[None].astype(np.float32)))
         return out
 
 

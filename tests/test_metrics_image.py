@@ -23,7 +23,8 @@ def pair():
 
 def test_psnr_matches_skimage_rgb_and_y(pair):
     out, gt = pair
-    assert calculate_psnr(out, gt) == pytest.approx(peak_signal_noise_ratio(gt, out, data_range=255), abs=1e-9)
+    ref = peak_signal_noise_ratio(gt, out, data_range=255)
+    assert calculate_psnr(out, gt) == pytest.approx(ref, abs=1e-9)
     ref_y = peak_signal_noise_ratio(rgb_to_y(gt)[4:-4, 4:-4], rgb_to_y(out)[4:-4, 4:-4], data_range=255)
     assert calculate_psnr(out, gt, crop_border=4, test_y_channel=True) == pytest.approx(ref_y, abs=1e-9)
     assert calculate_psnr(gt, gt) == float("inf")

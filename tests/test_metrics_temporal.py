@@ -66,7 +66,8 @@ def test_tracks_jitter_and_identity_drift():
     assert temporal.identity_consistency(emb)["mean_deg"] == pytest.approx(0.0, abs=1e-6)
     turned = np.array([[np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a)), 0.0] for a in (0, 10, 20, 40)])
     drift = temporal.identity_consistency(turned)
-    assert drift["mean_deg"] == pytest.approx(40 / 3, abs=1e-6) and drift["max_deg"] == pytest.approx(20, abs=1e-6)
+    assert drift["mean_deg"] == pytest.approx(40 / 3, abs=1e-6)
+    assert drift["max_deg"] == pytest.approx(20, abs=1e-6)
 
 
 def test_compare_videos_writes_table_json_and_plot(tmp_path):
@@ -105,7 +106,8 @@ def test_fid_stats_tool(tmp_path):
     for i in range(3):
         write_image_atomic(tmp_path / "imgs" / f"{i}.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     out = tmp_path / "stats.npz"
-    assert main(["--input", str(tmp_path / "imgs"), "--out", str(out), "--inception", str(weights), "--quiet"]) == 0
+    args = ["--input", str(tmp_path / "imgs"), "--out", str(out), "--inception", str(weights), "--quiet"]
+    assert main(args) == 0
     with np.load(out) as d:
         assert d["mu"].shape == (2048,) and d["sigma"].shape == (2048, 2048) and int(d["num"]) == 3
         assert np.allclose(d["sigma"], d["sigma"].T) and d["mu"].std() > 0

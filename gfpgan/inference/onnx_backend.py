@@ -26,12 +26,14 @@ class OnnxFaceModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UserError("the onnxruntime backend needs the onnxruntime package: pip install onnxruntime") from None
+            raise UserError("the onnxruntime backend needs the onnxruntime package: "
+                            "pip install onnxruntime") from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
         available = set(ort.get_available_providers())
-        chosen = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
+        cpu = ["CPUExecutionProvider"]
+        chosen = [p for p in (providers or cpu) if p in available] or cpu
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -42,7 +44,8 @@ class OnnxFaceModel:
         self.output_name = self.session.get_outputs()[0].name
         shape = inp.shape
         if len(shape) != 4 or not isinstance(shape[-1], int):
-            raise UserError(f"ONNX model {path} takes input shape {shape}; expected (B, 3, S, S) with a fixed S")
+            raise UserError(f"ONNX model {path} takes input shape {shape}; expected (B, 3, S, S) "
+                            "with a fixed S")
         self.size = int(shape[-1])
         self.device = torch.device("cpu")
         self.providers = chosen

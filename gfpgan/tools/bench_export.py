@@ -81,7 +81,8 @@ def run(model: str = "tiny", device: str = "cpu", batch: int = 4, iters: int = 1
         for name, fn in contenders.items():
             sec = _time(fn, x, iters, sync)
             diff = float((fn(x).float().cpu() - ref).abs().max())
-            results[name] = {"faces_per_s": batch / sec, "ms_per_face": 1000 * sec / batch, "max_abs_diff": diff}
+            results[name] = {"faces_per_s": batch / sec, "ms_per_face": 1000 * sec / batch,
+                             "max_abs_diff": diff}
     base = results["pytorch"]["faces_per_s"]
     for r in results.values():
         r["speed_vs_pytorch"] = r["faces_per_s"] / base
@@ -89,7 +90,8 @@ def run(model: str = "tiny", device: str = "cpu", batch: int = 4, iters: int = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_export", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_export",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--model", default="tiny", help="tiny | 512 | checkpoint, run folder or card")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch", type=int, default=4, help="faces per call")

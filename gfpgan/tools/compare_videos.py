@@ -56,7 +56,8 @@ def measure(frames: List[np.ndarray], gt: Optional[List[np.ndarray]], detector, 
         if embedder is not None:
             drift = [temporal.identity_consistency(embedder.embed(temporal.crop_track(frames, tr)).numpy())
                      for tr in tracks.values() if len(tr["frames"]) >= 2]
-            res["identity_drift_deg"] = float(np.mean([d["mean_deg"] for d in drift])) if drift else float("nan")
+            res["identity_drift_deg"] = (float(np.mean([d["mean_deg"] for d in drift])) if drift
+                                         else float("nan"))
     if gt is not None:
         res["psnr"] = float(np.mean([calculate_psnr(f, g) for f, g in zip(frames, gt)]))
         res["ssim"] = float(np.mean([calculate_ssim(f, g) for f, g in zip(frames, gt)]))
@@ -97,7 +98,8 @@ def plot(results: Dict[str, dict], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.compare_videos", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.compare_videos",
+                                description=__doc__.split("\n")[0])
     p.add_argument("videos", nargs="+", help="restored versions (video files or frame folders)")
     p.add_argument("--labels", default=None, help="comma-separated names (default: file names)")
     p.add_argument("--gt", default=None, help="ground-truth clip (flow source and PSNR/SSIM reference)")
@@ -132,7 +134,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if gt is not None:
             if len(gt) != len(frames) or gt[0].shape != frames[0].shape:
                 raise UserError(f"{video} ({len(frames)} frames of {frames[0].shape}) does not match --gt "
-                                f"({len(gt)} frames of {gt[0].shape}); compare clips of the same size and length")
+                                f"({len(gt)} frames of {gt[0].shape}); compare clips of the same size "
+                                "and length")
         results[label] = measure(frames, gt, detector, embedder, args.flow)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,8 @@ def export_onnx(graph: nn.Module, size: int, path: Path, opset: int = 17) -> Non
     with warnings.catch_warnings(), _traceable(graph):
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (dummy,), str(path), opset_version=opset, input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                          output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                           dynamo=False)
     graph.requires_grad_(False)
 
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--formats", default="safetensors,onnx,torchscript",
                    help="comma-separated: safetensors,onnx,torchscript (default: all)")
-    p.add_argument("--fp16", action="store_true", help="store the safetensors weights in fp16 (half the size)")
+    p.add_argument("--fp16", action="store_true",
+                   help="store the safetensors weights in fp16 (half the size)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--tol", type=float, default=1e-3, help="max abs difference allowed vs PyTorch (fp32)")
     p.add_argument("--name", default=None, help="output file stem (default: from the checkpoint)")
@@ -226,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    report = export(args.ckpt, args.out, formats, fp16=args.fp16, opset=args.opset, tol=args.tol, name=args.name)
+    report = export(args.ckpt, args.out, formats, fp16=args.fp16, opset=args.opset, tol=args.tol,
+                    name=args.name)
     for fmt, r in report.items():
         print(f"{fmt:12s} {r['path']}  max|diff| vs PyTorch = {r['max_abs_diff']:.2e} "
               f"(tol {r['tolerance']:g})  {r['bytes'] / 1e6:.1f} MB  {r['seconds']:.1f}s")

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.fid_stats", description=__doc__.split("\n")[0])
     p.add_argument("--input", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--inception", default=None, help="pt_inception-2015-12-05-6726825d.pth (default: torch cache)")
+    p.add_argument("--inception", default=None,
+                   help="pt_inception-2015-12-05-6726825d.pth (default: torch cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num", type=int, default=0, help="use the first N images only (0: all)")
