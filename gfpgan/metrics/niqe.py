@@ -20,6 +20,7 @@ import numpy as np
 from scipy.ndimage import convolve
 from scipy.special import gamma
 
+from gfpgan.errors import UserError
 from gfpgan.metrics.common import MissingWeightsError, crop, rgb_to_y
 from gfpgan.registry import METRIC_REGISTRY
 
@@ -100,7 +101,8 @@ def niqe_gray(img: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray, window
     h, w = img.shape
     nh, nw = h // block, w // block
     if nh == 0 or nw == 0:
-        raise ValueError(f"NIQE needs an image of at least {block}x{block} pixels, got {h}x{w}")
+        raise UserError(f"NIQE needs images of at least {block}x{block} pixels, got {h}x{w}; disable "
+                        f"metrics.niqe for smaller faces")
     img = img[:nh * block, :nw * block].astype(np.float64)
     feats = [_block_features(_blocks(_normalise(img, window), block, block, nh, nw))]
     half = imresize_matlab(img / 255.0, 0.5) * 255.0
