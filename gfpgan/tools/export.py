@@ -60,6 +60,9 @@ def load_generator(spec) -> Tuple[nn.Module, str, dict, str]:
     if path.is_dir():
         path = find_run_checkpoint(path)
     elif not path.exists():
+        if path.suffix in (".pth", ".pt", ".safetensors") or os.sep in str(spec):
+            raise UserError(f"checkpoint {path} not found; pass a run folder, a checkpoint file or a "
+                            f"model card name")
         card = model_cards.load_card(str(spec))
         path = model_cards.resolve_weights(card)
     if path.suffix == ".safetensors":
