@@ -33,6 +33,7 @@ import contextlib
 import inspect
 import logging
 import math
+import warnings
 from typing import Dict, Optional
 
 import torch
@@ -405,9 +406,12 @@ class GFPGANModel:
     # ------------------------------------------------------------------ engine interface
     def update_learning_rate(self, it: int) -> None:
         """Step the schedulers (once per iteration); linear warm-up for ``it < warmup_iter``."""
-        for sched in self.schedulers.values():
-            if sched is not None:
-                sched.step()
+        with warnings.catch_warnings():
+            # BasicSR's order (schedule, then step) is kept on purpose; torch warns about it once.
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*before.*optimizer.step")
+            for sched in self.schedulers.values():
+                if sched is not None:
+                    sched.step()
         if 0 < it < self.warmup_iter:
             for name, opt in self.optimizers.items():
                 for group, base in zip(opt.param_groups, self._base_lrs[name]):
