@@ -4,8 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gfpgan.losses import (CharbonnierLoss, GANLoss, L1Loss, MSELoss, build_loss, gram_matrix,
-                           r1_penalty)
+from gfpgan.losses import CharbonnierLoss, GANLoss, L1Loss, MSELoss, build_loss, gram_matrix, r1_penalty
 from gfpgan.registry import LOSS_REGISTRY
 
 basic_loss = pytest.importorskip("basicsr.losses.basic_loss")

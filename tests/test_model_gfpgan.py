@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
 from gfpgan.models import GFPGANModel
-from gfpgan.models.components import (build_optimizer, component_crop_size, crop_components,
-                                      image_pyramid)
+from gfpgan.models.components import build_optimizer, component_crop_size, crop_components, image_pyramid
 
 
 @pytest.fixture(autouse=True)

@@ -94,8 +94,8 @@ def test_simple_recipe_has_no_components_or_identity(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_recipe_trains_on_real_faces_and_lowers_its_loss(tmp_path):
-    from gfpgan.registry import DATASET_REGISTRY
     import gfpgan.data  # noqa: F401  (registers the datasets)
+    from gfpgan.registry import DATASET_REGISTRY
 
     faces = _real_faces(tmp_path / "lfw_tiny")
     # A faster EMA so that 40 iterations show in the EMA generator too.

@@ -93,7 +93,8 @@ class PerceptualLoss(nn.Module):
         self.vgg.eval()
         return self
 
-    def forward(self, x: torch.Tensor, gt: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor,
+                gt: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Perceptual and style losses of ``x`` against ``gt``.
 
         Args:

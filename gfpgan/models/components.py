@@ -4,18 +4,24 @@ Kept apart from ``gfpgan_model.py`` so that the model file reads as the training
 built, and the generator / discriminator alternation of one step.
 """
 
+import inspect
 import logging
 import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 
 from gfpgan.checkpoint import check_state_dict, load_state_dict
+from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
+from gfpgan.losses import IdentityLoss
+from gfpgan.registry import ARCH_REGISTRY
 
 logger = logging.getLogger("gfpgan")
 
@@ -32,10 +38,11 @@ def component_crop_size(name: str, out_size: int) -> int:
     scaled by ``out_size / 512`` (rounded, at least 8) and the pixel values are left alone; at 512
     both agree.
     """
-    return max(8, int(round(CROP_SIZE_512[name] * out_size / 512)))
+    return max(8, round(CROP_SIZE_512[name] * out_size / 512))
 
 
-def crop_components(img: torch.Tensor, locs: Dict[str, torch.Tensor], out_size: int) -> Dict[str, torch.Tensor]:
+def crop_components(img: torch.Tensor, locs: Dict[str, torch.Tensor],
+                    out_size: int) -> Dict[str, torch.Tensor]:
     """Crop eyes and mouth with ``torchvision.ops.roi_align``.
 
     Args:
@@ -90,7 +97,8 @@ def load_weights(net: nn.Module, path: str, key: Optional[str], strict: bool, wh
                     len(result.missing_keys), len(result.unexpected_keys))
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: dict, reg_ratio: float = 1.0) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter], cfg: dict,
+                    reg_ratio: float = 1.0) -> torch.optim.Optimizer:
     """Optimizer from an options block; lazy-regularisation ratio applied to lr and betas.
 
     StyleGAN2's lazy R1 (every k steps) is compensated by ``lr * c`` and ``betas ** c`` with
@@ -163,3 +171,59 @@ def unused_without_pyramid(net_g: nn.Module, lq: torch.Tensor) -> List[str]:
         out, _ = net_g(lq[:1], return_rgb=False)
         grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
     return [n for (n, _), g in zip(named, grads) if g is None]
+
+
+def build_identity_loss(opt: dict, device: torch.device) -> Optional[IdentityLoss]:
+    """The ArcFace identity loss from ``network_identity`` + ``path.pretrain_network_identity``.
+
+    None when no identity network is configured or its weight (``train.identity_opt.loss_weight``,
+    else ``train.identity_weight``) is 0. The network is frozen and never DDP-wrapped.
+    """
+    if not opt.get("network_identity"):
+        return None
+    train, path = opt.get("train") or {}, opt.get("path") or {}
+    weight = float((train.get("identity_opt") or {}).get("loss_weight", train.get("identity_weight") or 0.0))
+    if weight <= 0:
+        logger.info("network_identity is configured but its weight is 0: no identity loss")
+        return None
+    net = ARCH_REGISTRY.build(opt["network_identity"])
+    if path.get("pretrain_network_identity"):
+        load_weights(net, path["pretrain_network_identity"], path.get("param_key_identity"),
+                     path.get("strict_load_identity", True) is not False, "path.pretrain_network_identity")
+    else:
+        logger.warning("path.pretrain_network_identity is not set: the identity loss uses a random ArcFace")
+    return IdentityLoss(net, loss_weight=weight).to(device)
+
+
+def wrap_ddp(net: nn.Module, dist: DistInfo, find_unused: bool = False) -> nn.Module:
+    """``net`` in its own DDP wrapper when ``dist`` has several ranks, else ``net`` itself."""
+    if not dist.distributed:
+        return net
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    # Buffers are constants (noise maps, blur kernels): synced once at wrap time, not every
+    # step. torch >= 2.15 spells this forward_sync_buffers (broadcast_buffers is deprecated).
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        sync = {"forward_sync_buffers": False}
+    else:
+        sync = {"broadcast_buffers": False}
+    return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused, **sync)
+
+
+def all_ranks_true(flag: torch.Tensor, dist: DistInfo) -> bool:
+    """True when the boolean ``flag`` holds on every rank (one all_reduce MIN)."""
+    if dist.distributed:
+        flag = flag.to(torch.int32)
+        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def reduce_mean(logs: Dict[str, torch.Tensor], dist: DistInfo) -> Dict[str, float]:
+    """{key: scalar tensor} -> {key: float averaged over ranks}, with one all_reduce."""
+    if not logs:
+        return {}
+    keys = list(logs)
+    values = torch.stack([logs[k].detach().float().reshape(()) for k in keys])
+    if dist.distributed:
+        torch_dist.all_reduce(values)
+        values /= dist.world_size
+    return dict(zip(keys, values.tolist()))

@@ -30,23 +30,31 @@ Deliberate differences from the reference, all numerically neutral for the recip
 """
 
 import contextlib
-import inspect
 import logging
 import math
 import warnings
 from typing import Dict, Optional
 
 import torch
-import torch.distributed as torch_dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from gfpgan.dist import DistInfo, get_dist_info
 from gfpgan.engine.ema import DEFAULT_EMA_DECAY, ModelEMA
 from gfpgan.errors import UserError
-from gfpgan.losses import IdentityLoss, build_loss, gram_matrix, r1_penalty
-from gfpgan.models.components import (COMPONENTS, build_optimizer, build_scheduler, crop_components,
-                                      image_pyramid, load_weights, unused_without_pyramid)
+from gfpgan.losses import build_loss, gram_matrix, r1_penalty
+from gfpgan.models.components import (
+    COMPONENTS,
+    all_ranks_true,
+    build_identity_loss,
+    build_optimizer,
+    build_scheduler,
+    crop_components,
+    image_pyramid,
+    load_weights,
+    reduce_mean,
+    unused_without_pyramid,
+    wrap_ddp,
+)
 from gfpgan.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
 logger = logging.getLogger("gfpgan")
@@ -94,7 +102,8 @@ class GFPGANModel:
         self.net_d_comp = nn.ModuleDict({c: self._build_net(f"network_d_{c}") for c in present})
         for c, net in self.net_d_comp.items():
             if path.get(f"pretrain_network_d_{c}"):
-                load_weights(net, path[f"pretrain_network_d_{c}"], "params", True, f"path.pretrain_network_d_{c}")
+                load_weights(net, path[f"pretrain_network_d_{c}"], "params", True,
+                             f"path.pretrain_network_d_{c}")
         if self.net_d_comp and not opt["train"].get("gan_component_opt"):
             raise UserError("component discriminators are configured but train.gan_component_opt is missing.")
 
@@ -109,7 +118,7 @@ class GFPGANModel:
         if self.net_d is not None and self.cri_gan is None:
             raise UserError("network_d is configured but train.gan_opt is missing.")
         self.cri_component = self._loss(train.get("gan_component_opt")) if self.net_d_comp else None
-        self.cri_identity = self._build_identity(opt, train, path)
+        self.cri_identity = build_identity_loss(opt, self.device)
         self.pyramid_loss_weight = float(train.get("pyramid_loss_weight") or 0.0)
         self.remove_pyramid_loss = train.get("remove_pyramid_loss")
         self.comp_style_weight = float(train.get("comp_style_weight") or 0.0)
@@ -165,21 +174,6 @@ class GFPGANModel:
     def _loss(self, cfg: Optional[dict]):
         return build_loss(cfg).to(self.device) if cfg else None
 
-    def _build_identity(self, opt: dict, train: dict, path: dict) -> Optional[IdentityLoss]:
-        if not opt.get("network_identity"):
-            return None
-        weight = float((train.get("identity_opt") or {}).get("loss_weight", train.get("identity_weight") or 0.0))
-        if weight <= 0:
-            logger.info("network_identity is configured but its weight is 0: no identity loss")
-            return None
-        net = ARCH_REGISTRY.build(opt["network_identity"])
-        if path.get("pretrain_network_identity"):
-            load_weights(net, path["pretrain_network_identity"], path.get("param_key_identity"),
-                         path.get("strict_load_identity", True) is not False, "path.pretrain_network_identity")
-        else:
-            logger.warning("path.pretrain_network_identity is not set: the identity loss uses a random ArcFace")
-        return IdentityLoss(net, loss_weight=weight).to(self.device)
-
     @staticmethod
     def _trainable(net: nn.Module):
         # Frozen parameters (a fixed StyleGAN2 decoder) get no optimizer state at all.
@@ -187,16 +181,7 @@ class GFPGANModel:
 
     def _wrap(self, net: nn.Module) -> nn.Module:
         """One DDP wrapper per trainable network (frozen ones are never wrapped)."""
-        if not self.dist.distributed:
-            return net
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # Buffers are constants (noise maps, blur kernels): synced once at wrap time, not every
-        # step. torch >= 2.15 spells this forward_sync_buffers (broadcast_buffers is deprecated).
-        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-            sync = {"forward_sync_buffers": False}
-        else:
-            sync = {"broadcast_buffers": False}
-        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=self.find_unused, **sync)
+        return wrap_ddp(net, self.dist, self.find_unused)
 
     def _maybe_compile(self, net: nn.Module):
         return torch.compile(net) if self._compile else net
@@ -325,7 +310,7 @@ class GFPGANModel:
         # ---------------- updates, only if every rank's losses are finite ----------------
         finite = torch.stack([t.detach().float().isfinite().all()
                               for t in (l_g_total, l_d_total, l_comp_total) if t is not None]).all()
-        skipped = not self._all_ranks_true(finite)
+        skipped = not all_ranks_true(finite, self.dist)
         if skipped:
             for o in self.optimizers.values():
                 o.zero_grad(set_to_none=True)
@@ -339,7 +324,7 @@ class GFPGANModel:
             if self.scaler is not None:
                 self.scaler.update()
         self._visuals = {"lq": lq.detach()[:4], "output": output.detach()[:4], "gt": gt.detach()[:4]}
-        out = self._reduce_logs(logs)
+        out = reduce_mean(logs, self.dist)
         out["skipped"] = float(skipped)
         return out
 
@@ -386,22 +371,6 @@ class GFPGANModel:
             self.scaler.step(self.optimizers[name])
         else:
             self.optimizers[name].step()
-
-    def _all_ranks_true(self, flag: torch.Tensor) -> bool:
-        if self.dist.distributed:
-            flag = flag.to(torch.int32)
-            torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MIN)
-        return bool(flag.item())
-
-    def _reduce_logs(self, logs: Dict[str, torch.Tensor]) -> Dict[str, float]:
-        if not logs:
-            return {}
-        keys = list(logs)
-        values = torch.stack([logs[k].float().reshape(()) for k in keys])
-        if self.dist.distributed:
-            torch_dist.all_reduce(values)
-            values /= self.dist.world_size
-        return dict(zip(keys, values.tolist()))
 
     # ------------------------------------------------------------------ engine interface
     def update_learning_rate(self, it: int) -> None:
