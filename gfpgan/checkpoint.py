@@ -185,12 +185,13 @@ def _sniff(path: Path) -> str:
         head = f.read(9)
     if head.startswith(b"PK"):
         return "zip"
-    if head[:1] == b"\x80":  # pickle protocol >= 2: torch's legacy (pre-1.6) serialization
-        return "pickle"
+    # safetensors first: its 8-byte little-endian header length can start with 0x80 (1 file in 256)
     if len(head) == 9 and head[8:9] == b"{":
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n < 100_000_000:
             return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol >= 2: torch's legacy (pre-1.6) serialization
+        return "pickle"
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return what

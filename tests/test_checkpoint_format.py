@@ -292,3 +292,19 @@ def test_loading_path_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """1 file in 256 has a header length whose low byte is 0x80, the pickle opcode."""
+    from gfpgan.checkpoint import _sniff, read_config, save_network
+
+    net = torch.nn.Linear(2, 2)
+    for pad in range(300):  # grow the metadata until the header length's low byte is 0x80
+        path = tmp_path / "net.safetensors"
+        save_network(path, net, "Linear", {}, extra={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        raise AssertionError("no header length with low byte 0x80 was produced")
+    assert _sniff(path) == "safetensors"
+    assert read_config(path)["extra"]["pad"] == "x" * pad

@@ -160,13 +160,6 @@ def save_ema_only(path: Path, net: nn.Module, arch: str, kwargs: dict, source: s
 
     extra = {"exported_from": source, "ema_only": True}
     save_network(path, net, arch, kwargs, extra=extra, dtype=torch.float16 if fp16 else None)
-    with open(path, "rb") as f:
-        first = f.read(1)
-    if first == b"\x80":
-        # a header length of 128 + 256k starts with the pickle opcode byte, which the checkpoint
-        # sniffer (as of this commit) tests before safetensors; one byte of padding avoids that
-        extra["pad"] = "-"
-        save_network(path, net, arch, kwargs, extra=extra, dtype=torch.float16 if fp16 else None)
 
 
 def export(spec, out_dir, formats: Sequence[str] = FORMATS, fp16: bool = False, opset: int = 17,
