@@ -49,8 +49,9 @@ def test_epochs_differ_are_seeded_and_start_resumes():
 def test_padding_and_enlarge_ratio():
     ranks = [ResumableDistributedSampler(5, 2, r, seed=1, enlarge_ratio=3) for r in range(2)]
     a, b = list(ranks[0]), list(ranks[1])
-    assert len(a) == len(b) == 8 and all(0 <= i < 5 for i in a + b)
-    counts = np.bincount(a + b, minlength=5)
+    assert len(a) == len(b) == 8 and all(0 <= i < 15 for i in a + b)
+    assert len(set(a + b)) == 15  # every repeat of every item has its own index (own seed); 1 pad
+    counts = np.bincount([i % 5 for i in a + b], minlength=5)
     assert counts.sum() == 16 and counts.min() >= 3  # 15 draws + 1 pad
     with pytest.raises(ValueError):
         ResumableDistributedSampler(0)

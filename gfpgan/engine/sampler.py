@@ -28,7 +28,8 @@ class ResumableDistributedSampler(Sampler):
         shuffle: Shuffle every epoch (else the order is 0..N-1).
         seed: Base seed, shared by all ranks.
         enlarge_ratio: Repeat the dataset this many times per epoch (BasicSR's
-            ``dataset_enlarge_ratio``).
+            ``dataset_enlarge_ratio``); indices go up to ``dataset_len * enlarge_ratio`` and the
+            dataset maps them onto its items (``index % len``).
     """
 
     def __init__(self, dataset_len: int, num_replicas: int = 1, rank: int = 0,
@@ -69,7 +70,9 @@ class ResumableDistributedSampler(Sampler):
             order = list(range(self.total))
         padded = self.num_samples * self.num_replicas
         order += order[: padded - len(order)]  # the same padding on every rank
-        return [i % self.dataset_len for i in order[self.rank:padded:self.num_replicas]]
+        # indices run over the enlarged range [0, dataset_len * enlarge_ratio): the datasets wrap
+        # them onto their items, and each repeat keeps its own index, hence its own degradation
+        return order[self.rank:padded:self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices()[self.start:])
