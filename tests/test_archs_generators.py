@@ -209,3 +209,16 @@ def test_registry_builds_official_yaml_block_and_rejects_bad_sizes():
     for bad in (48, 4, 2048):
         with pytest.raises(ValueError, match="power of two"):
             GFPGANv1Clean(out_size=bad, num_style_feat=32, narrow=0.125)
+
+
+def test_channels_last_conversion_keeps_checkpoint_layout():
+    net = GFPGANv1Clean(out_size=32, **KW).eval()
+    ref = {k: v.clone() for k, v in net.state_dict().items()}
+    assert ref["stylegan_decoder.style_conv1.modulated_conv.weight"].ndim == 5  # the released layout
+    x = _x(2, 32)
+    with torch.no_grad():
+        before = net(x)[0]
+        net.to(memory_format=torch.channels_last)  # must not trip over the modulated weights
+        after = net(x.contiguous(memory_format=torch.channels_last))[0]
+    assert (after - before).abs().max() < 1e-4
+    assert all(torch.equal(v, ref[k]) for k, v in net.state_dict().items())

@@ -69,7 +69,7 @@ def test_released_clean_checkpoint_keys():
     assert s["final_linear.weight"] == [8192, 4096]
     assert s["stylegan_decoder.constant_input.weight"] == [1, 512, 4, 4]
     assert s["stylegan_decoder.style_conv1.bias"] == [1, 512, 1, 1]
-    assert s["stylegan_decoder.style_convs.13.modulated_conv.weight"] == [1, 64, 64, 3, 3]
+    assert s["stylegan_decoder.style_convs.13.modulated_conv.weight"] == [1, 64, 64, 3, 3]  # 5-D on disk
     assert s["stylegan_decoder.noises.noise14"] == [1, 1, 512, 512]
     assert s["condition_scale.6.2.weight"] == [32, 32, 3, 3]
     assert "stylegan_decoder.style_mlp.15.weight" in s and "conv_body_down.6.skip.weight" in s

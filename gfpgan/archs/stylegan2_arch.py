@@ -95,6 +95,27 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, demod
     return torch.addcmul(bias.to(out.dtype).view(1, o, 1, 1), out, scale)
 
 
+def _weight_5d_in_state_dict(module: nn.Module) -> None:
+    """Keep ``module.weight`` 4-D (O, I, k, k) in memory but (1, O, I, k, k) in state dicts.
+
+    The released checkpoints store modulated-conv weights with a leading 1; as a 5-D parameter it
+    would break ``Module.to(memory_format=torch.channels_last)``, so only the state dict has it.
+    """
+
+    def save(mod, state, prefix, meta):
+        key = prefix + "weight"
+        if key in state and state[key].ndim == 4:
+            state[key] = state[key].unsqueeze(0)
+
+    def load(mod, state, prefix, *args):
+        key = prefix + "weight"
+        if key in state and state[key].ndim == 5 and state[key].shape[0] == 1:
+            state[key] = state[key][0]
+
+    module.register_state_dict_post_hook(save)
+    module.register_load_state_dict_pre_hook(load)
+
+
 def _noise_like(out: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
     if noise is None:  # fresh noise, one map per sample (training / explicit randomize_noise=True)
         b, _, h, w = out.shape
@@ -103,7 +124,7 @@ def _noise_like(out: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tenso
 
 
 class ModulatedConv2d(nn.Module):
-    """Clean modulated conv: ``modulation`` is an ``nn.Linear``; ``weight`` (1, O, I, k, k) is pre-scaled.
+    """Clean modulated conv: ``modulation`` is an ``nn.Linear``; ``weight`` (O, I, k, k) is pre-scaled.
 
     Resampling is bilinear (x2 before the conv for 'upsample', x0.5 for 'downsample').
     """
@@ -118,15 +139,16 @@ class ModulatedConv2d(nn.Module):
         self.modulation = nn.Linear(num_style_feat, in_channels)
         nn.init.kaiming_normal_(self.modulation.weight, a=0, mode="fan_in", nonlinearity="linear")
         nn.init.constant_(self.modulation.bias, 1.0)  # styles start around 1: identity modulation
-        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size)
                                    / math.sqrt(in_channels * kernel_size ** 2))
+        _weight_5d_in_state_dict(self)
 
     def forward(self, x, style, gain: float = 1.0, bias=None):
         """(B, I, H, W), style (B, num_style_feat) -> (B, O, H', W')."""
         if self.sample_mode is not None:
             x = F.interpolate(x, scale_factor=2 if self.sample_mode == "upsample" else 0.5, mode="bilinear",
                               align_corners=False)
-        return modulated_conv(x, self.weight[0], self.modulation(style), self.demodulate, self.eps,
+        return modulated_conv(x, self.weight, self.modulation(style), self.demodulate, self.eps,
                               gain=gain, bias=bias, padding=self.padding)
 
 
@@ -194,10 +216,11 @@ class ModulatedConv2dOrig(nn.Module):
         self.scale = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.padding = kernel_size // 2
         self.modulation = EqualLinear(num_style_feat, in_channels, bias=True, bias_init_val=1)
-        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        _weight_5d_in_state_dict(self)
 
     def forward(self, x, style):
-        w, s = self.weight[0] * self.scale, self.modulation(style)
+        w, s = self.weight * self.scale, self.modulation(style)
         if self.sample_mode == "upsample":
             return self.smooth(modulated_conv(x, w, s, self.demodulate, self.eps, transpose=True))
         if self.sample_mode == "downsample":

@@ -77,7 +77,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def set_memory_format(net: torch.nn.Module, fmt: torch.memory_format) -> None:
-    """Put the 4-D weights in ``fmt``; ``Module.to(memory_format=...)`` rejects the 5-D modulated weights."""
+    """Put every 4-D weight in ``fmt`` (in place; same as ``net.to(memory_format=fmt)`` for these nets)."""
     for p in net.parameters():
         if p.ndim == 4:
             p.data = p.data.contiguous(memory_format=fmt)
