@@ -104,7 +104,9 @@ def _weight_5d_in_state_dict(module: nn.Module) -> None:
 
     def save(mod, state, prefix, meta):
         key = prefix + "weight"
-        if key in state and state[key].ndim == 4:
+        # keep_vars=True hands out the Parameter itself (ONNX export and tracing map parameters
+        # that way): leave it untouched; plain state dicts get the released 5-D layout
+        if key in state and state[key] is not mod.weight and state[key].ndim == 4:
             state[key] = state[key].unsqueeze(0)
 
     def load(mod, state, prefix, *args):
