@@ -2,10 +2,15 @@
 
 import os
 
-import pytest
-import torch
+# One intra-op thread per process, for this process and the subprocesses the tests start (torchrun,
+# CLIs): the networks in the tests are tiny, and on a 2-core machine OpenMP threads that wait on
+# each other cost 10-40x more than they give whenever another process holds a core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):

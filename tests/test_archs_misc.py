@@ -116,3 +116,15 @@ def test_vgg_loads_torchvision_file_and_names_missing_one(tmp_path, monkeypatch)
     (tmp_path / "home" / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").write_bytes(path.read_bytes())
     assert torch.equal(VGGFeatureExtractor(["conv1_1"]).vgg_net.conv1_1.bias, ref.vgg_net.conv1_1.bias + 1)
+
+
+def test_discriminator_accepts_channels_last_and_matches_contiguous():
+    from gfpgan.archs.discriminator_arch import StyleGAN2Discriminator
+
+    torch.manual_seed(0)
+    d = StyleGAN2Discriminator(out_size=32, channel_multiplier=1, narrow=0.25).eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = d(x)
+    d_cl = d.to(memory_format=torch.channels_last)
+    out = d_cl(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

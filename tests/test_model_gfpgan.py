@@ -242,12 +242,7 @@ def test_pretrained_generator_and_ema_load_from_an_official_style_file(tmp_path)
     assert torch.equal(model.ema.module.state_dict()[key], ema[key])
 
 
-FP16_XFAIL = pytest.mark.xfail(
-    strict=True, reason="StyleGAN2Discriminator's minibatch stddev takes sqrt(var + 1e-8) in fp16, where 1e-8 "
-    "underflows: its gradient is inf at var == 0 (gfpgan/archs/discriminator_arch.py should compute it in fp32)")
-
-
-@pytest.mark.parametrize("amp", ["bf16", pytest.param("fp16", marks=FP16_XFAIL)])
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_autocast_step_with_r1_is_finite(amp):
     opt = tiny_opt(identity=False, perceptual=False, components=False, reg_every=1)
     opt["train"]["amp"] = amp

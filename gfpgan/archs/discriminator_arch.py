@@ -65,12 +65,14 @@ class StyleGAN2Discriminator(nn.Module):
         if b % group:
             raise ValueError(f"batch size {b} must be divisible by stddev_group {group} (or smaller than it)")
         # std over each group of samples, averaged over features: one extra feature map
-        stddev = out.view(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
+        # reshape, not view: channels_last features are not contiguous in NCHW order. The statistic
+        # is computed in fp32: under fp16 autocast the 1e-8 under the root underflows (inf gradients)
+        stddev = out.float().reshape(group, -1, self.stddev_feat, c // self.stddev_feat, h, w)
         stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
         stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
-        stddev = stddev.repeat(group, 1, h, w)
+        stddev = stddev.repeat(group, 1, h, w).to(out.dtype)
         out = self.final_conv(torch.cat([out, stddev], 1))
-        return self.final_linear(out.view(b, -1))
+        return self.final_linear(out.reshape(b, -1))
 
 
 @ARCH_REGISTRY.register()

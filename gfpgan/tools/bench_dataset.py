@@ -114,7 +114,7 @@ def bench_reference(folder, boxes, n: int, tmp: Path) -> Optional[float]:
         return None
     opt = dict(RECIPE, dataroot_gt=str(folder), io_backend={"type": "disk"}, component_path=str(boxes))
     (tmp / "opt.json").write_text(json.dumps(opt))
-    env = dict(os.environ, PYTHONPATH=str(ORACLE), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ORACLE), os.environ.get("PYTHONPATH")])), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-c", _REF_SCRIPT, str(tmp / "opt.json"), str(n)], env=env,
                          capture_output=True, text=True, cwd=str(tmp))
     if res.returncode != 0:

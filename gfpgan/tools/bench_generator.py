@@ -132,7 +132,7 @@ def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches:
         with open(os.path.join(tmp, "cfg.json"), "w") as f:
             json.dump({"kw": kw, "batches": list(batches), "device": device, "warmup": warmup, "iters": iters,
                        "threads": torch.get_num_threads()}, f)
-        env = dict(os.environ, PYTHONPATH=str(oracle), PYTHONWARNINGS="ignore")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(oracle), os.environ.get("PYTHONPATH")])), PYTHONWARNINGS="ignore")
         proc = subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET], cwd=tmp, env=env,
                               capture_output=True, text=True)
         if proc.returncode != 0:
