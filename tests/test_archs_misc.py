@@ -128,3 +128,19 @@ def test_discriminator_accepts_channels_last_and_matches_contiguous():
     d_cl = d.to(memory_format=torch.channels_last)
     out = d_cl(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["GFPGANv1", "GFPGANv1Clean"])
+def test_every_trainable_generator_parameter_gets_a_gradient(arch):
+    """DDP without find_unused_parameters needs this: the style MLP is unused with input_is_latent."""
+    from gfpgan.registry import ARCH_REGISTRY
+
+    torch.manual_seed(0)
+    g = ARCH_REGISTRY.build(dict(type=arch, out_size=32, num_style_feat=32, channel_multiplier=1,
+                                 fix_decoder=False, input_is_latent=True, different_w=True,
+                                 narrow=0.25, sft_half=True))
+    out, rgbs = g(torch.randn(2, 3, 32, 32), return_rgb=True)
+    (out.square().mean() + sum(r.square().mean() for r in rgbs)).backward()
+    trainable = {n: p for n, p in g.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("stylegan_decoder.style_mlp") for n in trainable)
+    assert [n for n, p in trainable.items() if p.grad is None] == []

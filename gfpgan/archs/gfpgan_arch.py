@@ -73,6 +73,10 @@ class _GFPGANBase(nn.Module):
         if fix_decoder:
             for p in self.stylegan_decoder.parameters():
                 p.requires_grad_(False)
+        if self.input_is_latent:
+            # the U-Net predicts w itself, so the decoder's style MLP never runs: frozen, it neither
+            # trips DDP's unused-parameter check nor gets optimizer state (the weights still load)
+            self.stylegan_decoder.style_mlp.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, return_latents: bool = False, return_rgb: bool = True,
                 randomize_noise: Optional[bool] = None, **kwargs) -> Tuple[torch.Tensor, List[torch.Tensor]]:
