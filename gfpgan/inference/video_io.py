@@ -108,9 +108,20 @@ class DecodedFrame:
     frame: Optional[av.VideoFrame] = None
 
 
-def _open_input(path: Path):
+def _av_open(path) -> "av.container.InputContainer":
+    """Open a file for reading, tolerant of undecodable metadata tags.
+
+    PyAV < 19 needs ``metadata_errors="ignore"`` for that; PyAV 19 dropped the argument.
+    """
     try:
         return av.open(str(path), metadata_errors="ignore")
+    except TypeError:
+        return av.open(str(path))
+
+
+def _open_input(path: Path):
+    try:
+        return _av_open(path)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(f"{path} is not a readable video ({type(exc).__name__}: "
                         f"{getattr(exc, 'strerror', None) or exc}); check that the file is "
@@ -413,7 +424,7 @@ def _video_packets(segments: Sequence[tuple], out_stream) -> Iterator[tuple]:
 
 def _audio_packets(src: Path, a_index: int, out_stream, reencode: bool) -> Iterator[tuple]:
     """(time in s, packet) of one source audio stream, copied or re-encoded."""
-    with av.open(str(src), metadata_errors="ignore") as c:
+    with _av_open(src) as c:
         st = c.streams[a_index]
         if not reencode:
             try:
@@ -485,7 +496,7 @@ def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
         sources = [_video_packets(segments, vout)]
         if audio_source is not None:
             for a in info.audio:
-                with av.open(str(audio_source), metadata_errors="ignore") as c:
+                with _av_open(audio_source) as c:
                     src = c.streams[a.index]
                     reencode = fmt != "matroska" and a.codec not in _MP4_AUDIO
                     if reencode:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from gfpgan.errors import run_cli
+from gfpgan.errors import UserError, run_cli
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25,
                       num_mlp=2),
@@ -147,7 +147,10 @@ def _spawn(kind: str, clip: Path, args) -> dict:
     cmd = [sys.executable, "-m", "gfpgan.tools.bench_video", "--child", kind, "--clip",
            str(clip), "--model", args.model, "--device", args.device, "--batch-faces",
            str(args.batch_faces)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = " | ".join(out.stderr.strip().splitlines()[-3:])
+        raise UserError(f"the {kind} run failed (exit {out.returncode}): {tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
