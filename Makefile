@@ -18,7 +18,7 @@ test: install oracle
 	$(PYTHON) -m pytest -q
 
 demo: install
-	$(PYTHON) -m gfpgan.tools.bench_generator
+	$(PYTHON) -m gfpgan.demo
 
 bench: install oracle
 	$(PYTHON) -m gfpgan.tools.bench_generator

@@ -164,9 +164,21 @@ def lpips_scores(videos: dict, gt: List[np.ndarray]) -> dict:
     try:
         metric = LPIPSMetric("alex")
     except MissingWeightsError as exc:
-        print(f"LPIPS skipped: {exc}")
+        print(exc)
         return {}
     return {k: float(np.mean([metric(a, b) for a, b in zip(frames, gt)])) for k, frames in videos.items()}
+
+
+def _face_window(det, frame: np.ndarray, grow: float = 1.8):
+    """(y0, y1, x0, x1) of a square around the largest face of ``frame`` (the whole frame if none)."""
+    h, w = frame.shape[:2]
+    found = det.detect([frame])[0]
+    if not len(found):
+        return 0, h, 0, w
+    x1, y1, x2, y2 = found.boxes[0]
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, grow * max(x2 - x1, y2 - y1) / 2
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    return y0, int(min(h, cy + half)), x0, int(min(w, cx + half))
 
 
 # ------------------------------------------------------------------------------ the job
@@ -175,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="results/demo", help="output folder")
     p.add_argument("--weights", help="skip training: a model card name or a checkpoint path")
-    p.add_argument("--iters", type=int, default=600, help="training iterations of the tiny recipe")
+    p.add_argument("--iters", type=int, default=1000, help="training iterations of the tiny recipe")
     p.add_argument("--size", type=int, default=64, help="face size of the tiny model")
     p.add_argument("--gan-weight", type=float, default=0.01, help="weight of the global GAN loss")
     p.add_argument("--frames", type=int, default=48, help="frames of the test clip")
@@ -183,7 +195,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--procs", type=int, default=min(2, os.cpu_count() or 1),
                    help="training processes on a CPU (torchrun, gloo; global batch 8 is split)")
-    p.add_argument("--name", default="demo_tiny", help="experiment name (run folder under experiments/)")
+    p.add_argument("--name", default="demo_tiny", help="experiment name (run folder under --runs-dir)")
+    p.add_argument("--runs-dir", default="experiments", help="where the training run folder goes")
+    p.add_argument("--data-dir", default="datasets/demo_faces", help="where the face set is built")
     p.add_argument("--debug", action="store_true")
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
@@ -191,14 +205,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t0 = time.time()
     summary: dict = {"steps": {}}
 
-    run_dir = Path(REPO / "experiments" / a.name)
+    run_dir = Path(a.runs_dir).resolve() / a.name
     if a.weights:
         model = a.weights
+        if not Path(model).is_file():  # else a model card whose weights file must be present
+            if Path(model).suffix in (".pth", ".safetensors", ".onnx") or "/" in model:
+                raise UserError(f"weights file {model} not found; pass an existing checkpoint or a "
+                                f"model card name such as GFPGANv1.4.")
+            from gfpgan.model_cards import load_card, resolve_weights
+
+            resolve_weights(load_card(model))
         summary["model"] = f"given: {model}"
         # a model card's face size decides the clip scale; ours may differ from the tiny model
     else:
         t = _step("1/6 building a real-face training set")
-        faces = REPO / "datasets" / "demo_faces"
+        faces = Path(a.data_dir).resolve()
         n = build_face_set(faces, a.size)
         print(f"{n} faces in {faces}")
         summary["steps"]["face_set_s"] = round(time.time() - t, 1)
@@ -206,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         t = _step("2/6 training the tiny recipe")
         procs = a.procs if a.device == "cpu" else 1
         _run(["gfpgan.train", "-opt", "options/train_gfpgan_tiny.yml", "--device", a.device, "--force-yml",
-              f"name={a.name}", f"datasets.train.dataroot_gt={faces}", f"train.total_iter={a.iters}",
+              f"name={a.name}", f"path.experiments_root={run_dir.parent}", f"datasets.train.dataroot_gt={faces}", f"train.total_iter={a.iters}",
               f"train.scheduler.milestones=[{int(a.iters * 0.75)}]",
               f"train.remove_pyramid_loss={a.iters // 2}", f"logger.save_checkpoint_freq={a.iters}",
               f"logger.print_freq={max(1, a.iters // 10)}", f"logger.image_freq={a.iters}",
@@ -267,8 +288,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_bytes_atomic(out / "metrics.md", (table + "\n").encode())
 
     picks = np.linspace(0, len(gt) - 1, 5).round().astype(int)
-    strips = [[versions["degraded input"][i] for i in picks], [versions["restored"][i] for i in picks],
-              [gt[i] for i in picks]]
+    crops = [_face_window(det, gt[i]) for i in picks]  # the same window in all three rows
+    strips = [[versions[k][i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(picks, crops)]
+              for k in ("degraded input", "restored")] + [
+              [gt[i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(picks, crops)]]
     make_figure(out / "demo.png", {} if a.weights else training_curves(run_dir), strips,
                 ["degraded", "restored", "ground truth"], table)
     print(f"\nDone in {summary['total_s']:.0f} s. Outputs in {out}: restored.mp4, side_by_side.mp4, "

@@ -1,0 +1,73 @@
+"""The main job (`make demo` = `python -m gfpgan.demo`) in a smaller setting, end to end."""
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import gfpgan.archs  # noqa: F401  (registers the architectures)
+from gfpgan.checkpoint import save_network
+from gfpgan.registry import ARCH_REGISTRY
+
+OUTPUTS = ("restored.mp4", "side_by_side.mp4", "restored_no_stabilization.mp4", "metrics.json",
+           "metrics.md", "demo.png")
+
+
+def _demo(tmp_path, *args):
+    cmd = [sys.executable, "-m", "gfpgan.demo", "--out", str(tmp_path / "out"), "--frames", "6",
+           "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "faces"), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return tmp_path / "out"
+
+
+def _check_outputs(out, trained: bool):
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "metrics.json").read_text())
+    metrics = summary["metrics"]
+    assert set(metrics) == {"degraded input", "restored", "restored, no stabilization"}
+    for row in metrics.values():
+        assert 5 < row["psnr"] < 60 and 0 < row["ssim"] <= 1 and row["frames"] == 6
+    # the restored clip is really another video than the degraded input
+    assert metrics["restored"]["psnr"] != metrics["degraded input"]["psnr"]
+    table = (out / "metrics.md").read_text()
+    assert f"{metrics['restored']['psnr']:.4f}" in table
+    with av.open(str(out / "restored.mp4")) as c:  # frames and audio survive
+        assert c.streams.video[0].frames in (0, 6) and len(c.streams.audio) == 1
+        assert sum(1 for _ in c.decode(video=0)) == 6
+    with av.open(str(out / "side_by_side.mp4")) as c:
+        v = c.streams.video[0]
+        assert v.width == 2 * v.height  # input | restored
+    assert ("train_s" in summary["steps"]) == trained
+
+
+@pytest.mark.slow
+def test_demo_trains_exports_restores_and_evaluates(tmp_path):
+    out = _demo(tmp_path, "--iters", "4", "--procs", "1")
+    _check_outputs(out, trained=True)
+    assert (out / "model" / "generator.safetensors").exists()
+    assert list((tmp_path / "runs" / "demo_tiny" / "models").glob("net_g_ema_*.safetensors"))
+    assert len(list((tmp_path / "faces").glob("*.png"))) == 220  # 100 LFW faces + 120 astronaut crops
+
+
+def test_demo_with_given_weights_skips_training(tmp_path):
+    kwargs = dict(out_size=64, num_style_feat=32, channel_multiplier=1, fix_decoder=False,
+                  input_is_latent=True, different_w=True, narrow=0.125, sft_half=True)
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.build(dict(type="GFPGANv1Clean", **kwargs))
+    save_network(tmp_path / "given.safetensors", net, "GFPGANv1Clean", kwargs)
+    out = _demo(tmp_path, "--weights", str(tmp_path / "given.safetensors"))
+    _check_outputs(out, trained=False)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "faces").exists()
+
+
+def test_demo_bad_weights_is_one_sentence(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "gfpgan.demo", "--out", str(tmp_path / "out"),
+                          "--weights", str(tmp_path / "missing.pth")], capture_output=True, text=True)
+    assert res.returncode == 2 and "missing.pth" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out" / "restored.mp4").exists()
