@@ -72,7 +72,7 @@ def build_face_set(dest: Path, size: int, jittered: int = 120, seed: int = 0) ->
     from gfpgan.inference.detection import build_detector
     from gfpgan.utils import write_image_atomic
 
-    marker = dest / f".complete_{size}_{jittered}"
+    marker = dest / f".complete_lfw100_astronaut{jittered}_{size}"  # names what the set holds
     if marker.exists():
         return len(list(dest.glob("*.png")))
     dest.mkdir(parents=True, exist_ok=True)
