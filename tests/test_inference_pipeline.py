@@ -183,3 +183,9 @@ def test_parse_masks_are_feathered_and_smoothed_per_track():
     assert np.allclose(m[0], 0.5 * feather_mask(32))  # ... but the smoothed mask moves halfway
     m = fr.face_masks(faces, [7, 9], sm)  # track 9 is new: no history to smooth with
     assert np.allclose(m[0], 0.25 * feather_mask(32)) and np.allclose(m[1], 0.0)
+
+
+@pytest.mark.parametrize("min_face, expected", [(0, 20), (48, 48)])
+def test_mtcnn_does_not_search_for_faces_smaller_than_min_face(min_face, expected):
+    vr = VideoFaceRestorer(Identity(), device="cpu", min_face=min_face)
+    assert vr.detector.net.min_face_size == expected
