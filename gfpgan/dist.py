@@ -68,7 +68,16 @@ def barrier() -> None:
         torch_dist.barrier()
 
 
-def cleanup() -> None:
-    """Destroy the process group if one was created."""
+def cleanup(synchronize: bool = False) -> None:
+    """Destroy the process group if one was created.
+
+    Args:
+        synchronize: wait for every rank first. Pass True on success paths: a rank that tears
+            its gloo group down while a peer is still working can abort at exit ("terminate
+            called without an active exception"). Leave False when unwinding an error, where
+            the peers may never reach the barrier.
+    """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if synchronize:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()

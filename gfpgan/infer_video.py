@@ -205,6 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fingerprint={k: getattr(args, k) for k in (
             "model", "strength", "only", "min_face", "detector", "upscale", "no_stabilize",
             "no_mask_smoothing", "random_noise", "lookahead", "half", "backend")})
+    summaries = None
     try:
         summaries = vj.run_videos(list(zip(args.input, outputs)), proc, opts, rank, world,
                                   barrier)
@@ -226,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             collector.close()
         if world > 1:
             from gfpgan import dist
-            dist.cleanup()
+            dist.cleanup(synchronize=summaries is not None)
     for s in summaries:
         note = f", {s.lost} frame(s) could not be decoded and were dropped" if s.lost else ""
         again = f", {s.reused} segment(s) reused" if s.reused else ""

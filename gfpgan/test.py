@@ -281,6 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if dist.is_main:
             print(msg, flush=True)
 
+    failed = False
     try:
         model_box, summary, out_dirs = {}, {"datasets": {}}, {}
         for dname, ds in opt["datasets"].items():
@@ -295,8 +296,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_dir = write_outputs(opt, summary, out_dirs)
             print(markdown_table(summary), end="")
             print(f"results in {run_dir}")
+    except BaseException:
+        failed = True
+        raise
     finally:
-        cleanup()
+        cleanup(synchronize=not failed)
     return 0
 
 

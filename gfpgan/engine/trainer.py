@@ -310,6 +310,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
                        f"{position} (batch size or world size changed): the sample order differs "
                        f"from an uninterrupted run")
     data = batches(loader, sampler, position["epoch"], position["next_batch"])
+    failed = False
     try:
         for it in range(start_iter + 1, total_iter + 1):
             with Timer() as t_iter:
@@ -367,7 +368,10 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
         logger.info(f"finished '{opt['name']}' at iteration {total_iter}; networks in "
                     f"{ckpt.models_dir}")
         return 0
+    except BaseException:
+        failed = True
+        raise
     finally:
         stop.restore()
         logger.close()
-        cleanup()
+        cleanup(synchronize=not failed)
