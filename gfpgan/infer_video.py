@@ -23,6 +23,7 @@ from gfpgan.errors import UserError, run_cli
 __all__ = ["main", "cli", "build_parser", "SegmentRestorer"]
 
 _TRACKS = 100000  # track-id stride per segment in collected metadata
+_PAST = 8  # frames of history of the landmark smoother
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-face", type=float, default=0.0, help="skip faces smaller (px)")
     g.add_argument("--detector", default="mtcnn", choices=("mtcnn", "retinaface"))
     g.add_argument("--detector-weights", default=None, help="RetinaFace weights file")
+    g.add_argument("--detect-every", type=int, default=8, metavar="K",
+                   help="full face detection every K frames, faces tracked in between (1: every "
+                        "frame)")
     g.add_argument("--parse-weights", default=None, help="ParseNet weights for face masks")
     g.add_argument("--batch-faces", type=int, default=8, help="faces per forward pass")
     g.add_argument("--upscale", type=float, default=1, help="output scale of the whole frame")
@@ -58,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pix-fmt", default=None, help="encoder pixel format (default: source's)")
     e.add_argument("--segment-frames", type=int, default=240,
                    help="frames per segment: the unit of --resume and torchrun sharing")
-    e.add_argument("--warmup", type=int, default=16,
-                   help="frames before each segment restored for context, not written")
+    e.add_argument("--warmup", type=int, default=None,
+                   help="frames before each segment restored for context, not written (default: "
+                        "--detect-every + 8, which makes the output independent of the split)")
     e.add_argument("--fps", type=Fraction, default=Fraction(25),
                    help="frame rate of a folder-of-frames input (e.g. 30000/1001)")
     e.add_argument("--resume", action="store_true", help="continue an interrupted job")
@@ -123,7 +128,7 @@ class SegmentRestorer:
 
     def process(self, frames):
         self._reset()
-        yield from self.vfr.process(frames)
+        yield from self.vfr.process(frames, first_index=self._seg[1])
 
     # --- collector protocol (used only with --save-faces / --collect) ---
     def add(self, frame: int, track: int, crop, box, landmarks, score, affine) -> None:
@@ -174,8 +179,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     outputs = _outputs(args.input, args.output)
     if args.side_by_side and len(args.input) > 1:
         raise UserError("--side-by-side takes one input video; run the inputs one by one.")
-    if args.segment_frames < 1 or args.warmup < 0 or args.lookahead < 0:
-        raise UserError("--segment-frames must be >= 1 and --warmup/--lookahead >= 0.")
+    if args.segment_frames < 1 or args.detect_every < 1 or (args.warmup or 0) < 0 or \
+            args.lookahead < 0:
+        raise UserError("--segment-frames and --detect-every must be >= 1 and --warmup/--lookahead "
+                        ">= 0.")
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, barrier, device = 0, None, args.device
     if world > 1:
@@ -195,16 +202,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             batch_faces=args.batch_faces, upscale=args.upscale,
                             parse_weights=args.parse_weights, stabilize=not args.no_stabilize,
                             lookahead=args.lookahead, mask_smoothing=not args.no_mask_smoothing,
-                            collector=collector)
+                            past=_PAST, detect_every=args.detect_every, collector=collector)
     proc = SegmentRestorer(vfr, args.save_faces)
     opts = vj.VideoJobOptions(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        segment_frames=args.segment_frames, warmup=args.warmup,
-        tail=max(proc.lookahead, 0) + 4, resume=args.resume, side_by_side=args.side_by_side,
+        segment_frames=args.segment_frames,
+        # the context a segment needs: back to a key frame, then the smoother's history
+        warmup=args.detect_every + _PAST if args.warmup is None else args.warmup,
+        # the look-ahead and the held frames up to the next key frame must see past the end
+        tail=max(proc.lookahead, 0) + args.detect_every + 4, resume=args.resume,
+        side_by_side=args.side_by_side,
         progress=not args.no_progress, folder_fps=args.fps,
         fingerprint={k: getattr(args, k) for k in (
             "model", "strength", "only", "min_face", "detector", "upscale", "no_stabilize",
-            "no_mask_smoothing", "random_noise", "lookahead", "half", "backend")})
+            "no_mask_smoothing", "random_noise", "lookahead", "half", "backend",
+            "detect_every")})
     summaries = None
     try:
         summaries = vj.run_videos(list(zip(args.input, outputs)), proc, opts, rank, world,

@@ -28,11 +28,13 @@ from gfpgan.errors import UserError
 from gfpgan.inference.alignment import estimate_affine, warp_face
 from gfpgan.inference.detection import Detections, build_detector
 from gfpgan.inference.face_model import load_face_model, resolve_device
+from gfpgan.inference.keyframes import KeyframeDetector
 from gfpgan.inference.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 from gfpgan.inference.restorer import FaceBatchRestorer, crops_to_tensor
 from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother
 
-__all__ = ["RestoreResult", "FaceStages", "FaceRestorer", "VideoFaceRestorer", "select_faces"]
+__all__ = ["RestoreResult", "FaceStages", "FaceRestorer", "VideoFaceRestorer", "select_faces",
+           "select_indices"]
 
 ONLY_CHOICES = ("all", "center", "largest")
 
@@ -55,8 +57,9 @@ class RestoreResult:
     detections: Detections = field(default_factory=Detections)
 
 
-def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.0) -> Detections:
-    """Keep faces whose box short side is >= ``min_face`` px, then all / the centre / the largest.
+def select_indices(det: Detections, shape, only: str = "all", min_face: float = 0.0) -> np.ndarray:
+    """Indices of the faces to keep: box short side >= ``min_face`` px, then all / the centre /
+    the largest.
 
     Args:
         det: one frame's detections.
@@ -65,17 +68,22 @@ def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.
         min_face: minimum face box side in pixels.
     """
     if len(det) == 0:
-        return det
+        return np.zeros(0, np.int64)
     wh = det.boxes[:, 2:] - det.boxes[:, :2]
-    det = det.select(np.nonzero(wh.min(1) >= min_face)[0])
-    if len(det) <= 1 or only == "all":
-        return det
+    idx = np.nonzero(wh.min(1) >= min_face)[0]
+    if len(idx) <= 1 or only == "all":
+        return idx
     if only == "largest":
-        wh = det.boxes[:, 2:] - det.boxes[:, :2]
-        return det.select([int(np.argmax(wh.prod(1)))])
+        return idx[[int(np.argmax(wh[idx].prod(1)))]]
     centre = np.array([shape[1] / 2.0, shape[0] / 2.0])
-    dist = np.linalg.norm((det.boxes[:, :2] + det.boxes[:, 2:]) / 2 - centre, axis=1)
-    return det.select([int(np.argmin(dist))])
+    boxes = det.boxes[idx]
+    dist = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1)
+    return idx[[int(np.argmin(dist))]]
+
+
+def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.0) -> Detections:
+    """The faces :func:`select_indices` keeps."""
+    return det.select(select_indices(det, shape, only, min_face))
 
 
 class FaceStages:
@@ -248,19 +256,26 @@ class VideoFaceRestorer(FaceStages):
         lookahead: frames of look-ahead for the smoother (output delay, in frames).
         past: frames of history for the smoother.
         mask_smoothing: average parse masks over time per track.
+        detect_every: run the full detector on every this many frames and track faces in
+            between (:class:`~gfpgan.inference.keyframes.KeyframeDetector`); 1 detects every
+            frame. Detectors without a ``track`` method detect every frame.
         detect_batch_size: frames per detector call.
         collector: optional :class:`gfpgan.inference.collect.FaceCollector` fed with every face.
     """
 
     def __init__(self, model, *, stabilize: bool = True, lookahead: int = 2, past: int = 8,
-                 mask_smoothing: bool = True, detect_batch_size: int = 4, collector=None,
-                 **kwargs):
+                 mask_smoothing: bool = True, detect_every: int = 8, detect_batch_size: int = 4,
+                 collector=None, **kwargs):
         super().__init__(model, **kwargs)
         self.stabilize = bool(stabilize)
         self.lookahead = int(lookahead) if stabilize else 0
         self.tracker = IoUTracker()
         self.smoother = LandmarkSmoother(past=past, lookahead=self.lookahead, enabled=stabilize)
         self.mask_smoother = MaskSmoother() if mask_smoothing else None
+        if int(detect_every) < 1:
+            raise UserError(f"--detect-every {detect_every} must be >= 1.")
+        self.detect_every = int(detect_every)
+        self._keyframes: Optional[KeyframeDetector] = None
         self.detect_batch_size = max(1, int(detect_batch_size))
         self.collector = collector
         self.used_landmarks: List[tuple] = []  # (frame, track, (5,2)) when record_landmarks
@@ -275,40 +290,65 @@ class VideoFaceRestorer(FaceStages):
             self.mask_smoother = MaskSmoother(alpha=self.mask_smoother.alpha)
         self.used_landmarks = []
 
-    def process(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    @property
+    def keyframes(self) -> KeyframeDetector:
+        """The key-frame detector (built with the detector, on first use)."""
+        if self._keyframes is None:
+            det = self.detector
+            self._keyframes = KeyframeDetector(
+                self.detect_batch, getattr(det, "track", None),
+                lambda d, shape: select_indices(d, shape, self.only, self.min_face),
+                self.detect_every)
+        return self._keyframes
+
+    def process(self, frames: Iterable[np.ndarray], first_index: int = 0) -> Iterator[np.ndarray]:
         """Restore a stream of RGB uint8 (H, W, 3) frames; yields restored frames in order.
 
-        Output lags the input by ``lookahead`` frames (and a detection batch); memory is bounded
-        by a few frames. Frames without faces are yielded as the same array object (when
-        ``upscale`` is 1), so they pass through bit-identical.
+        Output lags the input by ``lookahead`` frames, a detection batch and, with
+        ``detect_every`` > 1, up to that many frames (held until the next full detection);
+        memory is bounded by a few frames. Frames without faces are yielded as the same array
+        object (when ``upscale`` is 1), so they pass through bit-identical.
+
+        Args:
+            frames: the frames, in order.
+            first_index: the video frame number of the first frame (key frames are counted
+                from the video's start, so a segment sees the same schedule as a whole pass).
         """
         pending: "deque[_Pending]" = deque()
         chunk: List[np.ndarray] = []
         next_index = 0
+        self.keyframes.start(first_index)
         for frame in frames:
             chunk.append(frame)
             if len(chunk) >= self.detect_batch_size:
-                next_index = self._ingest(chunk, pending, next_index)
+                self._ingest(self.keyframes.push(next_index, self._checked(chunk, next_index)),
+                             pending)
+                next_index += len(chunk)
                 chunk = []
-                yield from self._drain(pending, next_index - 1 - self.lookahead)
+                yield from self._drain(pending, self.keyframes.finalized - 1 - self.lookahead)
         if chunk:
-            next_index = self._ingest(chunk, pending, next_index)
-        yield from self._drain(pending, next_index, final=True)
+            self._ingest(self.keyframes.push(next_index, self._checked(chunk, next_index)),
+                         pending)
+        self._ingest(self.keyframes.flush(), pending)
+        yield from self._drain(pending, self.keyframes.finalized, final=True)
         if self.collector is not None and hasattr(self.collector, "end_video"):
             self.collector.end_video()
 
-    def _ingest(self, chunk, pending, start: int) -> int:
+    @staticmethod
+    def _checked(chunk: List[np.ndarray], start: int) -> List[np.ndarray]:
         for k, frame in enumerate(chunk):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frame {start + k}: expected RGB uint8 (H, W, 3), got "
                                  f"{frame.shape} {frame.dtype}")
-        for k, (frame, det) in enumerate(zip(chunk, self.detect_batch(chunk))):
-            idx = start + k
+        return chunk
+
+    def _ingest(self, final, pending) -> None:
+        """Track ids and smoother observations for frames whose detections are final."""
+        for idx, frame, det in final:
             tids = self.tracker.update(det.boxes, det.landmarks)
             for tid, lm in zip(tids.tolist(), det.landmarks):
                 self.smoother.observe(idx, tid, lm)
             pending.append(_Pending(idx, frame, det, tids))
-        return start + len(chunk)
 
     def _drain(self, pending, ready_upto: int, final: bool = False) -> Iterator[np.ndarray]:
         """Restore and yield pending frames with index <= ready_upto, batching their faces.

@@ -22,6 +22,7 @@ rank ``v % world_size`` once every marker of that video exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -109,6 +110,32 @@ def work_dir(dest) -> Path:
     """The folder next to ``dest`` that holds its segments and markers."""
     dest = Path(dest)
     return dest.parent / f".{dest.name}.parts"
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """glibc through ctypes, or None (another C library, or no ``malloc_trim``)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        lib.malloc_trim.argtypes = [ctypes.c_size_t]
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Frames are large buffers allocated in one thread and freed in another; glibc keeps what
+    they leave in each thread's arena, so without this the resident memory of a long video
+    creeps up (measured: +25% over ten times the frames) although nothing is kept.
+    """
+    lib = _libc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -243,6 +270,8 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
             if sbs is not None:
                 sbs.write(d.pts, image=np.concatenate([_fit(d.image, out.shape), out], axis=1))
             written += 1
+            if written % 64 == 0:
+                _trim_heap()
             if pbar is not None:
                 pbar.update(1)
         for t in threads:
@@ -274,6 +303,7 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
               "offset": enc.offset if enc is not None else None,
               "time_base": str(info.time_base)}
     _atomic_json(wdir / f"seg_{seg:05d}.json", marker)
+    _trim_heap()  # the segment's threads and encoder are gone: return their memory
     return marker
 
 
