@@ -53,3 +53,7 @@ def test_cli_bad_model_and_missing_input_exit_with_one_line(tmp_path, tiny):
                         str(tiny)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "nope.mp4 does not exist" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.mp4").exists()
+    with pytest.raises(UserError, match="--detect-every"):
+        main(["-i", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tiny),
+              "--device", "cpu", "--detect-every", "0"])
+    assert not (tmp_path / "o.mp4").exists()

@@ -6,7 +6,7 @@ generator's share), and on a GPU it is the CPU-side stage that caps the frame ra
 little from one frame to the next, so :class:`KeyframeDetector` runs the full detector only on
 *key frames* (every ``every``-th frame of the video, counted from its first frame, so that the
 schedule does not depend on where a segment starts) and follows the known faces into the other
-frames with the detector's cheap ``track`` (MTCNN: its O-Net alone on the predicted box, ~1 ms a
+frames with the detector's cheap ``track`` (MTCNN: its O-Net alone on the predicted box, ~2 ms a
 face; RetinaFace: detection inside a window around the box). In between:
 
 * a face the tracker loses triggers a full detection of that very frame;
@@ -92,12 +92,15 @@ class KeyframeDetector:
 
     def flush(self) -> List[Finalized]:
         """The frames still held back (call at the end of the stream)."""
-        out = [tuple(h) for h in self._held]
+        return self._release()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _release(self, *last: Finalized) -> List[Finalized]:
+        out = [tuple(h) for h in self._held] + list(last)
         self._held = []
         self.finalized += len(out)
         return out  # type: ignore[return-value]
 
-    # -- internals ------------------------------------------------------------------------------
     def _is_key(self, index: int) -> bool:
         return self.every == 1 or index == 0 or (self.offset + index) % self.every == 0
 
@@ -123,8 +126,7 @@ class KeyframeDetector:
     def _step(self, index: int, frame: np.ndarray, full: Optional[Detections],
               scheduled: bool) -> List[Finalized]:
         if self.every == 1:
-            self.finalized += 1
-            return [(index, frame, full)]
+            return self._release((index, frame, full))
         # follow the faces of the previous frame (constant-velocity prediction)
         tracked, prev = Detections(), np.zeros((0, 4))
         if len(self._boxes):
@@ -160,10 +162,7 @@ class KeyframeDetector:
         for j in np.nonzero(is_new[idx])[0]:
             self._backfill(det.boxes[j].astype(np.float64))
         self._boxes, self._prev = det.boxes.astype(np.float64), np.asarray(prev, np.float64)
-        out = [tuple(h) for h in self._held] + [(index, frame, det)]
-        self._held = []
-        self.finalized += len(out)
-        return out  # type: ignore[return-value]
+        return self._release((index, frame, det))
 
     def _backfill(self, box: np.ndarray) -> None:
         """Track a newly found face backwards through the held frames until it is lost."""
