@@ -197,3 +197,25 @@ def test_bench_video_runs_the_three_contenders_side_by_side(capsys):
         rows[name] = (float(fps), float(ratio.rstrip("x")), float(rss))
     assert rows["naive"][1] == 1.0
     assert all(fps > 0 and rss > 0 for fps, _, rss in rows.values())
+
+
+def test_retinaface_track_maps_window_detections_back_to_the_frame():
+    from gfpgan.inference.detection import RetinaFaceDetector
+
+    class WhiteSquare:  # stands in for facexlib's RetinaFace: "detects" the white pixels
+        def detect_faces(self, bgr, conf_threshold):
+            ys, xs = np.nonzero(bgr[..., 0] == 255)
+            if len(xs) == 0:
+                return np.zeros((0, 15))
+            x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            lm = [x1, y1, x2, y1, (x1 + x2) / 2, (y1 + y2) / 2, x1, y2, x2, y2]
+            return np.array([[x1, y1, x2, y2, 0.99, *lm]], np.float64)
+
+    det = object.__new__(RetinaFaceDetector)  # no weights offline: the window logic alone
+    det.net, det.threshold, det.max_side = WhiteSquare(), 0.97, 1280
+    img = np.zeros((120, 200, 3), np.uint8)
+    img[5:45, 150:190] = 255  # near the top-right corner: the window is padded there
+    tr = det.track(img, np.array([[146.0, 2.0, 186.0, 42.0], [20.0, 60.0, 60.0, 100.0]]))
+    assert tr.found.tolist() == [True, False]
+    assert tr.det.boxes[0].tolist() == [150, 5, 190, 45]
+    assert tr.det.landmarks[0][0].tolist() == [150, 5] and tr.det.landmarks[0][4].tolist() == [190, 45]

@@ -8,6 +8,7 @@ import inspect
 import logging
 import math
 import os
+import warnings
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -199,6 +200,9 @@ def wrap_ddp(net: nn.Module, dist: DistInfo, find_unused: bool = False) -> nn.Mo
     """``net`` in its own DDP wrapper when ``dist`` has several ranks, else ``net`` itself."""
     if not dist.distributed:
         return net
+    # A (1, C) weight (a final linear layer) gets its gradient with strides (1, 1) where the
+    # bucket has (C, 1): the same memory order, but DDP warns of a slow copy once per rank.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ids = [dist.device.index] if dist.device.type == "cuda" else None
     # Buffers are constants (noise maps, blur kernels): synced once at wrap time, not every
     # step. torch >= 2.15 spells this forward_sync_buffers (broadcast_buffers is deprecated).
