@@ -9,6 +9,10 @@ Both detectors take lists of RGB uint8 frames and return one :class:`Detections`
 landmarks ordered left eye, right eye, nose, left mouth corner, right mouth corner (left = smaller x).
 Large frames are detected on a downscaled copy (``max_side``) and mapped back, which keeps detection
 cost bounded at 1080p and beyond.
+
+Both also ``track`` known faces into a new frame far more cheaply than a detection (MTCNN: its
+O-Net alone on each predicted box; RetinaFace: detection in a window around it), which
+:mod:`gfpgan.inference.keyframes` uses between key frames.
 """
 
 import os

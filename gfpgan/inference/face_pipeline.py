@@ -321,28 +321,25 @@ class VideoFaceRestorer(FaceStages):
         for frame in frames:
             chunk.append(frame)
             if len(chunk) >= self.detect_batch_size:
-                self._ingest(self.keyframes.push(next_index, self._checked(chunk, next_index)),
-                             pending)
+                self._ingest(chunk, pending, next_index)
                 next_index += len(chunk)
                 chunk = []
                 yield from self._drain(pending, self.keyframes.finalized - 1 - self.lookahead)
         if chunk:
-            self._ingest(self.keyframes.push(next_index, self._checked(chunk, next_index)),
-                         pending)
-        self._ingest(self.keyframes.flush(), pending)
+            self._ingest(chunk, pending, next_index)
+        self._add(self.keyframes.flush(), pending)
         yield from self._drain(pending, self.keyframes.finalized, final=True)
         if self.collector is not None and hasattr(self.collector, "end_video"):
             self.collector.end_video()
 
-    @staticmethod
-    def _checked(chunk: List[np.ndarray], start: int) -> List[np.ndarray]:
+    def _ingest(self, chunk: List[np.ndarray], pending, start: int) -> None:
         for k, frame in enumerate(chunk):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frame {start + k}: expected RGB uint8 (H, W, 3), got "
                                  f"{frame.shape} {frame.dtype}")
-        return chunk
+        self._add(self.keyframes.push(start, chunk), pending)
 
-    def _ingest(self, final, pending) -> None:
+    def _add(self, final, pending) -> None:
         """Track ids and smoother observations for frames whose detections are final."""
         for idx, frame, det in final:
             tids = self.tracker.update(det.boxes, det.landmarks)
