@@ -32,12 +32,12 @@ import numpy as np
 from gfpgan.inference.detection import Detections
 from gfpgan.inference.tracking import box_iou
 
-__all__ = ["KeyframeDetector", "concat_detections"]
+__all__ = ["KeyframeDetector"]
 
 Finalized = Tuple[int, np.ndarray, Detections]
 
 
-def concat_detections(a: Detections, b: Detections) -> Detections:
+def _concat(a: Detections, b: Detections) -> Detections:
     """The faces of ``a`` followed by those of ``b``."""
     return Detections(np.concatenate([a.boxes, b.boxes]).astype(np.float32),
                       np.concatenate([a.scores, b.scores]).astype(np.float32),
@@ -77,8 +77,7 @@ class KeyframeDetector:
         self._held: List[list] = []  # [index, frame, Detections] since the last full detection
         self._boxes = np.zeros((0, 4))  # faces of the last frame, and one frame before
         self._prev = np.zeros((0, 4))
-        self.full_detections = 0  # statistics: full detector runs / tracked face-frames
-        self.tracked = 0
+        self.full_detections = 0  # full detector runs in this stream
 
     def push(self, start: int, frames: Sequence[np.ndarray]) -> List[Finalized]:
         """Feed frames ``start, start+1, ...`` of the stream (in order); returns the frames
@@ -117,7 +116,6 @@ class KeyframeDetector:
         if len(boxes) == 0:
             return fallback
         tr = self.track(frame, boxes)
-        self.tracked += len(boxes)
         keep = np.asarray(tr.found, bool)
         return Detections(np.where(keep[:, None], tr.det.boxes, fallback.boxes),
                           np.where(keep, tr.det.scores, fallback.scores),
@@ -131,7 +129,6 @@ class KeyframeDetector:
         tracked, prev = Detections(), np.zeros((0, 4))
         if len(self._boxes):
             tr = self.track(frame, self._boxes + (self._boxes - self._prev))
-            self.tracked += len(self._boxes)
             found = np.asarray(tr.found, bool)
             tracked, prev = tr.det.select(np.nonzero(found)[0]), self._boxes[found]
             if full is None and not found.all():
@@ -148,14 +145,14 @@ class KeyframeDetector:
             # this frame alone (tracked faces the detector missed are kept all the same)
             faces = self._refine(frame, full.boxes.astype(np.float64), full)
             held = tracked.select(np.nonzero(~_overlaps(tracked.boxes, full.boxes))[0])
-            merged = concat_detections(faces, held)
+            merged = _concat(faces, held)
             is_new = np.r_[fresh, np.zeros(len(held), bool)]
             det, idx = self._keep(merged, frame.shape)
             prev = det.boxes
         else:  # a forced detection: tracked faces go on, new ones start at rest
             new = full.select(np.nonzero(fresh)[0])
             new = self._refine(frame, new.boxes.astype(np.float64), new)
-            merged = concat_detections(tracked, new)
+            merged = _concat(tracked, new)
             is_new = np.r_[np.zeros(len(tracked), bool), np.ones(len(new), bool)]
             det, idx = self._keep(merged, frame.shape)
             prev = np.concatenate([prev, new.boxes])[idx]
@@ -170,10 +167,9 @@ class KeyframeDetector:
         for h in reversed(self._held):
             _, frame, det = h
             tr = self.track(frame, (box + (box - after))[None])
-            self.tracked += 1
             if not tr.found[0] or _overlaps(tr.det.boxes, det.boxes)[0]:
                 return
-            merged = concat_detections(det, tr.det)
+            merged = _concat(det, tr.det)
             kept, idx = self._keep(merged, frame.shape)
             if len(det) not in idx.tolist():  # dropped by the selection (size, only)
                 return
