@@ -188,15 +188,24 @@ def test_a_real_face_entering_mid_clip_is_restored_from_the_frame_it_appears(mov
 def test_bench_video_runs_the_three_contenders_side_by_side(capsys):
     from gfpgan.tools.bench_video import main
 
-    assert main(["--frames", "8", "--size", "192x128", "--detect-every", "4"]) == 0
+    assert main(["--frames", "12", "--size", "640x360", "--detect-every", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    rows = {}
+    rows, busy = {}, {}
     for name in ("naive", "ours, detect every frame", "ours, detect every 4"):
-        [line] = [ln for ln in lines if ln.startswith(name + " ")]
-        fps, ratio, rss = line[len(name):].split()
-        rows[name] = (float(fps), float(ratio.rstrip("x")), float(rss))
-    assert rows["naive"][1] == 1.0
-    assert all(fps > 0 and rss > 0 for fps, _, rss in rows.values())
+        [line] = [ln for ln in lines if ln.startswith(name + " ") and "busy" not in ln]
+        fps, ratio, steady, steady_ratio, rss = line[len(name):].split()
+        rows[name] = (float(fps), float(ratio.rstrip("x")), float(steady),
+                      float(steady_ratio.rstrip("x")), float(rss))
+        stages = [ln for ln in lines if ln.startswith(name + " busy seconds: ")]
+        if stages:
+            busy[name] = {k: float(v) for k, v in (
+                part.split() for part in stages[0].split(": ", 1)[1].split(" (")[0].split(", "))}
+    assert rows["naive"][1] == rows["naive"][3] == 1.0
+    assert all(fps > 0 and steady > 0 and rss > 0 for fps, _, steady, _, rss in rows.values())
+    assert set(busy) == {"ours, detect every frame", "ours, detect every 4"}
+    assert "track" not in busy["ours, detect every frame"]  # detect_every=1 never tracks
+    assert busy["ours, detect every 4"]["track"] > 0
+    assert all(b["detect"] > 0 and b["generator"] > 0 and b["encode"] > 0 for b in busy.values())
 
 
 def test_retinaface_track_maps_window_detections_back_to_the_frame():

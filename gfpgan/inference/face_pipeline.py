@@ -8,7 +8,9 @@ them in threads:
 * :class:`VideoFaceRestorer` restores a stream of frames (``process(frames) -> iterator``): faces
   of several frames are detected and restored in one batch, tracked across frames, their landmarks
   smoothed per track (a short look-ahead delays the output by ``lookahead`` frames), and frames
-  without a face come back as the very same array.
+  without a face come back as the very same array. Detection runs in a thread of its own, ahead
+  of the generator, and paste-back on a small pool (:mod:`gfpgan.inference.overlap`), with
+  every frame still returned in order.
 
 Stages: ``detect_batch`` (detector + face selection), ``align`` (FFHQ 5-point similarity warp at
 the model's size), ``restore_batch`` (batched network + strength blend), ``face_masks`` (feather or
@@ -18,6 +20,7 @@ ParseNet, smoothed per track) and ``paste`` (inverse affine limited to each face
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -29,6 +32,7 @@ from gfpgan.inference.alignment import estimate_affine, warp_face
 from gfpgan.inference.detection import Detections, build_detector
 from gfpgan.inference.face_model import load_face_model, resolve_device
 from gfpgan.inference.keyframes import KeyframeDetector
+from gfpgan.inference.overlap import in_order, prefetch
 from gfpgan.inference.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 from gfpgan.inference.restorer import FaceBatchRestorer, crops_to_tensor
 from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother
@@ -261,12 +265,20 @@ class VideoFaceRestorer(FaceStages):
             frame. Detectors without a ``track`` method detect every frame.
         detect_batch_size: frames per detector call.
         collector: optional :class:`gfpgan.inference.collect.FaceCollector` fed with every face.
+        overlap: run detection in a thread of its own, ahead of the generator, and paste-back
+            on ``paste_workers`` threads, so that the generator (on a GPU: the device) does not
+            wait for them. The frames are the same either way.
+        paste_workers: paste-back threads when overlapping.
     """
 
     def __init__(self, model, *, stabilize: bool = True, lookahead: int = 2, past: int = 8,
                  mask_smoothing: bool = True, detect_every: int = 8, detect_batch_size: int = 4,
-                 collector=None, **kwargs):
+                 collector=None, overlap: bool = True, paste_workers: int = 2,
+                 **kwargs):
         super().__init__(model, **kwargs)
+        self.overlap = bool(overlap)
+        self.paste_workers = max(1, int(paste_workers))
+        self._pool: Optional[ThreadPoolExecutor] = None
         self.stabilize = bool(stabilize)
         self.lookahead = int(lookahead) if stabilize else 0
         self.tracker = IoUTracker()
@@ -314,30 +326,48 @@ class VideoFaceRestorer(FaceStages):
             first_index: the video frame number of the first frame (key frames are counted
                 from the video's start, so a segment sees the same schedule as a whole pass).
         """
-        pending: "deque[_Pending]" = deque()
-        chunk: List[np.ndarray] = []
-        next_index = 0
-        self.keyframes.start(first_index)
-        for frame in frames:
-            chunk.append(frame)
-            if len(chunk) >= self.detect_batch_size:
-                self._ingest(chunk, pending, next_index)
-                next_index += len(chunk)
-                chunk = []
-                yield from self._drain(pending, self.keyframes.finalized - 1 - self.lookahead)
-        if chunk:
-            self._ingest(chunk, pending, next_index)
-        self._add(self.keyframes.flush(), pending)
-        yield from self._drain(pending, self.keyframes.finalized, final=True)
+        self.keyframes.start(first_index)  # builds the detector here, before any thread
+        detected = self._detected(frames)
+        if not self.overlap:
+            yield from self._restored(detected)
+        else:
+            self._pool = ThreadPoolExecutor(self.paste_workers, thread_name_prefix="gfpgan-paste")
+            try:
+                yield from in_order(self._restored(prefetch(detected, 2, "gfpgan-detect")),
+                                    window=2 * self.paste_workers)
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
         if self.collector is not None and hasattr(self.collector, "end_video"):
             self.collector.end_video()
 
-    def _ingest(self, chunk: List[np.ndarray], pending, start: int) -> None:
-        for k, frame in enumerate(chunk):
+    def _detected(self, frames: Iterable[np.ndarray]) -> Iterator[tuple]:
+        """The detection stage: ``(finalized frames, restorable up to, last)`` per chunk.
+
+        Touches only the key-frame detector, so it may run in a thread of its own.
+        """
+        kf = self.keyframes
+        chunk: List[np.ndarray] = []
+        start = 0
+        for frame in frames:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(f"frame {start + k}: expected RGB uint8 (H, W, 3), got "
-                                 f"{frame.shape} {frame.dtype}")
-        self._add(self.keyframes.push(start, chunk), pending)
+                raise ValueError(f"frame {start + len(chunk)}: expected RGB uint8 (H, W, 3), "
+                                 f"got {frame.shape} {frame.dtype}")
+            chunk.append(frame)
+            if len(chunk) >= self.detect_batch_size:
+                final = kf.push(start, chunk)
+                start += len(chunk)
+                chunk = []
+                yield final, kf.finalized - 1 - self.lookahead, False
+        final = kf.push(start, chunk) if chunk else []
+        yield final + kf.flush(), kf.finalized, True
+
+    def _restored(self, detected: Iterable[tuple]) -> Iterator:
+        """The tracking, restoration and paste stage, in order (frames, or futures of them)."""
+        pending: "deque[_Pending]" = deque()
+        for final, ready_upto, last in detected:
+            self._add(final, pending)
+            yield from self._drain(pending, ready_upto, final=last)
 
     def _add(self, final, pending) -> None:
         """Track ids and smoother observations for frames whose detections are final."""
@@ -397,8 +427,9 @@ class VideoFaceRestorer(FaceStages):
                                    score=float(p.det.scores[j]), affine=affines[k])
         for gi, p in enumerate(group):
             ks = per_frame[gi]
-            if not ks:
-                yield p.frame if self.upscale == 1 else self.background_for(p.frame)
+            if not ks and self.upscale == 1:
+                yield p.frame
                 continue
-            yield self.paste(p.frame, [restored[k] for k in ks], [affines[k] for k in ks],
-                             [masks[k] for k in ks])
+            args = (p.frame, [restored[k] for k in ks], [affines[k] for k in ks],
+                    [masks[k] for k in ks])
+            yield self.paste(*args) if self._pool is None else self._pool.submit(self.paste, *args)

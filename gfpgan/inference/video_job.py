@@ -6,6 +6,9 @@ video is):
 
     decode thread --q_in--> restore thread (``processor.process``) --q_out--> encode (caller)
 
+(:class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer` splits its stage further: face
+detection in a thread ahead of the generator, paste-back on a pool behind it.)
+
 The restorer sees ``warmup`` frames before the segment and ``tail`` frames after it (restored but
 not written) so its tracking and look-ahead have the same context whatever the split; with a
 deterministic restorer whose state reaches back at most ``warmup`` frames, a segment's frames do
