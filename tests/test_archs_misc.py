@@ -75,6 +75,56 @@ def test_upfirdn2d_matches_scipy_style_reference():
     assert torch.allclose(upfirdn2d(x, kk, pad=(2, 1)), ref)
 
 
+@pytest.mark.parametrize("up, down, pad", [(1, 2, (1, 1)), (2, 1, (2, 1)), (1, 1, (2, 1)),
+                                           (1, 2, (2, 2)), (1, 2, (-1, 0))])
+def test_upfirdn2d_first_and_second_derivatives_are_exact(up, down, pad):
+    k = make_resample_kernel((1, 3, 3, 1)).double()
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    f = lambda t: upfirdn2d(t, k, up=up, down=down, pad=pad)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def _aten_ops(fn) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
+def test_r1_through_the_discriminator_blur_costs_the_same_ops_at_any_width():
+    """PyTorch's double backward of a grouped conv runs one conv per channel; ours does not."""
+    k = make_resample_kernel((1, 3, 3, 1))
+
+    def r1(channels, use_ours):
+        x = torch.randn(2, channels, 16, 16, requires_grad=True)
+        w = k.flip(0, 1).expand(channels, 1, 4, 4).contiguous()
+
+        def step():
+            y = upfirdn2d(x, k, down=2, pad=(1, 1)) if use_ours else F.conv2d(
+                F.pad(x, [1, 1, 1, 1]), w, stride=2, groups=channels)
+            (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+            g.square().sum().backward()
+        return _aten_ops(step), x.grad
+
+    torch.manual_seed(0)
+    n64, g_ours = r1(64, True)
+    torch.manual_seed(0)
+    n_plain, g_plain = r1(64, False)
+    n256, _ = r1(256, True)
+    assert n64 == n256 < 60
+    assert n_plain > 3 * 64  # the per-channel loop this avoids
+    torch.testing.assert_close(g_ours, g_plain, rtol=1e-5, atol=1e-6)
+
+
 def test_vgg_layer_taps_and_normalisation():
     torch.manual_seed(0)
     names = ["conv1_2", "relu3_4", "conv5_4"]

@@ -9,7 +9,7 @@ checkpoints load with ``strict=True``.
 """
 
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -26,8 +26,42 @@ def make_resample_kernel(k: Sequence[int]) -> torch.Tensor:
     return k / k.sum()
 
 
+class _DepthwiseFIR(torch.autograd.Function):
+    """``conv2d(x, weight, stride, groups=C)`` for a constant FIR ``weight``, with an explicit
+    backward (the transposed convolution) that autograd can differentiate again.
+
+    PyTorch's own double backward of a grouped convolution loops over the groups (a slice and a
+    convolution per channel: ~3 ops x 512 channels for one blur of the discriminator), which
+    made every lazy-R1 step of the recipe several times the cost of the others. Here the second
+    derivative is the first derivative of a transposed convolution: one convolution.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, stride: int):
+        ctx.save_for_backward(weight)
+        ctx.stride, ctx.in_hw = stride, x.shape[-2:]
+        return F.conv2d(x, weight, stride=stride, groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        s, (h, w) = ctx.stride, ctx.in_hw
+        kh, kw = weight.shape[-2:]
+        extra = (h - ((grad.shape[-2] - 1) * s + kh), w - ((grad.shape[-1] - 1) * s + kw))
+        gx = F.conv_transpose2d(grad, weight.to(grad.dtype), stride=s, groups=weight.shape[0],
+                                output_padding=extra)
+        return gx, None, None
+
+
+def fir_weight(kernel: torch.Tensor, channels: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The depthwise (C, 1, kh, kw) weight that applies ``kernel`` as a true convolution."""
+    kh, kw = kernel.shape
+    weight = torch.flip(kernel, [0, 1]).to(dtype=dtype, device=device)
+    return weight.view(1, 1, kh, kw).expand(channels, 1, kh, kw).contiguous()
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+              pad: Tuple[int, int] = (0, 0), weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Zero-insert upsample, pad, FIR-filter and subsample each channel (StyleGAN2's upfirdn2d).
 
     Args:
@@ -36,6 +70,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         up: integer upsampling factor (zeros inserted between samples).
         down: integer downsampling factor (stride of the filter).
         pad: (before, after) padding applied to both spatial axes; negative values crop.
+        weight: ``fir_weight(kernel, C, x.dtype, x.device)`` if the caller keeps it (saves
+            rebuilding it on every call).
 
     Returns:
         (B, C, (H*up + pad0 + pad1 - kh) // down + 1, same for W).
@@ -49,10 +85,24 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     p0, p1 = pad
     if p0 or p1:
         x = F.pad(x, [p0, p1, p0, p1])  # negative values crop, as in the reference kernel
-    kh, kw = kernel.shape
-    weight = torch.flip(kernel, [0, 1]).to(dtype=x.dtype, device=x.device)
-    weight = weight.view(1, 1, kh, kw).expand(c, 1, kh, kw)
+    if weight is None:
+        weight = fir_weight(kernel, c, x.dtype, x.device)
+    if x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing():
+        return _DepthwiseFIR.apply(x, weight, down)  # tracing (export) keeps the plain conv
     return F.conv2d(x, weight, stride=down, groups=c)
+
+
+class _FIRFilter(nn.Module):
+    """Base of the FIR resampling modules: keeps the depthwise weight per (C, dtype, device)."""
+
+    def _weight(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        if torch.compiler.is_compiling():
+            return None  # a compiled graph folds the weight's construction anyway
+        key = (x.shape[1], x.dtype, x.device)
+        cache = self.__dict__.setdefault("_fir_weights", {})
+        if key not in cache:
+            cache[key] = fir_weight(self.kernel, x.shape[1], x.dtype, x.device)
+        return cache[key]
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
@@ -95,7 +145,7 @@ class NormStyleCode(nn.Module):
         return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
 
 
-class UpFirDnSmooth(nn.Module):
+class UpFirDnSmooth(_FIRFilter):
     """The blur applied around a strided (transposed) convolution; no parameters.
 
     Args:
@@ -122,10 +172,10 @@ class UpFirDnSmooth(nn.Module):
         self.kernel = kernel
 
     def forward(self, x):
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return upfirdn2d(x, self.kernel, pad=self.pad, weight=self._weight(x))
 
 
-class UpFirDnUpsample(nn.Module):
+class UpFirDnUpsample(_FIRFilter):
     """x2 (or ``factor``) FIR upsampling of an RGB skip image; no parameters."""
 
     def __init__(self, resample_kernel, factor: int = 2):
@@ -136,7 +186,7 @@ class UpFirDnUpsample(nn.Module):
         self.pad = ((pad + 1) // 2 + factor - 1, pad // 2)
 
     def forward(self, x):
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad, weight=self._weight(x))
 
 
 class EqualLinear(nn.Module):

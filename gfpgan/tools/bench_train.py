@@ -64,8 +64,42 @@ def synthetic_batch(batch: int, size: int, with_boxes: bool, seed: int = 0) -> d
     return out
 
 
-def run_mode(opt: dict, device: str, batch_size: int, iters: int, warmup: int) -> Dict[str, float]:
-    """Build the model in one mode and time ``iters`` train steps after ``warmup`` ones."""
+def profile_steps(model, batch: dict, first_it: int, steps: int, dev, top: int) -> dict:
+    """Run ``steps`` train steps under the PyTorch profiler; print the costliest ops.
+
+    Returns per-step wall ms, and on CUDA the device's busy ms (sum of kernel times) and the
+    number of kernel launches: busy far below wall means the step waits for the CPU (Python,
+    dispatch, launches), where lower precision cannot help.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync()
+    with profile(activities=acts) as prof:
+        start = time.perf_counter()
+        for it in range(first_it, first_it + steps):
+            model.train_step(batch, it)
+        sync()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                       row_limit=top))
+    out = {"wall_ms": wall / steps * 1e3}
+    if cuda:
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        out["device_busy_ms"] = sum(e.device_time for e in kernels) / steps / 1e3
+        out["kernel_launches"] = len(kernels) / steps
+    print("per step: " + ", ".join(f"{k} {v:.1f}" for k, v in out.items()))
+    return out
+
+
+def run_mode(opt: dict, device: str, batch_size: int, iters: int, warmup: int,
+             profile: int = 0, top: int = 25) -> Dict[str, float]:
+    """Build the model in one mode and time ``iters`` train steps after ``warmup`` ones (then
+    ``profile`` more under the profiler, when asked)."""
     import torch
 
     import gfpgan.models  # noqa: F401  (fills MODEL_REGISTRY)
@@ -92,11 +126,14 @@ def run_mode(opt: dict, device: str, batch_size: int, iters: int, warmup: int) -
         peak = torch.cuda.max_memory_allocated(dev) / 2 ** 30
     else:  # peak resident memory of the whole process so far (Linux: KiB)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    out = {"it_per_s": iters / seconds, "s_per_it": seconds / iters, "peak_gib": peak,
+           "skipped": float(logs.get("skipped", 0.0))}
+    if profile:
+        out["profile"] = profile_steps(model, batch, warmup + iters + 1, profile, dev, top)
     del model
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return {"it_per_s": iters / seconds, "s_per_it": seconds / iters, "peak_gib": peak,
-            "skipped": float(logs.get("skipped", 0.0))}
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -110,6 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="default: batch_size_per_gpu")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per mode")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing, profile N more steps per mode: the costliest ops, "
+                             "and on CUDA the device's busy time and kernel launches per step")
     parser.add_argument("--force-yml", nargs="+", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--debug", action="store_true")
@@ -125,7 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
     base = bench_options(args.opt, args.force_yml)
     batch = args.batch or base["datasets"]["train"]["batch_size_per_gpu"]
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    name = (torch.cuda.get_device_name() if args.device == "cuda"
+            else f"cpu x{torch.get_num_threads()} threads")
     print(f"{base['name']} ({args.opt}): out_size {base['network_g']['out_size']}, batch {batch}, "
           f"{args.warmup} warm-up + {args.iters} timed iterations on {name}")
     results = {}
@@ -133,7 +174,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         opt = copy.deepcopy(base)
         opt["train"].update(MODES[mode])
         try:
-            results[mode] = run_mode(opt, args.device, batch, args.iters, args.warmup)
+            if args.profile:
+                print(f"--- profile of {mode} ---")
+            results[mode] = run_mode(opt, args.device, batch, args.iters, args.warmup, args.profile)
         except RuntimeError as exc:  # one broken mode (e.g. an op without channels_last) must
             results[mode] = {"error": str(exc).splitlines()[0][:160]}  # not hide the others
     first = results[modes[0]].get("it_per_s")
