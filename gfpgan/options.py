@@ -517,7 +517,9 @@ TRAIN_SCHEMA = Section({
         "ema_decay": Field(float, default=0.5 ** (32 / (10 * 1000)), min=0.0, max=1.0),
         "amp": Field(str, default=None, choices=[None, "bf16", "fp16"], help="autocast dtype"),
         "channels_last": Field(bool, default=False),
-        "compile": Field(bool, default=False, help="torch.compile the generator"),
+        "compile": Field((bool, str), default=False, choices=[
+            False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+            help="torch.compile every trainable network (true, or a torch.compile mode)"),
         "max_nonfinite_steps": Field(int, default=5, min=1,
                                      help="stop after this many non-finite steps in a row"),
     }, required=True),

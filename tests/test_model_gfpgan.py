@@ -121,6 +121,14 @@ def test_optimizer_hyper_parameters_follow_options_and_lazy_ratio():
                                                                  "weight_decay": 0.1}, reg_ratio=0.5)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.1
     assert opt.param_groups[0]["betas"] == pytest.approx((0.5 ** 0.5, 0.9 ** 0.5))
+    assert not opt.param_groups[0]["fused"]  # fused is the default on CUDA only
+
+
+@pytest.mark.gpu
+def test_adam_is_fused_on_cuda_unless_the_options_say_otherwise():
+    p = [torch.nn.Parameter(torch.zeros(3, device="cuda"))]
+    assert build_optimizer(p, {"type": "Adam", "lr": 1.0}).param_groups[0]["fused"] is True
+    assert not build_optimizer(p, {"type": "Adam", "lr": 1.0, "foreach": True}).param_groups[0]["fused"]
 
 
 def test_pyramid_loss_turns_off_cleanly():
@@ -258,3 +266,26 @@ def test_autocast_step_with_r1_is_finite(amp):
             break
     assert not torch.equal(before, _flat(model.net_d)), "the discriminator never stepped"
     assert model.restore(tiny_batch()["lq"]).dtype == torch.float32
+
+
+@pytest.mark.slow  # torch.compile of five networks (about a minute on one core)
+def test_compiled_step_matches_eager_including_the_eager_r1_pass():
+    def run(compile_mode):
+        torch.manual_seed(0)
+        opt = tiny_opt(identity=False, perceptual=False, reg_every=2)
+        opt["train"]["compile"] = compile_mode
+        model = GFPGANModel(opt, CPU)
+        logs = [model.train_step(tiny_batch(seed=i), i) for i in (1, 2)]  # step 2 runs R1
+        return model, logs
+
+    eager, eager_logs = run(False)
+    compiled, compiled_logs = run(True)
+    assert isinstance(compiled.calls["net_d"], torch._dynamo.eval_frame.OptimizedModule)
+    assert "l_d_r1" in compiled_logs[1] and compiled_logs[1]["skipped"] == 0.0
+    for a, b in zip(eager_logs, compiled_logs):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-5), k
+    for name, net in eager.trainable_nets().items():
+        for (pn, p), q in zip(net.named_parameters(), compiled.trainable_nets()[name].parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=f"{name}.{pn}")

@@ -54,7 +54,7 @@ class ModelEMA:
         if len(ema_p) != len(live_p):
             raise RuntimeError("EMA and live network have different parameter lists")
         # lerp_: ema + (1 - d) * (live - ema) == d * ema + (1 - d) * live
-        torch._foreach_lerp_(ema_p, [p.detach() for p in live_p], 1.0 - d)
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - d)  # no_grad: the live ones need no detach
         for eb, lb in zip(self.module.buffers(), live.buffers()):
             eb.copy_(lb)
 

@@ -107,18 +107,23 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: dict,
 
     Args:
         params: Trainable parameters only (frozen ones get no optimizer state).
-        cfg: {'type': 'Adam'|'AdamW'|'SGD', 'lr': ..., 'betas': [b1, b2], 'weight_decay': ...}.
+        cfg: {'type': 'Adam'|'AdamW'|'SGD', 'lr': ..., 'betas': [b1, b2], 'weight_decay': ...};
+            Adam/AdamW on CUDA are ``fused`` unless the block sets ``fused`` or ``foreach``.
         reg_ratio: c above.
     """
     cfg = dict(cfg)
     kind = cfg.pop("type", "Adam")
     cfg["lr"] = float(cfg.get("lr", 1e-3)) * reg_ratio
+    params = list(params)
     if kind in ("Adam", "AdamW"):
         betas = cfg.get("betas", (0.9, 0.999))
         cfg["betas"] = tuple(float(b) ** reg_ratio for b in betas)
-        return getattr(torch.optim, kind)(list(params), **cfg)
+        if "fused" not in cfg and "foreach" not in cfg and params and all(p.is_cuda for p in params):
+            # one kernel per step on CUDA, and no per-parameter host sync of the step counts
+            cfg["fused"] = True
+        return getattr(torch.optim, kind)(params, **cfg)
     if kind == "SGD":
-        return torch.optim.SGD(list(params), **cfg)
+        return torch.optim.SGD(params, **cfg)
     raise UserError(f"optimizer type {kind!r} is not supported; use Adam, AdamW or SGD.")
 
 

@@ -148,9 +148,13 @@ class GFPGANModel:
             except UserError:
                 logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
         self.find_unused = bool(opt.get("find_unused_parameters") or False)
-        self._compile = bool(train.get("compile"))
+        self._compile = train.get("compile") or False
         self.wrapped = {name: self._wrap(net) for name, net in self.trainable_nets().items()}
-        self._g_forward = self._maybe_compile(self.wrapped["net_g"])
+        # the passes the step runs: through the DDP wrappers (training a network) and, for the
+        # discriminators, plain (scoring G's output while they are frozen); compiled if asked
+        self.calls = {name: self._maybe_compile(w) for name, w in self.wrapped.items()}
+        self.frozen_calls = {name: self._maybe_compile(net) for name, net in self.trainable_nets().items()
+                             if name != "net_g"}
         self._pyramid_active = True  # the generator is built with every parameter trainable
         self._pyramid_unused = None
 
@@ -184,7 +188,9 @@ class GFPGANModel:
         return wrap_ddp(net, self.dist, self.find_unused)
 
     def _maybe_compile(self, net: nn.Module):
-        return torch.compile(net) if self._compile else net
+        if not self._compile:
+            return net
+        return torch.compile(net, mode=None if self._compile is True else self._compile)
 
     def trainable_nets(self) -> Dict[str, nn.Module]:
         """The plain trainable networks by save name: net_g, net_d, net_d_left_eye ..."""
@@ -225,7 +231,7 @@ class GFPGANModel:
         self._pyramid_active = active
         if self.dist.distributed and not self.find_unused:
             self.wrapped["net_g"] = self._wrap(self.net_g)
-            self._g_forward = self._maybe_compile(self.wrapped["net_g"])
+            self.calls["net_g"] = self._maybe_compile(self.wrapped["net_g"])
         logger.info("image-pyramid loss %s (%d generator parameters %s)", "on" if active else "off",
                     len(self._pyramid_unused), "trainable" if active else "frozen")
 
@@ -255,7 +261,7 @@ class GFPGANModel:
         self.optimizers["net_g"].zero_grad(set_to_none=True)
         g_step = it % self.net_d_iters == 0 and it > self.net_d_init_iters
         with self._autocast(), torch.set_grad_enabled(g_step):
-            output, out_rgbs = self._g_forward(lq, return_rgb=use_pyramid)
+            output, out_rgbs = self.calls["net_g"](lq, return_rgb=use_pyramid)
         fake_crops = real_crops = None
         if self.net_d_comp:
             locs = {c: batch[f"loc_{c}"] for c in COMPONENTS}
@@ -274,13 +280,13 @@ class GFPGANModel:
             self.optimizers["net_d"].zero_grad(set_to_none=True)
             reg = it % self.net_d_reg_every == 0
             real_in = gt.detach().requires_grad_(reg)
-            net_d = self.wrapped["net_d"]
             with self._autocast():
-                fake_pred = net_d(output.detach())
+                fake_pred = self.calls["net_d"](output.detach())
             # fp16 cannot hold R1's input gradients (they overflow or underflow), so on R1
             # iterations the real pass runs in fp32; bf16 has fp32's range and stays autocast.
+            # R1 differentiates D twice, which compiled graphs cannot: that pass stays eager.
             with self._autocast(enabled=not (reg and self.amp_dtype == torch.float16)):
-                real_pred = net_d(real_in)
+                real_pred = (self.wrapped if reg else self.calls)["net_d"](real_in)
             l_d = self.cri_gan(real_pred, True, is_disc=True) + self.cri_gan(fake_pred, False, is_disc=True)
             logs["l_d"] = l_d.detach()
             logs["real_score"] = real_pred.detach().float().mean()  # positive when D is right
@@ -298,7 +304,7 @@ class GFPGANModel:
                 self.optimizers[f"net_d_{c}"].zero_grad(set_to_none=True)
             with self._autocast():
                 for c in COMPONENTS:
-                    net = self.wrapped[f"net_d_{c}"]
+                    net = self.calls[f"net_d_{c}"]
                     fake_pred, _ = net(fake_crops[c].detach())
                     real_pred, _ = net(real_crops[c])
                     l_c = (self.cri_component(real_pred, True, is_disc=True)
@@ -348,9 +354,10 @@ class GFPGANModel:
             if style is not None:
                 add("l_g_style", style)
         if self.net_d is not None:  # unwrapped D: frozen here, so nothing of it to all-reduce
-            add("l_g_gan", self.cri_gan(self.net_d(output), True, is_disc=False))
+            add("l_g_gan", self.cri_gan(self.frozen_calls["net_d"](output), True, is_disc=False))
         comp_style = []
-        for c, net in self.net_d_comp.items():
+        for c in self.net_d_comp:
+            net = self.frozen_calls[f"net_d_{c}"]
             fake_pred, fake_feats = net(fake_crops[c], return_feats=True)
             add(f"l_g_gan_{c}", self.cri_component(fake_pred, True, is_disc=False))
             if self.comp_style_weight > 0:

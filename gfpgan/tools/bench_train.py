@@ -9,6 +9,11 @@ The model is the real one (``MODEL_REGISTRY[model_type]``) with every loss of th
 weight files are not needed: the StyleGAN2 prior, ArcFace and VGG start from random weights
 (speed does not depend on them), and batches are synthetic (``bench_dataset`` measures data
 loading), with component boxes at the FFHQ template's eyes and mouth.
+
+``--profile N`` then runs N more steps per mode under the PyTorch profiler and prints the costliest
+operators, the ATen operators dispatched per step and, on CUDA, the device's busy time and kernel
+launches per step: a device busy for much less than the step's wall time is waiting for the host,
+which reduced precision cannot help.
 """
 
 import argparse
@@ -28,6 +33,7 @@ MODES = {  # name -> train.* options
     "fp16_cl": {"amp": "fp16", "channels_last": True, "compile": False},
     "fp32_cl": {"amp": None, "channels_last": True, "compile": False},
     "bf16_cl_compile": {"amp": "bf16", "channels_last": True, "compile": True},
+    "bf16_cl_cudagraphs": {"amp": "bf16", "channels_last": True, "compile": "reduce-overhead"},
 }
 
 
@@ -64,6 +70,23 @@ def synthetic_batch(batch: int, size: int, with_boxes: bool, seed: int = 0) -> d
     return out
 
 
+def count_ops(fn) -> int:
+    """ATen operators dispatched while ``fn`` runs (forward, backward and optimizer): each costs
+    the host a few microseconds, and on a GPU at least one kernel launch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            _Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        fn()
+    return _Count.n
+
+
 def profile_steps(model, batch: dict, first_it: int, steps: int, dev, top: int) -> dict:
     """Run ``steps`` train steps under the PyTorch profiler; print the costliest ops.
 
@@ -88,6 +111,8 @@ def profile_steps(model, batch: dict, first_it: int, steps: int, dev, top: int) 
     print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
                        row_limit=top))
     out = {"wall_ms": wall / steps * 1e3}
+    if not model._compile:  # what the host dispatches per step (compiled graphs hide it)
+        out["aten_ops"] = count_ops(lambda: model.train_step(batch, first_it + steps))
     if cuda:
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         out["device_busy_ms"] = sum(e.device_time for e in kernels) / steps / 1e3
@@ -145,7 +170,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f"comma list of {', '.join(MODES)} (default: fp32 on cpu, "
                              f"fp32,bf16_cl on cuda)")
     parser.add_argument("--batch", type=int, default=None, help="default: batch_size_per_gpu")
-    parser.add_argument("--iters", type=int, default=10, help="timed iterations per mode")
+    parser.add_argument("--iters", type=int, default=16,
+                        help="timed iterations per mode (16: one lazy-R1 step among them, as in "
+                             "training)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per mode")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="after timing, profile N more steps per mode: the costliest ops, "
