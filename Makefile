@@ -3,7 +3,7 @@
 PYTHON ?= python3
 ORACLE_DIR ?= .cache/oracle
 
-.PHONY: install oracle test demo bench
+.PHONY: install oracle test demo bench bench-gpu
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -22,3 +22,12 @@ demo: install
 
 bench: install oracle
 	$(PYTHON) -m gfpgan.tools.bench_generator
+
+# The GPU targets of the video and training issues, one command each (about 4 and 6 minutes on
+# an H100-class GPU); figures go to results/ as JSON and to the terminal.
+bench-gpu: install
+	@mkdir -p results
+	$(PYTHON) -m gfpgan.tools.bench_video --device cuda --model 512 --size 1280x720 --frames 240 \
+	  --half --memory --json results/bench_video_gpu.json
+	$(PYTHON) -m gfpgan.tools.bench_train --opt options/train_gfpgan_v1.yml --device cuda \
+	  --modes fp32,bf16_cl,bf16_cl_compile --profile 2 --json results/bench_train_gpu.json

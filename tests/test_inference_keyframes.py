@@ -3,6 +3,8 @@ real MTCNN tracker against full detection on a moving face."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -185,10 +187,14 @@ def test_a_real_face_entering_mid_clip_is_restored_from_the_frame_it_appears(mov
 
 
 @pytest.mark.slow  # three interpreter start-ups with torch and MTCNN
-def test_bench_video_runs_the_three_contenders_side_by_side(capsys):
+def test_bench_video_runs_the_three_contenders_side_by_side(capsys, tmp_path):
     from gfpgan.tools.bench_video import main
 
-    assert main(["--frames", "12", "--size", "640x360", "--detect-every", "4"]) == 0
+    assert main(["--frames", "12", "--size", "640x360", "--detect-every", "4",
+                 "--json", str(tmp_path / "v.json")]) == 0
+    saved = json.loads((tmp_path / "v.json").read_text())["runs"]
+    assert set(saved) == {"naive", "ours, detect every frame", "ours, detect every 4"}
+    assert all(r["frames"] == 12 for r in saved.values())
     lines = capsys.readouterr().out.splitlines()
     rows, busy = {}, {}
     for name in ("naive", "ours, detect every frame", "ours, detect every 4"):

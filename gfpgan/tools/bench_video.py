@@ -224,6 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--overlap", default="on", choices=("on", "off"),
                    help="ours: detection and paste-back in threads of their own")
     p.add_argument("--memory", action="store_true", help="also run ours on a 10x longer clip")
+    p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--clip", default=None, help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true")
@@ -259,6 +260,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{longer['steady_fps']:.2f}), peak RSS "
                   f"{longer['rss_mb']:.0f} MB ({longer['rss_mb'] / ours['rss_mb']:.3f}x the "
                   f"{args.frames}-frame run)")
+            runs[f"ours, {args.frames * 10} frames"] = longer
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"frames": args.frames, "size": [w, h], "model": args.model,
+                       "device": args.device, "half": args.half, "runs": runs}, f, indent=1)
     return 0
 
 
