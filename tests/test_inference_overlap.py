@@ -130,3 +130,19 @@ def test_an_error_in_the_overlapped_detection_stage_reaches_the_caller(clip):
         list(vr.process(frames))
     assert vr._pool is None
     assert len(list(vr.process(clip[:4]))) == 4  # usable again
+
+
+@pytest.mark.gpu
+def test_on_cuda_detection_runs_on_a_stream_of_its_own(clip):
+    plain = VideoFaceRestorer(Negative(), device="cuda", detect_every=4, overlap=False)
+    expected = list(plain.process(clip))
+    vr = VideoFaceRestorer(Negative(), device="cuda", detect_every=4, overlap=True)
+    streams = set()
+    detect = vr.detector.detect
+    vr.detector.detect = lambda frames: streams.add(torch.cuda.current_stream().stream_id) or detect(frames)
+    out = list(vr.process(clip))
+    assert len(out) == len(expected)
+    for o, e in zip(out, expected):  # the same detector and generator kernels, other streams
+        assert np.abs(o.astype(np.int16) - e).max() <= 2
+    assert streams and torch.cuda.default_stream().stream_id not in streams
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()  # the caller's is untouched

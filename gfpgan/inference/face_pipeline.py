@@ -244,6 +244,20 @@ class FaceRestorer(FaceStages):
         return RestoreResult(crops, restored, out, det)
 
 
+def _on_own_stream(items: Iterable, device) -> Iterator:
+    """Iterate ``items`` with a CUDA stream of its own as the current stream (of the thread that
+    iterates it: the detection thread).
+
+    The detector reads its results back to the host several times a frame; on the generator's
+    stream each of those reads would also wait for the generator's queued batch. Only host
+    arrays leave the detector, so no tensor crosses the two streams.
+    """
+    import torch
+
+    with torch.cuda.stream(torch.cuda.Stream(device)):
+        yield from items
+
+
 @dataclass
 class _Pending:
     index: int
@@ -331,6 +345,8 @@ class VideoFaceRestorer(FaceStages):
         if not self.overlap:
             yield from self._restored(detected)
         else:
+            if self.device.type == "cuda":
+                detected = _on_own_stream(detected, self.device)
             self._pool = ThreadPoolExecutor(self.paste_workers, thread_name_prefix="gfpgan-paste")
             try:
                 yield from in_order(self._restored(prefetch(detected, 2, "gfpgan-detect")),
