@@ -253,7 +253,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary["steps"]["clip_s"] = round(time.time() - t, 1)
 
     t = _step("5/6 restoring it through the video pipeline")
-    common = ["--model", model, "--device", a.device, "--no-progress"]
+    # x264's MB-tree rate control is not reproducible run to run: without it, so is the demo
+    common = ["--model", model, "--device", a.device, "--no-progress",
+              "--codec-option", "x264-params=mbtree=0"]
     _run(["gfpgan.infer_video", "-i", clip["degraded"], "-o", str(out / "restored.mp4"),
           "--side-by-side", str(out / "side_by_side.mp4"), *common])
     _run(["gfpgan.infer_video", "-i", clip["degraded"], "-o", str(out / "restored_no_stabilization.mp4"),

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--crf", type=float, default=18, help="quality (x264/x265/vp9/av1)")
     e.add_argument("--preset", default="medium", help="x264/x265 speed preset")
     e.add_argument("--pix-fmt", default=None, help="encoder pixel format (default: source's)")
+    e.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any further encoder option, repeatable (e.g. x264-params=mbtree=0 for "
+                        "run-to-run identical x264 output)")
     e.add_argument("--segment-frames", type=int, default=240,
                    help="frames per segment: the unit of --resume and torchrun sharing")
     e.add_argument("--warmup", type=int, default=None,
@@ -183,6 +186,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.lookahead < 0:
         raise UserError("--segment-frames and --detect-every must be >= 1 and --warmup/--lookahead "
                         ">= 0.")
+    codec_options = {}
+    for item in args.codec_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--codec-option {item!r} is not KEY=VALUE (e.g. x264-params=mbtree=0).")
+        codec_options[key] = value
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, barrier, device = 0, None, args.device
     if world > 1:
@@ -206,6 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     proc = SegmentRestorer(vfr, args.save_faces)
     opts = vj.VideoJobOptions(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+        codec_options=codec_options,
         segment_frames=args.segment_frames,
         # the context a segment needs: back to a key frame, then the smoother's history
         warmup=args.detect_every + _PAST if args.warmup is None else args.warmup,

@@ -56,4 +56,7 @@ def test_cli_bad_model_and_missing_input_exit_with_one_line(tmp_path, tiny):
     with pytest.raises(UserError, match="--detect-every"):
         main(["-i", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tiny),
               "--device", "cpu", "--detect-every", "0"])
+    with pytest.raises(UserError, match="'mbtree' is not KEY=VALUE"):
+        main(["-i", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tiny),
+              "--device", "cpu", "--codec-option", "mbtree"])
     assert not (tmp_path / "o.mp4").exists()

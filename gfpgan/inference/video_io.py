@@ -314,8 +314,10 @@ def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
     return
 
 
-def encoder_options(codec: str, crf: Optional[float], preset: Optional[str]) -> Dict[str, str]:
-    """Codec private options for the quality knobs the CLI exposes."""
+def encoder_options(codec: str, crf: Optional[float], preset: Optional[str],
+                    extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Codec private options for the quality knobs the CLI exposes, then ``extra`` (any option
+    of the encoder, e.g. ``{"x264-params": "mbtree=0"}``) on top."""
     opts = {}
     if crf is not None and codec in _CRF_CODECS:
         opts["crf"] = f"{crf:g}"
@@ -323,6 +325,7 @@ def encoder_options(codec: str, crf: Optional[float], preset: Optional[str]) -> 
             opts["b"] = "0"
     if preset and codec in _PRESET_CODECS:
         opts["preset"] = str(preset)
+    opts.update({str(k): str(v) for k, v in (extra or {}).items()})
     return opts
 
 
@@ -367,6 +370,17 @@ class SegmentEncoder:
         for key in ("color_range", "colorspace", "color_primaries", "color_trc"):
             if key in self.colour:
                 setattr(s.codec_context, key, self.colour[key])
+        try:  # open now: settings it refuses, or options it does not know, fail before any frame
+            s.codec_context.open()
+            unknown = sorted(s.codec_context.options or {})
+        except (ValueError, av.error.FFmpegError) as exc:
+            self.container.close()
+            raise UserError(f"the encoder {codec!r} refuses these settings ({exc}); check --codec, "
+                            f"--crf, --preset, --pix-fmt and --codec-option.") from None
+        if unknown:
+            self.container.close()
+            raise UserError(f"the encoder {codec!r} has no option {', '.join(unknown)}; check "
+                            f"--codec-option (ffmpeg -h encoder={codec} lists them).")
         self.stream = s
         self._matrix = _SWS_MATRIX.get(self.colour.get("colorspace", 2), 5)
         self._range = 2 if self.colour.get("color_range") == 2 or pix_fmt.startswith("yuvj") else 1

@@ -60,6 +60,7 @@ class VideoJobOptions:
     Attributes:
         codec, crf, preset, pix_fmt: the video encoder (pix_fmt None: the source's when the
             encoder takes it, yuv444p at odd sizes, else yuv420p).
+        codec_options: further encoder options, e.g. ``{"x264-params": "mbtree=0"}``.
         segment_frames: frames per segment (the unit of resume and of torchrun sharding).
         warmup: frames before a segment restored for context but not written.
         tail: frames after a segment fed to the restorer so its look-ahead sees them.
@@ -75,6 +76,7 @@ class VideoJobOptions:
     crf: Optional[float] = 18
     preset: Optional[str] = "medium"
     pix_fmt: Optional[str] = None
+    codec_options: Dict[str, str] = field(default_factory=dict)
     segment_frames: int = 240
     warmup: int = 16
     tail: int = 8
@@ -150,7 +152,8 @@ def _atomic_json(path: Path, obj) -> None:
 def _fingerprint(info: vio.VideoInfo, opts: VideoJobOptions) -> dict:
     st = os.stat(info.path)
     keep = {k: v for k, v in asdict(opts).items()
-            if k in ("codec", "crf", "preset", "pix_fmt", "segment_frames", "warmup", "tail")}
+            if k in ("codec", "crf", "preset", "pix_fmt", "codec_options", "segment_frames",
+                     "warmup", "tail")}
     digest = hashlib.sha1(np.ascontiguousarray(info.pts).tobytes()).hexdigest()
     return {"input": str(Path(info.path).resolve()), "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, "frames": info.num_frames, "pts_sha1": digest,
@@ -256,7 +259,7 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
                 pix = opts.pix_fmt or vio.default_pix_fmt(opts.codec, info.pix_fmt, w, h)
                 enc = vio.SegmentEncoder(parts[0], opts.codec, w, h, info.time_base, info.rate,
                                          pix, vio.encoder_options(opts.codec, opts.crf,
-                                                                  opts.preset),
+                                                                  opts.preset, opts.codec_options),
                                          info.colour, info.sar, opts.encoder_threads)
                 if opts.side_by_side:
                     sh, sw = out.shape[:2]
@@ -264,7 +267,8 @@ def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: Vid
                                              info.rate, vio.default_pix_fmt(
                                                  opts.codec, "yuv420p", 2 * sw, sh),
                                              vio.encoder_options(opts.codec, opts.crf,
-                                                                 opts.preset), info.colour)
+                                                                 opts.preset, opts.codec_options),
+                                             info.colour)
             if untouched and d.frame is not None and (d.frame.width, d.frame.height) == (
                     enc.stream.width, enc.stream.height):
                 enc.write(d.pts, frame=d.frame)

@@ -74,7 +74,9 @@ def write_clip(path, frames: Sequence[np.ndarray], fps: Fraction = Fraction(25),
     path = Path(path)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="matroska" if path.suffix == ".mkv" else "mp4") as out:
-            vs = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "fast"})
+            # no MB-tree: the same frames then give the same file, run after run
+            vs = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "fast",
+                                                              "x264-params": "mbtree=0"})
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv444p"
             a = out.add_stream("aac", rate=44100, layout="mono") if audio else None
             for i, img in enumerate(frames):
