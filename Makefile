@@ -23,8 +23,8 @@ demo: install
 bench: install oracle
 	$(PYTHON) -m gfpgan.tools.bench_generator
 
-# The GPU targets of the video and training issues, one command each (about 4 and 6 minutes on
-# an H100-class GPU); figures go to results/ as JSON and to the terminal.
+# The GPU targets of the video and training issues, one command each (estimated 4 and 6 minutes
+# on an H100-class GPU, not yet timed); figures go to results/ as JSON and to the terminal.
 bench-gpu: install
 	@mkdir -p results
 	$(PYTHON) -m gfpgan.tools.bench_video --device cuda --model 512 --size 1280x720 --frames 240 \

@@ -5,8 +5,8 @@ detection, the generator and paste-back run at the same time (on a GPU the gener
 none of the CPU-side work), while every frame still comes out in order:
 
 * :func:`prefetch` runs an iterator in its own thread, a bounded number of items ahead;
-* :func:`in_order` yields a stream of values and ``Future``\\ s as values, in the order given,
-  never holding more than ``window`` unfinished ones.
+* :func:`in_order` yields the values of a stream of plain values and futures, in the order
+  given, never holding more than ``window`` unfinished futures.
 """
 
 from __future__ import annotations
