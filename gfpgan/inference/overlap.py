@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Iterable, Iterator, TypeVar, Union
 
-__all__ = ["prefetch", "in_order"]
+__all__ = ["prefetch", "in_order", "put_unless_stopped"]
 
 T = TypeVar("T")
 _END = object()
@@ -26,6 +26,18 @@ _END = object()
 class _Raised:
     def __init__(self, exc: BaseException):
         self.exc = exc
+
+
+def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` into the bounded queue ``q``, waiting for room; False (item dropped) once
+    ``stop`` is set, so a producer never blocks on a consumer that has gone."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def prefetch(items: Iterable[T], size: int = 2, name: str = "gfpgan-prefetch") -> Iterator[T]:
@@ -37,23 +49,14 @@ def prefetch(items: Iterable[T], size: int = 2, name: str = "gfpgan-prefetch") -
     q: queue.Queue = queue.Queue(maxsize=max(1, int(size)))
     stop = threading.Event()
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce():
         try:
             for item in items:
-                if not put(item):
+                if not put_unless_stopped(q, item, stop):
                     return
-            put(_END)
+            put_unless_stopped(q, _END, stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            put(_Raised(exc))
+            put_unless_stopped(q, _Raised(exc), stop)
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()

@@ -43,6 +43,7 @@ import numpy as np
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video_io as vio
+from gfpgan.inference.overlap import put_unless_stopped
 
 __all__ = ["VideoJobOptions", "VideoSummary", "run_videos", "work_dir", "IdentityProcessor"]
 
@@ -171,13 +172,8 @@ class _Pipe:
         self.q_out: queue.Queue = queue.Queue(maxsize=max(1, size))
 
     def put(self, q: queue.Queue, item) -> None:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped
+        if not put_unless_stopped(q, item, self.stop):
+            raise _Stopped
 
     def get(self, q: queue.Queue):
         while not self.stop.is_set():

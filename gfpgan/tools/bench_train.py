@@ -70,9 +70,16 @@ def synthetic_batch(batch: int, size: int, with_boxes: bool, seed: int = 0) -> d
     return out
 
 
+def _synchronizer(dev):
+    """Waits for the device's queued work (CUDA) or does nothing (CPU runs synchronously)."""
+    import torch
+
+    return torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+
 def count_ops(fn) -> int:
     """ATen operators dispatched while ``fn`` runs (forward, backward and optimizer): each costs
-    the host a few microseconds, and on a GPU at least one kernel launch."""
+    the host a few microseconds, and most launch a kernel on a GPU."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Count(TorchDispatchMode):
@@ -98,7 +105,7 @@ def profile_steps(model, batch: dict, first_it: int, steps: int, dev, top: int) 
     from torch.profiler import ProfilerActivity, profile
 
     cuda = dev.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = _synchronizer(dev)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sync()
     with profile(activities=acts) as prof:
@@ -136,7 +143,7 @@ def run_mode(opt: dict, device: str, batch_size: int, iters: int, warmup: int,
     model = MODEL_REGISTRY.get(opt["model_type"])(opt, DistInfo(0, 0, 1, dev))
     size = opt["network_g"]["out_size"]
     batch = synthetic_batch(batch_size, size, bool(opt.get("network_d_left_eye")))
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = _synchronizer(dev)
     for it in range(1, warmup + 1):
         model.train_step(batch, it)
     sync()
