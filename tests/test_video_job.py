@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from gfpgan.errors import UserError
@@ -170,3 +171,17 @@ def test_an_encoder_option_it_does_not_have_stops_before_any_output(tmp_path):
         run_videos([(str(src), str(dst))], IdentityProcessor(),
                    VideoJobOptions(progress=False, codec_options={"frobnicate": "1"}))
     assert not dst.exists() and not list(tmp_path.glob(".out.mp4.parts/seg_*.mov"))
+
+
+@pytest.mark.parametrize("params", ["mbtre=0", "keyint=often"])
+def test_an_x264_parameter_it_cannot_parse_stops_before_any_output(tmp_path, params):
+    """libx264 only logs a misspelt key or a bad value inside x264-params and encodes without it;
+    the job must refuse it instead of silently dropping the setting."""
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=4, audio=())
+    key, level = params.split("=")[0], av.logging.get_level()
+    with pytest.raises(UserError, match=f"cannot parse .*'{key} = "):
+        run_videos([(str(src), str(dst))], IdentityProcessor(),
+                   VideoJobOptions(progress=False, codec_options={"x264-params": params}))
+    assert not dst.exists() and not list(tmp_path.glob(".out.mp4.parts/seg_*.mov"))
+    assert av.logging.get_level() == level  # the log level PyAV had is restored

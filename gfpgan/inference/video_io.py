@@ -329,6 +329,25 @@ def encoder_options(codec: str, crf: Optional[float], preset: Optional[str],
     return opts
 
 
+# What libx264 / libx265 log, and then ignore, for a bad key or value inside x264-params /
+# x265-params (FFmpeg only warns).
+_REJECTED_PARAM = ("Error parsing option", "Unknown option", "Invalid value for")
+
+
+def _open_encoder(ctx) -> List[str]:
+    """Open ``ctx``; returns the encoder's warnings about parameters it ignored (e.g. a misspelt
+    key in ``x264-params``), which FFmpeg logs and would otherwise let pass."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)  # PyAV hands on no FFmpeg log unless a level is set
+    try:
+        with av.logging.Capture() as logs:
+            ctx.open()
+    finally:
+        av.logging.set_level(level)
+    return [msg.strip().rstrip(".") for lvl, _, msg in logs
+            if lvl <= av.logging.WARNING and msg.startswith(_REJECTED_PARAM)]
+
+
 class SegmentEncoder:
     """Encode one segment of frames into a ``.mov`` file, timestamps rebased to the first frame.
 
@@ -371,16 +390,18 @@ class SegmentEncoder:
             if key in self.colour:
                 setattr(s.codec_context, key, self.colour[key])
         try:  # open now: settings it refuses, or options it does not know, fail before any frame
-            s.codec_context.open()
+            rejected = _open_encoder(s.codec_context)
             unknown = sorted(s.codec_context.options or {})
         except (ValueError, av.error.FFmpegError) as exc:
             self.container.close()
             raise UserError(f"the encoder {codec!r} refuses these settings ({exc}); check --codec, "
                             f"--crf, --preset, --pix-fmt and --codec-option.") from None
-        if unknown:
+        if unknown or rejected:
             self.container.close()
-            raise UserError(f"the encoder {codec!r} has no option {', '.join(unknown)}; check "
-                            f"--codec-option (ffmpeg -h encoder={codec} lists them).")
+            what = (f"has no option {', '.join(unknown)}" if unknown
+                    else f"would ignore parameters it cannot parse ({'; '.join(rejected)})")
+            raise UserError(f"the encoder {codec!r} {what}; check --codec-option (ffmpeg -h "
+                            f"encoder={codec} lists them).")
         self.stream = s
         self._matrix = _SWS_MATRIX.get(self.colour.get("colorspace", 2), 5)
         self._range = 2 if self.colour.get("color_range") == 2 or pix_fmt.startswith("yuvj") else 1
