@@ -143,9 +143,9 @@ class Field:
                             f"give it a value")
         value = self._coerce(value, dotted, ctx)
         if self.choices is not None and value not in self.choices:
-            opts = ", ".join("~" if c is None else repr(c) for c in self.choices)
-            raise UserError(f"option '{dotted}' in {ctx.where(dotted)} is {value!r} but must be one "
-                            f"of {opts}")
+            opts = ", ".join(_as_yaml(c) for c in self.choices)
+            raise UserError(f"option '{dotted}' in {ctx.where(dotted)} is {_as_yaml(value)} but must "
+                            f"be one of {opts}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value) and value != math.inf:
                 raise UserError(f"option '{dotted}' in {ctx.where(dotted)} is not a number")
@@ -234,6 +234,15 @@ class Section(Field):
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _as_yaml(value) -> str:
+    """A value as the YAML file would spell it (``~``, ``true``/``false``, strings quoted)."""
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
 
 
 def _yaml11_number(value):
