@@ -124,12 +124,15 @@ def test_train_schema_defaults_match_the_reference():
 
 
 def test_choice_errors_spell_values_as_yaml():
-    base = {"name": "n", "datasets": {"train": {"type": "X"}}, "network_g": {"type": "G"}}
+    def train(**keys):
+        return validate({"name": "n", "datasets": {"train": {"type": "X"}}, "network_g": {"type": "G"},
+                         "train": {"optim_g": {"type": "Adam"}, "total_iter": 5, **keys}}, TRAIN_SCHEMA)
+
     with pytest.raises(UserError) as err:
-        validate({**base, "train": {"optim_g": {"type": "Adam"}, "total_iter": 5, "compile": "fast"}}, TRAIN_SCHEMA)
+        train(compile="fast")
     assert "is 'fast' but must be one of false, true, 'default', 'reduce-overhead'" in str(err.value)
     with pytest.raises(UserError, match="is 'f32' but must be one of ~, 'bf16', 'fp16'$"):
-        validate({**base, "train": {"optim_g": {"type": "Adam"}, "total_iter": 5, "amp": "f32"}}, TRAIN_SCHEMA)
+        train(amp="f32")
 
 
 @pytest.mark.parametrize("recipe", ["train_gfpgan_v1.yml", "train_gfpgan_v1_simple.yml",
