@@ -398,10 +398,12 @@ class SegmentEncoder:
                             f"--crf, --preset, --pix-fmt and --codec-option.") from None
         if unknown or rejected:
             self.container.close()
-            what = (f"has no option {', '.join(unknown)}" if unknown
-                    else f"would ignore parameters it cannot parse ({'; '.join(rejected)})")
-            raise UserError(f"the encoder {codec!r} {what}; check --codec-option (ffmpeg -h "
-                            f"encoder={codec} lists them).")
+            if unknown:
+                raise UserError(f"the encoder {codec!r} has no option {', '.join(unknown)}; check "
+                                f"--codec-option (ffmpeg -h encoder={codec} lists them).")
+            raise UserError(f"the encoder {codec!r} would ignore parameters it cannot parse "
+                            f"({'; '.join(rejected)}); fix the KEY=VALUE pairs inside that "
+                            f"--codec-option.")
         self.stream = s
         self._matrix = _SWS_MATRIX.get(self.colour.get("colorspace", 2), 5)
         self._range = 2 if self.colour.get("color_range") == 2 or pix_fmt.startswith("yuvj") else 1
