@@ -132,7 +132,7 @@ class Field:
             if t in (str, list, dict) and isinstance(value, t):
                 return value
         want = " or ".join(_TYPE_NAMES.get(t, getattr(t, "__name__", str(t))) for t in types)
-        raise UserError(f"option '{dotted}' in {ctx.where(dotted)} must be {want}, got {value!r}; "
+        raise UserError(f"option '{dotted}' in {ctx.where(dotted)} must be {want}, got {_as_yaml(value)}; "
                         f"fix its value")
 
     def check(self, value, dotted: str, ctx: _Ctx):

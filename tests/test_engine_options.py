@@ -48,6 +48,7 @@ def test_defaults_filled_and_types_coerced():
     ({"name": "x", "sub": {"flgg": True}}, "unknown option 'sub.flgg' in f.yml; did you mean 'flag'?"),
     ({"name": "x", "zzz": 1}, "unknown option 'zzz' in f.yml (known: "),
     ({"name": "x", "iters": 2.5}, "option 'iters' in f.yml must be an integer, got 2.5"),
+    ({"name": "x", "iters": True}, "option 'iters' in f.yml must be an integer, got true;"),
     ({"name": "x", "iters": 0}, "is 0 but must be >= 1"),
     ({"name": "x", "iters": 101}, "is 101 but must be <= 100"),
     ({"name": "x", "mode": "c"}, "is 'c' but must be one of 'a', 'b'"),
