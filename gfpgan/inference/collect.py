@@ -129,10 +129,10 @@ class FaceCollector(FaceSink):
                 w.add(key, data, landmarks=lm)
             rows = list(old_rows)
             for rec in self._done:
-                key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}"
+                key = f"{rec['video']}_t{rec['track']:04d}_f{rec['frame']:06d}"
                 n = 1
                 while w.has(key):  # the same video collected twice: keep both, unique keys
-                    key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
+                    key = f"{rec['video']}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
                     n += 1
                 w.add(key, rec["crop"], landmarks=rec["crop_landmarks"])
                 b, lm = rec["box"], rec["landmarks"]

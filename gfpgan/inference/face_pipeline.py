@@ -44,7 +44,7 @@ from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother
 __all__ = ["RestoreResult", "FaceStages", "FaceRestorer", "VideoFaceRestorer", "select_faces",
            "select_indices"]
 
-_TRACK_STRIDE = 100000  # track ids of a segment count up from its first frame number x this
+_TRACK_STRIDE = 100000  # track ids of a segment count up from its first written frame x this
 
 
 @dataclass
@@ -314,7 +314,7 @@ class VideoFaceRestorer(FaceStages):
         """Forget all tracks and smoothing state; track ids of ``window`` are unique in its video."""
         cfg = self.config
         self.window = window
-        self.tracker = IoUTracker(first_id=window.first * _TRACK_STRIDE)
+        self.tracker = IoUTracker(first_id=window.start * _TRACK_STRIDE)
         self.smoother = LandmarkSmoother(past=cfg.past, lookahead=self.lookahead,
                                          enabled=cfg.stabilize)
         self.mask_smoother = MaskSmoother() if cfg.mask_smoothing else None

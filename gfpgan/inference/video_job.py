@@ -32,6 +32,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -352,7 +353,9 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
 
 def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
              processor: SegmentProcessor, context: Tuple[int, int]) -> None:
-    """Create (or check, for resume) the work folder of one video; rank 0 only."""
+    """Create the work folder of one video, or keep it for ``resume`` when it was made with the
+    same fingerprint (anything else starts that video over: segments restored two ways are
+    never spliced); rank 0 only."""
     wdir = work_dir(dest)
     fp = _fingerprint(info, opts, processor, context)
     job = wdir / "job.json"
@@ -363,8 +366,8 @@ def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
             old = None
         if old == fp:
             return
-        raise UserError(f"the unfinished job in {wdir} was started with another input or other "
-                        f"settings; rerun without --resume to start over.")
+        print(f"note: {info.path} was started with another input or other settings (model, "
+              f"weights, options); restoring it from the start.", file=sys.stderr)
     if wdir.exists():
         for p in wdir.iterdir():  # only our own files live here
             if p.name == "job.json" or p.name.startswith(("seg_", "sbs_")):
