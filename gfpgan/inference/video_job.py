@@ -142,6 +142,9 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+_INPUT_KEYS = ("input", "size", "mtime_ns", "frames", "pts_sha1")  # the input's part of it
+
+
 def _fingerprint(info: vio.VideoInfo, opts: VideoJobOptions, processor: SegmentProcessor,
                  context: Tuple[int, int]) -> dict:
     """What must match for ``--resume`` to reuse segments: the input, the encoding, the split
@@ -354,8 +357,8 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
 def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
              processor: SegmentProcessor, context: Tuple[int, int]) -> None:
     """Create the work folder of one video, or keep it for ``resume`` when it was made with the
-    same fingerprint (anything else starts that video over: segments restored two ways are
-    never spliced); rank 0 only."""
+    same fingerprint; rank 0 only. Another input is refused (a mistyped destination); other
+    settings or weights start that video over: segments restored two ways are never spliced."""
     wdir = work_dir(dest)
     fp = _fingerprint(info, opts, processor, context)
     job = wdir / "job.json"
@@ -363,11 +366,14 @@ def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
         try:
             old = json.loads(job.read_text())
         except (OSError, ValueError):
-            old = None
+            old = {}
         if old == fp:
             return
-        print(f"note: {info.path} was started with another input or other settings (model, "
-              f"weights, options); restoring it from the start.", file=sys.stderr)
+        if any(old.get(k) != fp[k] for k in _INPUT_KEYS):
+            raise UserError(f"the unfinished job in {wdir} was started with another input; rerun "
+                            f"without --resume to start over.")
+        print(f"note: {info.path} was started with other settings or weights; restoring it "
+              f"from the start.", file=sys.stderr)
     if wdir.exists():
         for p in wdir.iterdir():  # only our own files live here
             if p.name == "job.json" or p.name.startswith(("seg_", "sbs_")):
