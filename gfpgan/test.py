@@ -27,6 +27,7 @@ import numpy as np
 
 from gfpgan.errors import UserError, run_cli
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
+from gfpgan.utils import write_text_atomic
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PAIRED_METRICS = ("psnr", "ssim", "lpips", "deg", "lmd")
@@ -222,12 +223,6 @@ def reduce_dataset(part: dict, dist) -> Optional[dict]:
             "skipped": part["skipped"], "rows": rows}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def markdown_table(summary: dict) -> str:
     """One row per dataset, one column per measured metric (arrows: which way is better)."""
     cols = [m for m in ORDER if any(m in d["metrics"] for d in summary["datasets"].values())]
@@ -249,15 +244,15 @@ def write_outputs(opt: dict, summary: dict, out_dirs: Dict[str, Path]) -> Path:
         w.writeheader()
         for r in d["rows"]:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-        _atomic_write(out_dirs[dname] / "metrics.csv", buf.getvalue())
+        write_text_atomic(out_dirs[dname] / "metrics.csv", buf.getvalue())
     run_dir = Path(opt["path"]["results_root"]) / opt["name"]
     public = {"name": opt["name"], "model": opt["model"], "conventions": {
         "psnr": opt["metrics"].get("psnr"), "ssim": opt["metrics"].get("ssim"),
         "images": "RGB uint8; LQ resized (bicubic) to the model size when it differs; fixed noise"},
         "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
                      for k, v in summary["datasets"].items()}}
-    _atomic_write(run_dir / "summary.json", json.dumps(public, indent=2, allow_nan=True))
-    _atomic_write(run_dir / "summary.md", markdown_table(summary))
+    write_text_atomic(run_dir / "summary.json", json.dumps(public, indent=2, allow_nan=True))
+    write_text_atomic(run_dir / "summary.md", markdown_table(summary))
     return run_dir
 
 

@@ -72,7 +72,7 @@ def test_each_export_matches_pytorch(run_dir, exported):
 
 
 def test_fp16_safetensors_halves_size_and_stays_close(run_dir, tmp_path):
-    from gfpgan.checkpoint import build_network
+    from gfpgan.networks import build_network
     from gfpgan.tools.export import export
 
     src = str(run_dir[0] / "models" / "net_g_ema_200.safetensors")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from gfpgan.checkpoint import load_state_dict
+from gfpgan.legacy import load_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 
-from gfpgan.checkpoint import check_state_dict, load_state_dict
+from gfpgan.legacy import check_state_dict, load_state_dict
 from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
 from gfpgan.losses import IdentityLoss
