@@ -191,20 +191,12 @@ def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, for
             "num": len(files)}
 
 
-def _gather(obj, dist) -> list:
-    if not dist.distributed:
-        return [obj]
-    import torch.distributed as td
-
-    out = [None] * dist.world_size
-    td.all_gather_object(out, obj)
-    return out
-
-
 def reduce_dataset(part: dict, dist) -> Optional[dict]:
     """Gather every rank's rows and features; rank 0 returns the dataset summary."""
     shared = {k: part[k] for k in ("rows", "feats", "gt_feats", "restored", "reused")}
-    parts = _gather(shared, dist)
+    from gfpgan.dist import gather_objects
+
+    parts = gather_objects(shared, dist)
     if not dist.is_main:
         return None
     rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r["name"])

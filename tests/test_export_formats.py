@@ -9,9 +9,8 @@ import torch
 from gfpgan.checkpoint import read_config
 from gfpgan.errors import UserError
 from gfpgan.tools.export import save_ema_only
+from tests.helpers import TINY_GFPGAN
 
-KW = dict(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125, different_w=True,
-          input_is_latent=True, sft_half=True)
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +19,12 @@ def run_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    ema = GFPGANv1Clean(**KW).eval()
-    plain = GFPGANv1Clean(**KW).eval()  # a different (non-EMA) network: must not be picked
+    ema = GFPGANv1Clean(**TINY_GFPGAN).eval()
+    plain = GFPGANv1Clean(**TINY_GFPGAN).eval()  # a different (non-EMA) network: must not be picked
     (root / "models").mkdir()
     for name, net in (("net_g_ema_100", plain), ("net_g_ema_200", ema), ("net_g_200", plain)):
-        save_ema_only(root / "models" / f"{name}.safetensors", net, "GFPGANv1Clean", KW, "test", False)
+        save_ema_only(root / "models" / f"{name}.safetensors", net, "GFPGANv1Clean", TINY_GFPGAN, "test",
+                      False)
     return root, ema
 
 
