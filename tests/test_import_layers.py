@@ -1,5 +1,6 @@
 """Import layering: no import cycle anywhere in gfpgan (module- or function-level), the weights
-stack points one way, and every module imports alone in a fresh interpreter."""
+stack points one way, every module imports alone in a fresh interpreter, and the trainer asks
+its model nothing through ``hasattr``/``getattr``."""
 
 import ast
 import subprocess
@@ -96,6 +97,24 @@ def test_weights_stack_points_one_way():
         above = set(WEIGHT_LAYERS[i + 1:])
         assert not above & set(graph[name]), f"{name} imports a layer above it: {above & set(graph[name])}"
     assert "gfpgan.networks" in graph["gfpgan.inference.face_model"]  # inference builds through the top
+
+
+def _duck_typing(source: str) -> List[str]:
+    """``hasattr``/``getattr`` calls whose object is a model or an optimizer."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("hasattr", "getattr"):
+            subject = ast.unparse(node.args[0])
+            if "model" in subject or "optim" in subject:
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_engine_does_not_duck_type_the_model_or_its_optimizers():
+    assert _duck_typing("if hasattr(model, 'last_visuals'):\n    getattr(self.optimizers, 'x')\n") == [
+        "1: hasattr(model, 'last_visuals')", "2: getattr(self.optimizers, 'x')"]
+    for path in sorted((ROOT / "gfpgan" / "engine").glob("*.py")):
+        assert _duck_typing(path.read_text(encoding="utf-8")) == [], path.name
 
 
 # Imports each module in a child forked from a parent that holds only third-party packages, so
