@@ -19,7 +19,7 @@ import functools
 import hashlib
 import inspect
 import os
-from typing import Optional, Union
+from typing import Optional, Protocol, Union, runtime_checkable
 
 import torch
 from torch import nn
@@ -29,8 +29,10 @@ from gfpgan.errors import UserError
 __all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device", "weights_digest"]
 
 
-class FaceModel:
-    """Protocol of a face restoration model (duck-typed; ``OnnxFaceModel`` follows it too).
+@runtime_checkable
+class FaceModel(Protocol):
+    """Protocol of a face restoration model (``TorchFaceModel`` subclasses it; ``OnnxFaceModel``
+    follows it structurally, so that the ONNX backend needs no import of this module).
 
     Attributes:
         size: side S of the square aligned crop the model takes and returns.
