@@ -1,11 +1,14 @@
-"""torchrun environment: rank, world size, device and process-group setup.
+"""torchrun environment: rank, world size, device, process-group setup, and every collective.
 
 One place for the distributed conventions of the project: the device comes from LOCAL_RANK,
-the backend is nccl on CUDA and gloo on CPU, and single-process runs need no environment.
+the backend is nccl on CUDA and gloo on CPU, and single-process runs need no environment. Every
+collective the project runs (broadcast, all_reduce, all_gather, barrier) is one function here;
+each is the identity on a single process, so callers never branch on the world size.
 """
 
 import os
 from dataclasses import dataclass
+from typing import Any, Dict, List, Union
 
 import torch
 import torch.distributed as torch_dist
@@ -81,3 +84,54 @@ def cleanup(synchronize: bool = False) -> None:
         if synchronize:
             torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------- collectives
+def broadcast_object(obj: Any, dist_info: DistInfo) -> Any:
+    """Rank 0's ``obj`` (any picklable object) on every rank."""
+    if not dist_info.distributed:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any, dist_info: DistInfo) -> List[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not dist_info.distributed:
+        return [obj]
+    out = [None] * dist_info.world_size
+    torch_dist.all_gather_object(out, obj)
+    return out
+
+
+def all_ranks(flag: Union[bool, torch.Tensor], dist_info: DistInfo) -> bool:
+    """True on every rank when ``flag`` (a bool or a 0-d tensor) holds on every rank."""
+    t = torch.as_tensor(flag, device=dist_info.device).to(torch.int32)
+    if dist_info.distributed:
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def any_rank(flag: Union[bool, torch.Tensor], dist_info: DistInfo) -> bool:
+    """True on every rank when ``flag`` holds on at least one rank."""
+    return not all_ranks(torch.as_tensor(flag, device=dist_info.device).logical_not(), dist_info)
+
+
+def sum_over_ranks(t: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
+    """Elementwise sum of ``t`` over the ranks (a new tensor on ``t``'s device; ``t`` itself alone)."""
+    if not dist_info.distributed:
+        return t
+    out = t.to(dist_info.device, copy=True)  # gloo and nccl reduce on the rank's own device
+    torch_dist.all_reduce(out)
+    return out.to(t.device)
+
+
+def mean_over_ranks(logs: Dict[str, torch.Tensor], dist_info: DistInfo) -> Dict[str, float]:
+    """{key: scalar tensor} -> {key: float averaged over ranks}, with one all_reduce."""
+    if not logs:
+        return {}
+    keys = list(logs)
+    values = torch.stack([logs[k].detach().float().reshape(()) for k in keys])
+    values = sum_over_ranks(values, dist_info) / dist_info.world_size
+    return dict(zip(keys, values.tolist()))

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from gfpgan.checkpoint import read_config
 from gfpgan.errors import UserError
 
 CARD_FORMAT = "gfpgan-video/card-1"
@@ -232,8 +233,6 @@ def verify_sha256(path: Union[str, os.PathLike], card: Union[str, ModelCard]) ->
     if not path.is_file():
         raise UserError(f"{path} not found; download it from {card.url}")
     if path.suffix == ".safetensors":
-        from gfpgan.checkpoint import read_config
-
         digest = str(read_config(path)["extra"].get("source_sha256", ""))
         if not digest:
             raise UserError(f"{path} records no source sha256; re-convert it from {card.weights}")

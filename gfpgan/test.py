@@ -27,6 +27,7 @@ import numpy as np
 
 from gfpgan.errors import UserError, run_cli
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
+from gfpgan.utils import write_text_atomic
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PAIRED_METRICS = ("psnr", "ssim", "lpips", "deg", "lmd")
@@ -190,20 +191,12 @@ def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, for
             "num": len(files)}
 
 
-def _gather(obj, dist) -> list:
-    if not dist.distributed:
-        return [obj]
-    import torch.distributed as td
-
-    out = [None] * dist.world_size
-    td.all_gather_object(out, obj)
-    return out
-
-
 def reduce_dataset(part: dict, dist) -> Optional[dict]:
     """Gather every rank's rows and features; rank 0 returns the dataset summary."""
     shared = {k: part[k] for k in ("rows", "feats", "gt_feats", "restored", "reused")}
-    parts = _gather(shared, dist)
+    from gfpgan.dist import gather_objects
+
+    parts = gather_objects(shared, dist)
     if not dist.is_main:
         return None
     rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r["name"])
@@ -220,12 +213,6 @@ def reduce_dataset(part: dict, dist) -> Optional[dict]:
     return {"num_images": part["num"], "restored": sum(p["restored"] for p in parts),
             "reused": sum(p["reused"] for p in parts), "metrics": means, "counts": counts,
             "skipped": part["skipped"], "rows": rows}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def markdown_table(summary: dict) -> str:
@@ -249,15 +236,15 @@ def write_outputs(opt: dict, summary: dict, out_dirs: Dict[str, Path]) -> Path:
         w.writeheader()
         for r in d["rows"]:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-        _atomic_write(out_dirs[dname] / "metrics.csv", buf.getvalue())
+        write_text_atomic(out_dirs[dname] / "metrics.csv", buf.getvalue())
     run_dir = Path(opt["path"]["results_root"]) / opt["name"]
     public = {"name": opt["name"], "model": opt["model"], "conventions": {
         "psnr": opt["metrics"].get("psnr"), "ssim": opt["metrics"].get("ssim"),
         "images": "RGB uint8; LQ resized (bicubic) to the model size when it differs; fixed noise"},
         "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
                      for k, v in summary["datasets"].items()}}
-    _atomic_write(run_dir / "summary.json", json.dumps(public, indent=2, allow_nan=True))
-    _atomic_write(run_dir / "summary.md", markdown_table(summary))
+    write_text_atomic(run_dir / "summary.json", json.dumps(public, indent=2, allow_nan=True))
+    write_text_atomic(run_dir / "summary.md", markdown_table(summary))
     return run_dir
 
 

@@ -86,11 +86,18 @@ def encode_image(img: np.ndarray, ext: str = ".png", quality: int = 95) -> bytes
 
 
 @contextlib.contextmanager
-def atomic_path(dest: PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(dest: PathLike, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``dest``, on failure delete it.
 
-    The temporary name keeps ``dest``'s extension (plus ``suffix``) so writers that pick a format
-    from the extension still work.
+    The one atomic-write helper of the project: every file it writes goes through here. The
+    temporary name keeps ``dest``'s extension (plus ``suffix``) so writers that pick a format
+    from the extension still work; the temporary lives in ``dest``'s folder so the rename is atomic.
+
+    Args:
+        dest: The final path (its folder is created).
+        suffix: Extra text before the extension of the temporary name.
+        fsync: Flush the file to disk before the rename (checkpoints: a crash right after the
+            rename must not leave an empty file whose data was still in the page cache).
     """
     dest = Path(dest)
     try:
@@ -106,6 +113,9 @@ def atomic_path(dest: PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists() and fsync and tmp.is_file():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         if tmp.exists():  # mkstemp creates 0600; give the file the permissions open() would
             umask = os.umask(0)
             os.umask(umask)
@@ -118,11 +128,14 @@ def atomic_path(dest: PathLike, suffix: str = "") -> Iterator[Path]:
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    with atomic_path(path, fsync=True) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (temp file + rename)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_image_atomic(path: PathLike, img: np.ndarray, quality: int = 95) -> None:

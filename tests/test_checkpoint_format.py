@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from gfpgan import checkpoint
-from gfpgan.checkpoint import (atomic_save_safetensors, atomic_save_torch, build_network, check_state_dict,
-                               load_state_dict, read_config, save_network)
+from gfpgan import legacy
+from gfpgan.checkpoint import atomic_save_safetensors, atomic_save_torch, read_config, save_network
+from gfpgan.legacy import check_state_dict, load_state_dict
+from gfpgan.networks import build_network
 from gfpgan.errors import UserError
 from gfpgan.registry import ARCH_REGISTRY
 
@@ -135,9 +136,9 @@ def test_pth_key_preference_and_forcing(tmp_path):
     assert torch.equal(load_state_dict(tmp_path / "both.pth", key="params")[w], a[w])
     assert torch.equal(load_state_dict(tmp_path / "params.pth")[w], a[w])
     assert torch.equal(load_state_dict(tmp_path / "bare.pth")[w], a[w])
-    assert checkpoint.load_checkpoint(tmp_path / "bare.pth")[1] is None
-    assert checkpoint.load_checkpoint(tmp_path / "both.pth", prefer="params")[1] == "params"
-    assert checkpoint.load_checkpoint(tmp_path / "params.pth", prefer="params_ema")[1] == "params"
+    assert legacy.load_checkpoint(tmp_path / "bare.pth")[1] is None
+    assert legacy.load_checkpoint(tmp_path / "both.pth", prefer="params")[1] == "params"
+    assert legacy.load_checkpoint(tmp_path / "params.pth", prefer="params_ema")[1] == "params"
     with pytest.raises(UserError, match="no key 'params_ema'"):
         load_state_dict(tmp_path / "params.pth", key="params_ema")
     with pytest.raises(UserError, match="bare state dict"):

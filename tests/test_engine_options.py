@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from gfpgan.errors import UserError
+from gfpgan.engine.run_info import write_run_info
 from gfpgan.options import (
-    TRAIN_SCHEMA,
     Block,
     Field,
     ListOf,
@@ -18,9 +18,11 @@ from gfpgan.options import (
     check_blocks,
     load_train_options,
     load_yaml,
+    train_schema,
     validate,
-    write_run_info,
 )
+
+TRAIN_SCHEMA = train_schema("GFPGANModel")
 
 REPO = Path(__file__).resolve().parents[1]
 

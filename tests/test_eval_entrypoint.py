@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-KW = dict(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125, different_w=True,
-          input_is_latent=True, sft_half=True)
+from tests.helpers import TINY_GFPGAN
+
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,8 @@ def setup(tmp_path_factory):
     assert make_testset([str(hq), str(root / "set"), "--setting", "blind", "--size", "32", "--quiet"]) == 0
     torch.manual_seed(0)
     (root / "run" / "models").mkdir(parents=True)
-    save_ema_only(root / "run" / "models" / "net_g_ema_10.safetensors", GFPGANv1Clean(**KW).eval(),
-                  "GFPGANv1Clean", KW, "test", False)
+    save_ema_only(root / "run" / "models" / "net_g_ema_10.safetensors",
+                  GFPGANv1Clean(**TINY_GFPGAN).eval(), "GFPGANv1Clean", TINY_GFPGAN, "test", False)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), root / "alexnet-owt-7be5be79.pth")
     return root

@@ -10,9 +10,8 @@ from gfpgan.checkpoint import read_config
 from gfpgan.errors import UserError
 from gfpgan.inference.segments import images
 from gfpgan.tools.export import save_ema_only
+from tests.helpers import TINY_GFPGAN
 
-KW = dict(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125, different_w=True,
-          input_is_latent=True, sft_half=True)
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +20,12 @@ def run_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    ema = GFPGANv1Clean(**KW).eval()
-    plain = GFPGANv1Clean(**KW).eval()  # a different (non-EMA) network: must not be picked
+    ema = GFPGANv1Clean(**TINY_GFPGAN).eval()
+    plain = GFPGANv1Clean(**TINY_GFPGAN).eval()  # a different (non-EMA) network: must not be picked
     (root / "models").mkdir()
     for name, net in (("net_g_ema_100", plain), ("net_g_ema_200", ema), ("net_g_200", plain)):
-        save_ema_only(root / "models" / f"{name}.safetensors", net, "GFPGANv1Clean", KW, "test", False)
+        save_ema_only(root / "models" / f"{name}.safetensors", net, "GFPGANv1Clean", TINY_GFPGAN, "test",
+                      False)
     return root, ema
 
 
@@ -73,7 +73,7 @@ def test_each_export_matches_pytorch(run_dir, exported):
 
 
 def test_fp16_safetensors_halves_size_and_stays_close(run_dir, tmp_path):
-    from gfpgan.checkpoint import build_network
+    from gfpgan.networks import build_network
     from gfpgan.tools.export import export
 
     src = str(run_dir[0] / "models" / "net_g_ema_200.safetensors")

@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
     from gfpgan.dist import init_dist
     from gfpgan.models import GFPGANModel
-    from tests.test_model_gfpgan import tiny_batch, tiny_opt
+    from tests.helpers import tiny_batch, tiny_opt
 
     info = init_dist("cpu")
     torch.manual_seed(0)  # same initial weights (DDP would broadcast rank 0's anyway)

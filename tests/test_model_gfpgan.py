@@ -8,70 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
 from gfpgan.models import GFPGANModel
-from gfpgan.models.components import build_optimizer, component_crop_size, crop_components, image_pyramid
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: one intra-op thread is faster than two, and much faster when
-    the cores are shared (OpenMP threads spin-wait for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-S = 32
-CPU = DistInfo(0, 0, 1, torch.device("cpu"))
-
-
-def tiny_opt(identity=True, perceptual=True, components=True, reg_every=16, remove_pyramid=1000):
-    """The paper recipe's structure and weights at 32 px with narrow channels."""
-    opt = {
-        "network_g": {"type": "GFPGANv1", "out_size": S, "num_style_feat": 32, "channel_multiplier": 1,
-                      "narrow": 1 / 16, "fix_decoder": True, "input_is_latent": True, "different_w": True,
-                      "sft_half": True, "num_mlp": 2, "lr_mlp": 0.01},
-        "network_d": {"type": "StyleGAN2Discriminator", "out_size": S, "channel_multiplier": 1, "narrow": 1 / 16},
-        "path": {},
-        "train": {
-            "optim_g": {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]},
-            "optim_d": {"type": "Adam", "lr": 2e-3, "betas": [0, 0.99]},
-            "optim_component": {"type": "Adam", "lr": 2e-3, "betas": [0.9, 0.99]},
-            "scheduler": {"type": "MultiStepLR", "milestones": [600000, 700000], "gamma": 0.5},
-            "pixel_opt": {"type": "L1Loss", "loss_weight": 0.1, "reduction": "mean"},
-            "L1_opt": {"type": "L1Loss", "loss_weight": 1, "reduction": "mean"},
-            "gan_opt": {"type": "GANLoss", "gan_type": "wgan_softplus", "loss_weight": 0.1},
-            "pyramid_loss_weight": 1, "remove_pyramid_loss": remove_pyramid,
-            "r1_reg_weight": 10, "net_d_reg_every": reg_every, "total_iter": 100,
-        },
-    }
-    if perceptual:
-        opt["train"]["perceptual_opt"] = {
-            "type": "PerceptualLoss", "layer_weights": {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1},
-            "use_input_norm": True, "range_norm": True, "perceptual_weight": 1.0, "style_weight": 50,
-            "criterion": "l1", "pretrained": False}
-    if components:
-        for c in ("left_eye", "right_eye", "mouth"):
-            opt[f"network_d_{c}"] = {"type": "FacialComponentDiscriminator"}
-        opt["train"]["gan_component_opt"] = {"type": "GANLoss", "gan_type": "vanilla", "real_label_val": 1.0,
-                                             "fake_label_val": 0.0, "loss_weight": 1}
-        opt["train"]["comp_style_weight"] = 200
-    if identity:
-        opt["network_identity"] = {"type": "ResNetArcFace", "block": "IRBlock", "layers": [1, 1, 1, 1],
-                                   "use_se": False}
-        opt["train"]["identity_weight"] = 10
-    return opt
-
-
-def tiny_batch(b=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"lq": torch.rand(b, 3, S, S, generator=g) * 2 - 1, "gt": torch.rand(b, 3, S, S, generator=g) * 2 - 1,
-            "loc_left_eye": torch.tensor([[4.0, 8, 14, 16]] * b), "loc_right_eye": torch.tensor([[18.0, 8, 28, 16]] * b),
-            "loc_mouth": torch.tensor([[8.0, 20, 24, 28]] * b)}
-
+from gfpgan.models.components import (build_optimizer, component_crop_size, crop_components,
+                                      image_pyramid)
+from tests.helpers import CPU, S, one_thread, tiny_batch, tiny_opt  # noqa: F401  (autouse fixture)
 
 RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style", "l_g_gan", "l_g_gan_left_eye",
                "l_g_gan_right_eye", "l_g_gan_mouth", "l_g_comp_style_loss", "l_identity", "l_d", "real_score",
@@ -80,6 +21,28 @@ RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style"
 
 def _flat(net):
     return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def test_model_owns_its_options_and_meets_the_trainer_contract():
+    from gfpgan.engine.ema import DEFAULT_EMA_DECAY
+    from gfpgan.engine.train_model import TrainModel
+    from gfpgan.options import train_schema, validate
+
+    opt = tiny_opt(identity=False, perceptual=False, components=False)
+    del opt["train"]["L1_opt"]
+    model = GFPGANModel(opt, CPU)
+    assert isinstance(model, TrainModel)
+    assert model.train_opt["ema_decay"] == DEFAULT_EMA_DECAY == model.ema.decay  # one default, in the schema
+    assert model.train_opt["L1_opt"] == {"type": "L1Loss", "loss_weight": 1.0}
+    assert set(model.nets) == {"net_g", "net_d"} and model.nets["net_d"].module is model.net_d
+    opt["train"]["r1_reg_weight"] = -1
+    with pytest.raises(UserError, match="'train.r1_reg_weight' .* must be >= 0.0"):
+        GFPGANModel(opt, CPU)
+    # the experiment schema is the trainer's keys joined with the model's: a typo is caught there
+    whole = {"name": "n", "datasets": {"train": {"type": "X"}}, "network_g": {"type": "G"},
+             "train": {"optim_g": {"type": "Adam"}, "total_iter": 5, "net_d_reg_evry": 4}}
+    with pytest.raises(UserError, match="did you mean 'net_d_reg_every'"):
+        validate(whole, train_schema("GFPGANModel"))
 
 
 def test_full_recipe_step_logs_gradients_and_frozen_networks():
@@ -280,7 +243,7 @@ def test_compiled_step_matches_eager_including_the_eager_r1_pass():
 
     eager, eager_logs = run(False)
     compiled, compiled_logs = run(True)
-    assert isinstance(compiled.calls["net_d"], torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(compiled.nets["net_d"].call, torch._dynamo.eval_frame.OptimizedModule)
     assert "l_d_r1" in compiled_logs[1] and compiled_logs[1]["skipped"] == 0.0
     for a, b in zip(eager_logs, compiled_logs):
         assert a.keys() == b.keys()

@@ -7,26 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
 from gfpgan.models import GFPGANModel
-from gfpgan.options import load_train_options
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are tiny: one intra-op thread is faster than two, and much faster when
-    the cores are shared (OpenMP threads spin-wait for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from gfpgan.options import LOADER_KEYS, load_train_options
+from tests.helpers import CPU, one_thread  # noqa: F401  (one_thread: autouse)
 
 
 ROOT = Path(__file__).resolve().parents[1] / "options"
-CPU = DistInfo(0, 0, 1, torch.device("cpu"))
-LOADER_KEYS = {"name", "phase", "batch_size_per_gpu", "num_worker_per_gpu", "use_shuffle",
-               "dataset_enlarge_ratio", "prefetch_mode", "pin_memory"}
 
 
 def _real_faces(folder: Path, n: int = 100, size: int = 64) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from gfpgan.engine.checkpoint_manager import CheckpointManager
 from gfpgan.errors import EXIT_USER_ERROR, UserError, run_cli
 from gfpgan.train import main
-from tests.test_train_cli import tiny_options, train_main, write_options
+from tests.helpers import tiny_options, train_main, write_options
 
 
 def _fails(tmp_path: Path, opt: dict, capsys, *extra) -> str:

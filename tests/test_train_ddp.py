@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_train_cli import REPO, final_weights, tiny_options, train_main, write_options
+from tests.helpers import REPO, final_weights, tiny_options, train_main, write_options
 
 
 def run_torchrun(opt_path, cwd, nproc=2, timeout=300):

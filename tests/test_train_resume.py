@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gfpgan.errors import UserError
-from tests.test_train_cli import REPO, final_weights, tiny_options, train_main, write_options
+from tests.helpers import REPO, final_weights, tiny_options, train_main, write_options
 
 TOTAL = 8
 

@@ -7,7 +7,8 @@
 3. the state to resume (``path.resume_state``, or the newest complete one with ``--auto-resume``),
    checked to belong to this experiment;
 4. seeds (``manual_seed + rank``), the train loader (resumable distributed sampler) and val loader;
-5. the model (``MODEL_REGISTRY[model_type](opt, dist_info)``: networks, DDP, losses, optimizers);
+5. the model (``MODEL_REGISTRY[model_type](opt, dist_info)``, driven only through the
+   :class:`~gfpgan.engine.train_model.TrainModel` protocol: networks, DDP, losses, optimizers);
 6. the loop: learning rate -> ``model.train_step(batch, it)`` -> skip/stop on non-finite losses ->
    logs -> validation every ``val.val_freq`` (best checkpoint kept) -> training state every
    ``logger.save_checkpoint_freq`` -> stop cleanly on SIGTERM/SIGINT after saving a state.
@@ -22,61 +23,31 @@ import signal
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
-import torch
-import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
-from gfpgan.dist import DistInfo, barrier, cleanup, init_dist
+from gfpgan.dist import DistInfo, any_rank, barrier, broadcast_object, cleanup, gather_objects, init_dist
 from gfpgan.engine.checkpoint_manager import CheckpointManager, get_rng_state, set_rng_state
 from gfpgan.engine.logger import Timer, TrainLogger
+from gfpgan.engine.run_info import write_run_info
 from gfpgan.engine.sampler import ResumableDistributedSampler, make_worker_init_fn, seed_everything
+from gfpgan.engine.train_model import TrainModel
 from gfpgan.errors import UserError
-from gfpgan.options import write_run_info
+from gfpgan.options import LOADER_KEYS
 from gfpgan.registry import DATASET_REGISTRY, MODEL_REGISTRY
-
-LOADER_KEYS = ("name", "phase", "batch_size_per_gpu", "num_worker_per_gpu", "use_shuffle",
-               "dataset_enlarge_ratio", "prefetch_mode", "pin_memory")
 
 
 class TrainingStopped(UserError):
     """Too many non-finite losses in a row: the run stops, the last good checkpoint stays."""
 
 
-# ------------------------------------------------------------------------- collective helpers
-def _broadcast(obj, dist_info: DistInfo):
-    """Rank 0's ``obj`` on every rank."""
-    if not dist_info.distributed:
-        return obj
-    box = [obj]
-    torch_dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
-    """True on every rank when ``flag`` is true on at least one."""
-    if not dist_info.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=dist_info.device)
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def _gather(obj, dist_info: DistInfo) -> list:
-    if not dist_info.distributed:
-        return [obj]
-    out = [None] * dist_info.world_size
-    torch_dist.all_gather_object(out, obj)
-    return out
-
-
+# ------------------------------------------------------------------------- setup steps
 def _raise_agreed(message: Optional[str], dist_info: DistInfo) -> None:
     """Raise rank 0's error (if any) on every rank, so all ranks stop with the same sentence."""
-    message = _broadcast(message, dist_info)
+    message = broadcast_object(message, dist_info)
     if message:
         raise UserError(message)
 
 
-# ------------------------------------------------------------------------- setup steps
 def prepare_run_dir(opt: dict, dist_info: DistInfo) -> Path:
     """Create ``<experiments_root>/<name>`` on rank 0 and check that it is writable."""
     run_dir = Path(opt["path"]["experiments_root"]) / opt["name"]
@@ -116,7 +87,7 @@ def find_resume_state(opt: dict, ckpt: CheckpointManager, auto_resume: bool,
         except UserError as exc:
             error = str(exc)
     _raise_agreed(error, dist_info)
-    path = _broadcast(path, dist_info)
+    path = broadcast_object(path, dist_info)
     if path and state is None:
         state = ckpt.load(path)
     return state
@@ -208,26 +179,6 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def learning_rates(model) -> Dict[str, float]:
-    """``{optimizer name: lr of its first group}`` from ``model.optimizers`` (dict or list)."""
-    if hasattr(model, "current_learning_rates"):
-        return {str(k): float(v) for k, v in model.current_learning_rates().items()}
-    opts = getattr(model, "optimizers", {}) or {}
-    items = opts.items() if isinstance(opts, dict) else enumerate(opts)
-    return {str(name): float(o.param_groups[0]["lr"]) for name, o in items}
-
-
-def log_step_images(logger: TrainLogger, model, batch: dict, it: int, dist_info: DistInfo) -> None:
-    """LQ | output | GT of this step (the model's own visuals, else an EMA restore)."""
-    if hasattr(model, "last_visuals"):
-        vis = model.last_visuals()
-        logger.log_images(it, vis["lq"], vis["output"], vis["gt"])
-        return
-    with torch.random.fork_rng(devices=[dist_info.device] if dist_info.device.type == "cuda" else []):
-        out = model.restore(batch["lq"][:4].to(dist_info.device))
-    logger.log_images(it, batch["lq"][:4], out, batch["gt"][:4])
-
-
 # ------------------------------------------------------------------------- the loop
 def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device: str = "auto",
           dist_info: Optional[DistInfo] = None) -> int:
@@ -258,7 +209,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
     # every rank builds identical networks (frozen ones and the EMA copy included, which DDP
     # does not broadcast), then draws its own random stream: seed + rank
     seed_everything(opt["manual_seed"])
-    model = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
+    model: TrainModel = MODEL_REGISTRY.get(opt["model_type"])(opt, dist_info)
     seed_everything(opt["manual_seed"] + dist_info.rank)
     train_set = build_dataset(opt["datasets"]["train"], seed=opt["manual_seed"])
     loader, sampler = build_train_loader(opt, train_set, dist_info)
@@ -292,7 +243,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
                              val_block["num_worker_per_gpu"])
 
     def save_state(it: int, epoch: int) -> None:
-        rngs = _gather(get_rng_state(dist_info.device), dist_info)
+        rngs = gather_objects(get_rng_state(dist_info.device), dist_info)
         if dist_info.is_main:
             path = ckpt.save(it, model.networks_to_save(), {
                 "model": model.state_dict(), "rng": rngs, "world_size": dist_info.world_size,
@@ -335,10 +286,11 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
                 bad_steps = 0
 
             logger.record_times(t_iter.seconds, t_data.seconds)
-            logger.log_iter(it, epoch, logs, learning_rates(model),
+            logger.log_iter(it, epoch, logs, model.current_learning_rates(),
                             print_line=it % log_opt["print_freq"] == 0 or it == start_iter + 1)
             if it % log_opt["image_freq"] == 0 and dist_info.is_main and log_opt["use_tb_logger"]:
-                log_step_images(logger, model, batch, it, dist_info)
+                vis = model.last_visuals()
+                logger.log_images(it, vis["lq"], vis["output"], vis["gt"])
 
             if validator is not None and (it % val_opt["val_freq"] == 0 or it == total_iter):
                 metrics = validator.run(
@@ -359,7 +311,7 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
             if it == total_iter or (it % log_opt["save_checkpoint_freq"] == 0 and not bad_steps):
                 save_state(it, epoch)
 
-            if _any_rank(stop.signal is not None, dist_info):
+            if any_rank(stop.signal is not None, dist_info):
                 if it % log_opt["save_checkpoint_freq"] != 0 and it != total_iter:
                     save_state(it, epoch)  # skipped steps changed nothing: safe to save
                 logger.info(f"stopped by {stop.signal or 'a signal on another rank'} at iteration "

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.distributed as torch_dist
 from torch.utils.data import DataLoader
 
-from gfpgan.dist import DistInfo
+from gfpgan.dist import DistInfo, sum_over_ranks
 from gfpgan.errors import UserError
 
 # option name -> (registry name, higher is better)
@@ -114,10 +113,7 @@ class Validator:
                         stem = Path(names[i]).stem if names[i] else f"{self.dist.rank}_{done:05d}"
                         name = f"{stem}_{suffix}.png" if suffix else f"{stem}.png"
                         write_image_atomic(Path(save_dir) / name, img)
-        if self.dist.distributed:
-            t = sums.to(self.dist.device)
-            torch_dist.all_reduce(t)
-            sums = t.cpu()
+        sums = sum_over_ranks(sums, self.dist)
         count = max(1.0, float(sums[-1]))
         return {name: float(sums[k]) / count for k, name in enumerate(self.metrics)}
 

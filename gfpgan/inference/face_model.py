@@ -19,7 +19,7 @@ import functools
 import hashlib
 import inspect
 import os
-from typing import Optional, Union
+from typing import Optional, Protocol, Union, runtime_checkable
 
 import torch
 from torch import nn
@@ -29,8 +29,10 @@ from gfpgan.errors import UserError
 __all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device", "weights_digest"]
 
 
-class FaceModel:
-    """Protocol of a face restoration model (duck-typed; ``OnnxFaceModel`` follows it too).
+@runtime_checkable
+class FaceModel(Protocol):
+    """Protocol of a face restoration model (``TorchFaceModel`` subclasses it; ``OnnxFaceModel``
+    follows it structurally, so that the ONNX backend needs no import of this module).
 
     Attributes:
         size: side S of the square aligned crop the model takes and returns.
@@ -147,20 +149,12 @@ class TorchFaceModel(FaceModel):
 
 def _build_from_spec(spec: str) -> nn.Module:
     """Build the generator named by ``spec``: a file (ours or official) or a model card name."""
-    try:
-        from gfpgan.checkpoint import build_network
-    except ImportError as exc:  # pragma: no cover - only while the checkpoint module is missing
-        raise UserError(f"cannot load '{spec}': the checkpoint loader is not installed ({exc}).") \
-            from None
+    from gfpgan.networks import build_network
+
     if os.path.isdir(spec):
         raise UserError(f"model '{spec}' is a folder; give a .safetensors/.pth file or a model "
                         "card name (see configs/).")
-    net = build_network(spec, device="cpu")
-    if isinstance(net, tuple):  # tolerate (net, config) returns
-        net = net[0]
-    if not isinstance(net, nn.Module):
-        raise UserError(f"model '{spec}' did not build a network; check the file or card.")
-    return net
+    return build_network(spec, device="cpu")
 
 
 def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],

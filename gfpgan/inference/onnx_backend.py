@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.face_model import FaceModel
 
 
-class OnnxFaceModel(FaceModel):
+class OnnxFaceModel:
     """An exported generator run by ONNX Runtime.
 
     Args:

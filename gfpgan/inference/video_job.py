@@ -137,9 +137,9 @@ def _trim_heap() -> None:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    from gfpgan.utils import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 _INPUT_KEYS = ("input", "size", "mtime_ns", "frames", "pts_sha1")  # the input's part of it

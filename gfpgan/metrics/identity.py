@@ -55,7 +55,7 @@ class IdentityMetric:
         self.device = torch.device(device)
         if net is None:
             from gfpgan.archs.arcface_arch import ResNetArcFace
-            from gfpgan.checkpoint import load_state_dict
+            from gfpgan.legacy import load_state_dict
 
             path = find_weights(arcface_path, ARCFACE_FILE, "Deg (ArcFace identity)", ARCFACE_URL)
             net = ResNetArcFace(block="IRBlock", layers=(2, 2, 2, 2), use_se=False)

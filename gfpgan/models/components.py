@@ -9,18 +9,18 @@ import logging
 import math
 import os
 import warnings
-from typing import Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
-import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import roi_align
 
-from gfpgan.checkpoint import check_state_dict, load_state_dict
 from gfpgan.dist import DistInfo
 from gfpgan.errors import UserError
+from gfpgan.legacy import check_state_dict, load_state_dict
 from gfpgan.losses import IdentityLoss
 from gfpgan.registry import ARCH_REGISTRY
 
@@ -179,23 +179,29 @@ def unused_without_pyramid(net_g: nn.Module, lq: torch.Tensor) -> List[str]:
     return [n for (n, _), g in zip(named, grads) if g is None]
 
 
-def build_identity_loss(opt: dict, device: torch.device) -> Optional[IdentityLoss]:
+def build_identity_loss(net_opt: Optional[dict], train: dict, path: dict,
+                        device: torch.device) -> Optional[IdentityLoss]:
     """The ArcFace identity loss from ``network_identity`` + ``path.pretrain_network_identity``.
 
-    None when no identity network is configured or its weight (``train.identity_opt.loss_weight``,
-    else ``train.identity_weight``) is 0. The network is frozen and never DDP-wrapped.
+    Args:
+        net_opt: The ``network_identity`` block, or None.
+        train, path: The validated ``train`` and ``path`` options.
+        device: Where the loss runs.
+    Returns:
+        None when no identity network is configured or its weight (``train.identity_opt``'s
+        ``loss_weight``, else ``train.identity_weight``) is 0. The network is frozen and never
+        DDP-wrapped.
     """
-    if not opt.get("network_identity"):
+    if not net_opt:
         return None
-    train, path = opt.get("train") or {}, opt.get("path") or {}
-    weight = float((train.get("identity_opt") or {}).get("loss_weight", train.get("identity_weight") or 0.0))
+    weight = float((train["identity_opt"] or {}).get("loss_weight", train["identity_weight"]))
     if weight <= 0:
         logger.info("network_identity is configured but its weight is 0: no identity loss")
         return None
-    net = ARCH_REGISTRY.build(opt["network_identity"])
-    if path.get("pretrain_network_identity"):
-        load_weights(net, path["pretrain_network_identity"], path.get("param_key_identity"),
-                     path.get("strict_load_identity", True) is not False, "path.pretrain_network_identity")
+    net = ARCH_REGISTRY.build(net_opt)
+    if path["pretrain_network_identity"]:
+        load_weights(net, path["pretrain_network_identity"], path["param_key_identity"],
+                     path["strict_load_identity"], "path.pretrain_network_identity")
     else:
         logger.warning("path.pretrain_network_identity is not set: the identity loss uses a random ArcFace")
     return IdentityLoss(net, loss_weight=weight).to(device)
@@ -218,21 +224,34 @@ def wrap_ddp(net: nn.Module, dist: DistInfo, find_unused: bool = False) -> nn.Mo
     return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused, **sync)
 
 
-def all_ranks_true(flag: torch.Tensor, dist: DistInfo) -> bool:
-    """True when the boolean ``flag`` holds on every rank (one all_reduce MIN)."""
-    if dist.distributed:
-        flag = flag.to(torch.int32)
-        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MIN)
-    return bool(flag.item())
+def maybe_compile(net: nn.Module, mode: Union[bool, str]) -> Callable:
+    """``torch.compile(net)`` when ``mode`` is true or a torch.compile mode, else ``net``."""
+    if not mode:
+        return net
+    return torch.compile(net, mode=None if mode is True else mode)
 
 
-def reduce_mean(logs: Dict[str, torch.Tensor], dist: DistInfo) -> Dict[str, float]:
-    """{key: scalar tensor} -> {key: float averaged over ranks}, with one all_reduce."""
-    if not logs:
-        return {}
-    keys = list(logs)
-    values = torch.stack([logs[k].detach().float().reshape(()) for k in keys])
-    if dist.distributed:
-        torch_dist.all_reduce(values)
-        values /= dist.world_size
-    return dict(zip(keys, values.tolist()))
+@dataclass
+class TrainedNet:
+    """One trainable network and the ways a training step runs it.
+
+    Attributes:
+        module: The plain network: saved, loaded, EMA-tracked; its parameters are optimized.
+        wrapped: Its DDP wrapper (``module`` itself on one rank). R1 differentiates D twice,
+            which compiled graphs cannot, so that pass runs ``wrapped`` eagerly.
+        call: ``wrapped``, compiled when ``train.compile`` asks: the pass that trains the network.
+        frozen_call: ``module``, compiled likewise: scores G's output while the network is frozen
+            (no DDP wrapper there, so nothing of it is all-reduced).
+    """
+
+    module: nn.Module
+    wrapped: nn.Module
+    call: Callable
+    frozen_call: Callable
+
+    @classmethod
+    def build(cls, net: nn.Module, dist: DistInfo, find_unused: bool,
+              compile_mode: Union[bool, str]) -> "TrainedNet":
+        """Wrap ``net`` for DDP (one wrapper per trainable network) and compile its calls."""
+        wrapped = wrap_ddp(net, dist, find_unused)
+        return cls(net, wrapped, maybe_compile(wrapped, compile_mode), maybe_compile(net, compile_mode))

@@ -38,26 +38,78 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from gfpgan.dist import DistInfo, get_dist_info
+from gfpgan.dist import DistInfo, all_ranks, get_dist_info, mean_over_ranks
 from gfpgan.engine.ema import DEFAULT_EMA_DECAY, ModelEMA
 from gfpgan.errors import UserError
 from gfpgan.losses import build_loss, gram_matrix, r1_penalty
 from gfpgan.models.components import (
     COMPONENTS,
-    all_ranks_true,
+    TrainedNet,
     build_identity_loss,
     build_optimizer,
     build_scheduler,
     crop_components,
     image_pyramid,
     load_weights,
-    reduce_mean,
     unused_without_pyramid,
-    wrap_ddp,
 )
 from gfpgan.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from gfpgan.schema import LOSS_BLOCK, OPTIM_BLOCK, SCHED_BLOCK, Block, Field, Section, validate_part
 
 logger = logging.getLogger("gfpgan")
+
+
+def _weight(default=0.0, help=""):
+    return Field(float, default=default, min=0.0, nullable=False, help=help)
+
+
+def _weights_file(key: str, strict: bool = True) -> Dict[str, Field]:
+    """``pretrain_<key>`` (a file), ``param_key_<suffix>`` and ``strict_load_<suffix>``."""
+    suffix = key.replace("network_", "")
+    return {f"pretrain_{key}": Field(str, default=None, path="file"),
+            f"param_key_{suffix}": Field(str, default={"g": "params_ema", "d": "params"}.get(suffix)),
+            f"strict_load_{suffix}": Field(bool, default=True, nullable=False)}
+
+
+# The options this model reads (joined with the trainer's by gfpgan.options.train_schema).
+OPTION_SCHEMA = {
+    "find_unused_parameters": Field(bool, default=False, help="DDP flag for every trainable network"),
+    "path": Section({
+        **_weights_file("network_g"),
+        **_weights_file("network_d"),
+        **{f"pretrain_network_d_{c}": Field(str, default=None, path="file") for c in COMPONENTS},
+        **_weights_file("network_identity"),
+        "pretrain_network_vgg": Field(str, default=None, path="file",
+                                      help="VGG19 weights for the perceptual loss"),
+    }),
+    "train": Section({
+        "optim_g": Block(None, OPTIM_BLOCK.fields, required=True, nullable=False),
+        "optim_d": OPTIM_BLOCK,
+        "optim_component": OPTIM_BLOCK,
+        "scheduler": SCHED_BLOCK,
+        "warmup_iter": Field(int, default=-1, min=-1, help="linear LR warm-up; -1: none"),
+        "pixel_opt": LOSS_BLOCK,
+        "L1_opt": Block("loss", default={"type": "L1Loss", "loss_weight": 1.0}, help="pyramid L1"),
+        "perceptual_opt": LOSS_BLOCK,
+        "gan_opt": LOSS_BLOCK,
+        "gan_component_opt": LOSS_BLOCK,
+        "identity_opt": LOSS_BLOCK,
+        "pyramid_loss_weight": _weight(0.0, "image-pyramid L1 weight"),
+        "remove_pyramid_loss": Field(int, default=None, min=0, help="drop the pyramid after it"),
+        "comp_style_weight": _weight(0.0, "component Gram-style weight"),
+        "identity_weight": _weight(0.0, "ArcFace identity weight"),
+        "r1_reg_weight": _weight(10.0, "R1 penalty weight"),
+        "net_d_iters": Field(int, default=1, min=1, nullable=False),
+        "net_d_init_iters": Field(int, default=0, min=0, nullable=False),
+        "net_d_reg_every": Field(int, default=16, min=1, nullable=False, help="lazy R1 interval"),
+        "ema_decay": Field(float, default=DEFAULT_EMA_DECAY, min=0.0, max=1.0, nullable=False),
+        "amp": Field(str, default=None, choices=[None, "bf16", "fp16"], help="autocast dtype"),
+        "channels_last": Field(bool, default=False, nullable=False),
+        "compile": Field((bool, str), default=False, nullable=False, choices=[
+            False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+            help="torch.compile every trainable network (true, or a torch.compile mode)"),
+    }, required=True),
+}
 
 
 def _set_requires_grad(nets, flag: bool) -> None:
@@ -70,10 +122,15 @@ def _set_requires_grad(nets, flag: bool) -> None:
 class GFPGANModel:
     """Builds the recipe from the options tree and runs its training steps.
 
+    Implements :class:`gfpgan.engine.train_model.TrainModel`, the contract the trainer calls.
+
     Args:
-        opt: Validated options (``network_*``, ``path``, ``train`` sections, BasicSR schema).
+        opt: Options tree (``network_*``, ``path``, ``train`` sections, BasicSR schema). The keys of
+            :data:`OPTION_SCHEMA` are validated here (defaults filled), so a partial tree works.
         dist_info: Rank, world size and device (``gfpgan.dist.init_dist()``); None: this process.
     """
+
+    option_schema = OPTION_SCHEMA
 
     def __init__(self, opt: dict, dist_info: Optional[DistInfo] = None):
         import gfpgan.archs  # noqa: F401  (registers the architectures)
@@ -81,56 +138,50 @@ class GFPGANModel:
         self.opt = opt
         self.dist = dist_info or get_dist_info()
         self.device = self.dist.device
-        train = opt.get("train") or {}
-        path = opt.get("path") or {}
+        own = validate_part(opt, self.option_schema, "the model options")
+        train, path = own["train"], own["path"]
+        self.train_opt = train
         self.out_size = int(opt["network_g"]["out_size"])
         self.log_size = int(math.log2(self.out_size))
 
         # ---------------- networks ----------------
         self.net_g = self._build_net("network_g")
-        if path.get("pretrain_network_g"):
-            load_weights(self.net_g, path["pretrain_network_g"], path.get("param_key_g", "params_ema"),
-                         path.get("strict_load_g", True) is not False, "path.pretrain_network_g")
+        if path["pretrain_network_g"]:
+            load_weights(self.net_g, path["pretrain_network_g"], path["param_key_g"], path["strict_load_g"],
+                         "path.pretrain_network_g")
         self.net_d = self._build_net("network_d") if opt.get("network_d") else None
-        if self.net_d is not None and path.get("pretrain_network_d"):
-            load_weights(self.net_d, path["pretrain_network_d"], path.get("param_key_d", "params"),
-                         path.get("strict_load_d", True) is not False, "path.pretrain_network_d")
+        if self.net_d is not None and path["pretrain_network_d"]:
+            load_weights(self.net_d, path["pretrain_network_d"], path["param_key_d"], path["strict_load_d"],
+                         "path.pretrain_network_d")
         present = [c for c in COMPONENTS if opt.get(f"network_d_{c}")]
         if present and len(present) != len(COMPONENTS):
             raise UserError(f"options name component discriminators {present} but the recipe needs all of "
                             f"network_d_left_eye, network_d_right_eye and network_d_mouth (or none).")
         self.net_d_comp = nn.ModuleDict({c: self._build_net(f"network_d_{c}") for c in present})
         for c, net in self.net_d_comp.items():
-            if path.get(f"pretrain_network_d_{c}"):
+            if path[f"pretrain_network_d_{c}"]:
                 load_weights(net, path[f"pretrain_network_d_{c}"], "params", True,
                              f"path.pretrain_network_d_{c}")
-        if self.net_d_comp and not opt["train"].get("gan_component_opt"):
+        if self.net_d_comp and not train["gan_component_opt"]:
             raise UserError("component discriminators are configured but train.gan_component_opt is missing.")
 
         # ---------------- losses ----------------
-        self.cri_pix = self._loss(train.get("pixel_opt"))
-        self.cri_l1 = self._loss(train.get("L1_opt") or {"type": "L1Loss", "loss_weight": 1.0})
-        perceptual_opt = train.get("perceptual_opt")
-        if perceptual_opt and path.get("pretrain_network_vgg") and "vgg_weights" not in perceptual_opt:
+        self.cri_pix = self._loss(train["pixel_opt"])
+        self.cri_l1 = self._loss(train["L1_opt"])
+        perceptual_opt = train["perceptual_opt"]
+        if perceptual_opt and path["pretrain_network_vgg"] and "vgg_weights" not in perceptual_opt:
             perceptual_opt = dict(perceptual_opt, vgg_weights=path["pretrain_network_vgg"])
         self.cri_perceptual = self._loss(perceptual_opt)
-        self.cri_gan = self._loss(train.get("gan_opt"))
+        self.cri_gan = self._loss(train["gan_opt"])
         if self.net_d is not None and self.cri_gan is None:
             raise UserError("network_d is configured but train.gan_opt is missing.")
-        self.cri_component = self._loss(train.get("gan_component_opt")) if self.net_d_comp else None
-        self.cri_identity = build_identity_loss(opt, self.device)
-        self.pyramid_loss_weight = float(train.get("pyramid_loss_weight") or 0.0)
-        self.remove_pyramid_loss = train.get("remove_pyramid_loss")
-        self.comp_style_weight = float(train.get("comp_style_weight") or 0.0)
-        self.r1_reg_weight = float(train.get("r1_reg_weight", 10.0))
-        self.net_d_iters = int(train.get("net_d_iters", 1))
-        self.net_d_init_iters = int(train.get("net_d_init_iters", 0))
-        self.net_d_reg_every = int(train.get("net_d_reg_every", 16))
+        self.cri_component = self._loss(train["gan_component_opt"]) if self.net_d_comp else None
+        self.cri_identity = build_identity_loss(opt.get("network_identity"), train, path, self.device)
 
         # ---------------- speed options ----------------
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[train.get("amp")]
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[train["amp"]]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        self.memory_format = torch.channels_last if train.get("channels_last") else torch.contiguous_format
+        self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
         if self.memory_format == torch.channels_last:
             for net in self.trainable_nets().values():
                 # Only 4-D weights: Module.to(memory_format=...) also hits the 5-D modulated-conv
@@ -140,35 +191,29 @@ class GFPGANModel:
                         p.data = p.data.contiguous(memory_format=torch.channels_last)
 
         # ---------------- EMA, DDP, optimizers, schedulers ----------------
-        self.ema = ModelEMA(self.net_g, decay=float(train.get("ema_decay", DEFAULT_EMA_DECAY)))
-        if path.get("pretrain_network_g") and path.get("param_key_g", "params_ema") != "params_ema":
+        self.ema = ModelEMA(self.net_g, decay=train["ema_decay"])
+        if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
             try:  # as the reference: the EMA starts from the file's params_ema when it has one
-                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema",
-                             path.get("strict_load_g", True) is not False, "path.pretrain_network_g")
+                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
+                             "path.pretrain_network_g")
             except UserError:
                 logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
-        self.find_unused = bool(opt.get("find_unused_parameters") or False)
-        self._compile = train.get("compile") or False
-        self.wrapped = {name: self._wrap(net) for name, net in self.trainable_nets().items()}
-        # the passes the step runs: through the DDP wrappers (training a network) and, for the
-        # discriminators, plain (scoring G's output while they are frozen); compiled if asked
-        self.calls = {name: self._maybe_compile(w) for name, w in self.wrapped.items()}
-        self.frozen_calls = {name: self._maybe_compile(net) for name, net in self.trainable_nets().items()
-                             if name != "net_g"}
+        self.find_unused = own["find_unused_parameters"]
+        # one record per trainable network: plain, DDP-wrapped, compiled training call, frozen call
+        self.nets = {name: self._record(net) for name, net in self.trainable_nets().items()}
         self._pyramid_active = True  # the generator is built with every parameter trainable
         self._pyramid_unused = None
 
         self.optimizers = {"net_g": build_optimizer(self._trainable(self.net_g), train["optim_g"])}
         if self.net_d is not None:
-            ratio = self.net_d_reg_every / (self.net_d_reg_every + 1)
+            ratio = train["net_d_reg_every"] / (train["net_d_reg_every"] + 1)
             self.optimizers["net_d"] = build_optimizer(self._trainable(self.net_d),
-                                                       train.get("optim_d") or train["optim_g"], ratio)
+                                                       train["optim_d"] or train["optim_g"], ratio)
         for c, net in self.net_d_comp.items():
             self.optimizers[f"net_d_{c}"] = build_optimizer(
-                self._trainable(net), train.get("optim_component") or train["optim_g"])
-        self.schedulers = {k: build_scheduler(o, train.get("scheduler")) for k, o in self.optimizers.items()}
+                self._trainable(net), train["optim_component"] or train["optim_g"])
+        self.schedulers = {k: build_scheduler(o, train["scheduler"]) for k, o in self.optimizers.items()}
         self._base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
-        self.warmup_iter = int(train.get("warmup_iter", -1))
         self._visuals: Dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ construction helpers
@@ -183,14 +228,8 @@ class GFPGANModel:
         # Frozen parameters (a fixed StyleGAN2 decoder) get no optimizer state at all.
         return [p for p in net.parameters() if p.requires_grad]
 
-    def _wrap(self, net: nn.Module) -> nn.Module:
-        """One DDP wrapper per trainable network (frozen ones are never wrapped)."""
-        return wrap_ddp(net, self.dist, self.find_unused)
-
-    def _maybe_compile(self, net: nn.Module):
-        if not self._compile:
-            return net
-        return torch.compile(net, mode=None if self._compile is True else self._compile)
+    def _record(self, net: nn.Module) -> TrainedNet:
+        return TrainedNet.build(net, self.dist, self.find_unused, self.train_opt["compile"])
 
     def trainable_nets(self) -> Dict[str, nn.Module]:
         """The plain trainable networks by save name: net_g, net_d, net_d_left_eye ..."""
@@ -230,8 +269,7 @@ class GFPGANModel:
                 p.requires_grad_(active)
         self._pyramid_active = active
         if self.dist.distributed and not self.find_unused:
-            self.wrapped["net_g"] = self._wrap(self.net_g)
-            self.calls["net_g"] = self._maybe_compile(self.wrapped["net_g"])
+            self.nets["net_g"] = self._record(self.net_g)
         logger.info("image-pyramid loss %s (%d generator parameters %s)", "on" if active else "off",
                     len(self._pyramid_unused), "trainable" if active else "frozen")
 
@@ -247,11 +285,11 @@ class GFPGANModel:
             {log key: value averaged over ranks}; 'skipped' is 1.0 when a non-finite loss on any
             rank skipped every update of this iteration (including the EMA), else 0.0.
         """
-        dev, mf = self.device, self.memory_format
+        dev, mf, to = self.device, self.memory_format, self.train_opt
         lq = batch["lq"].to(dev, non_blocking=True).contiguous(memory_format=mf)
         gt = batch["gt"].to(dev, non_blocking=True).contiguous(memory_format=mf)
-        use_pyramid = self.pyramid_loss_weight > 0 and (
-            self.remove_pyramid_loss is None or it <= self.remove_pyramid_loss)
+        use_pyramid = to["pyramid_loss_weight"] > 0 and (
+            to["remove_pyramid_loss"] is None or it <= to["remove_pyramid_loss"])
         self._set_pyramid(use_pyramid, lq)
         logs: Dict[str, torch.Tensor] = {}
         d_nets = [self.net_d, *self.net_d_comp.values()]
@@ -259,9 +297,9 @@ class GFPGANModel:
         # ---------------- generator ----------------
         _set_requires_grad(d_nets, False)
         self.optimizers["net_g"].zero_grad(set_to_none=True)
-        g_step = it % self.net_d_iters == 0 and it > self.net_d_init_iters
+        g_step = it % to["net_d_iters"] == 0 and it > to["net_d_init_iters"]
         with self._autocast(), torch.set_grad_enabled(g_step):
-            output, out_rgbs = self.calls["net_g"](lq, return_rgb=use_pyramid)
+            output, out_rgbs = self.nets["net_g"].call(lq, return_rgb=use_pyramid)
         fake_crops = real_crops = None
         if self.net_d_comp:
             locs = {c: batch[f"loc_{c}"] for c in COMPONENTS}
@@ -278,22 +316,22 @@ class GFPGANModel:
         l_d_total = l_comp_total = None
         if self.net_d is not None:
             self.optimizers["net_d"].zero_grad(set_to_none=True)
-            reg = it % self.net_d_reg_every == 0
+            reg = it % to["net_d_reg_every"] == 0
             real_in = gt.detach().requires_grad_(reg)
             with self._autocast():
-                fake_pred = self.calls["net_d"](output.detach())
+                fake_pred = self.nets["net_d"].call(output.detach())
             # fp16 cannot hold R1's input gradients (they overflow or underflow), so on R1
             # iterations the real pass runs in fp32; bf16 has fp32's range and stays autocast.
             # R1 differentiates D twice, which compiled graphs cannot: that pass stays eager.
             with self._autocast(enabled=not (reg and self.amp_dtype == torch.float16)):
-                real_pred = (self.wrapped if reg else self.calls)["net_d"](real_in)
+                real_pred = (self.nets["net_d"].wrapped if reg else self.nets["net_d"].call)(real_in)
             l_d = self.cri_gan(real_pred, True, is_disc=True) + self.cri_gan(fake_pred, False, is_disc=True)
             logs["l_d"] = l_d.detach()
             logs["real_score"] = real_pred.detach().float().mean()  # positive when D is right
             logs["fake_score"] = fake_pred.detach().float().mean()
             l_d_total = l_d
             if reg:
-                l_d_r1 = self.r1_reg_weight / 2 * r1_penalty(real_pred, real_in) * self.net_d_reg_every
+                l_d_r1 = to["r1_reg_weight"] / 2 * r1_penalty(real_pred, real_in) * to["net_d_reg_every"]
                 logs["l_d_r1"] = l_d_r1.detach()
                 l_d_total = l_d_total + l_d_r1
             self._backward(l_d_total)
@@ -304,7 +342,7 @@ class GFPGANModel:
                 self.optimizers[f"net_d_{c}"].zero_grad(set_to_none=True)
             with self._autocast():
                 for c in COMPONENTS:
-                    net = self.calls[f"net_d_{c}"]
+                    net = self.nets[f"net_d_{c}"].call
                     fake_pred, _ = net(fake_crops[c].detach())
                     real_pred, _ = net(real_crops[c])
                     l_c = (self.cri_component(real_pred, True, is_disc=True)
@@ -316,7 +354,7 @@ class GFPGANModel:
         # ---------------- updates, only if every rank's losses are finite ----------------
         finite = torch.stack([t.detach().float().isfinite().all()
                               for t in (l_g_total, l_d_total, l_comp_total) if t is not None]).all()
-        skipped = not all_ranks_true(finite, self.dist)
+        skipped = not all_ranks(finite, self.dist)
         if skipped:
             for o in self.optimizers.values():
                 o.zero_grad(set_to_none=True)
@@ -330,7 +368,7 @@ class GFPGANModel:
             if self.scaler is not None:
                 self.scaler.update()
         self._visuals = {"lq": lq.detach()[:4], "output": output.detach()[:4], "gt": gt.detach()[:4]}
-        out = reduce_mean(logs, self.dist)
+        out = mean_over_ranks(logs, self.dist)
         out["skipped"] = float(skipped)
         return out
 
@@ -346,7 +384,7 @@ class GFPGANModel:
             add("l_g_pix", self.cri_pix(output, gt))
         if out_rgbs:  # the pyramid is on: one L1 per level, coarsest (8 px) first
             for rgb, target in zip(out_rgbs, image_pyramid(gt, len(out_rgbs))):
-                add(f"l_p_{rgb.shape[-1]}", self.cri_l1(rgb, target) * self.pyramid_loss_weight)
+                add(f"l_p_{rgb.shape[-1]}", self.cri_l1(rgb, target) * self.train_opt["pyramid_loss_weight"])
         if self.cri_perceptual is not None:
             percep, style = self.cri_perceptual(output, gt)
             if percep is not None:
@@ -354,13 +392,13 @@ class GFPGANModel:
             if style is not None:
                 add("l_g_style", style)
         if self.net_d is not None:  # unwrapped D: frozen here, so nothing of it to all-reduce
-            add("l_g_gan", self.cri_gan(self.frozen_calls["net_d"](output), True, is_disc=False))
+            add("l_g_gan", self.cri_gan(self.nets["net_d"].frozen_call(output), True, is_disc=False))
         comp_style = []
         for c in self.net_d_comp:
-            net = self.frozen_calls[f"net_d_{c}"]
+            net = self.nets[f"net_d_{c}"].frozen_call
             fake_pred, fake_feats = net(fake_crops[c], return_feats=True)
             add(f"l_g_gan_{c}", self.cri_component(fake_pred, True, is_disc=False))
-            if self.comp_style_weight > 0:
+            if self.train_opt["comp_style_weight"] > 0:
                 with torch.no_grad():
                     _, real_feats = net(real_crops[c], return_feats=True)
                 # Gram matrices of the two feature maps, the shallower at half weight.
@@ -368,7 +406,7 @@ class GFPGANModel:
                     0.5 * self.cri_l1(gram_matrix(fake_feats[0]), gram_matrix(real_feats[0]))
                     + self.cri_l1(gram_matrix(fake_feats[1]), gram_matrix(real_feats[1])))
         if comp_style:
-            add("l_g_comp_style_loss", sum(comp_style) * self.comp_style_weight)
+            add("l_g_comp_style_loss", sum(comp_style) * self.train_opt["comp_style_weight"])
         if self.cri_identity is not None:
             add("l_identity", self.cri_identity(output, gt))
         return sum(t.float() for t in terms)
@@ -388,10 +426,10 @@ class GFPGANModel:
             for sched in self.schedulers.values():
                 if sched is not None:
                     sched.step()
-        if 0 < it < self.warmup_iter:
+        if 0 < it < self.train_opt["warmup_iter"]:
             for name, opt in self.optimizers.items():
                 for group, base in zip(opt.param_groups, self._base_lrs[name]):
-                    group["lr"] = base * it / self.warmup_iter
+                    group["lr"] = base * it / self.train_opt["warmup_iter"]
 
     def current_learning_rates(self) -> Dict[str, float]:
         """{optimizer name: lr of its first group}, for logging."""

@@ -113,7 +113,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{name:26s} {r['faces_per_s']:9.2f} {r['ms_per_face']:9.1f} {r['speed_vs_pytorch']:10.2f}x "
               f"{r['max_abs_diff']:10.2e}")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        from gfpgan.utils import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(res, indent=2))
     return 0
 
 

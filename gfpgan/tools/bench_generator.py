@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.utils import write_text_atomic
 
 DEFAULT_ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -256,10 +257,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     print_rows(rows, name)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=1)
-        os.replace(tmp, args.json)
+        write_text_atomic(args.json, json.dumps({"device": name, "torch": torch.__version__,
+                                                 "rows": rows}, indent=1))
     return 0
 
 

@@ -39,7 +39,7 @@ MODES = {  # name -> train.* options
 
 def bench_options(path: str, overrides: Sequence[str] = ()) -> dict:
     """The recipe validated without its weight/data files (they are not needed to time a step)."""
-    from gfpgan.options import TRAIN_SCHEMA, apply_overrides, load_yaml, validate
+    from gfpgan.options import apply_overrides, load_yaml, train_schema, validate
 
     raw = load_yaml(path)
     apply_overrides(raw, overrides)
@@ -51,7 +51,7 @@ def bench_options(path: str, overrides: Sequence[str] = ()) -> dict:
     perceptual = (raw.get("train") or {}).get("perceptual_opt")
     if isinstance(perceptual, dict):
         perceptual.update(pretrained=False, vgg_weights=None)
-    return validate(raw, TRAIN_SCHEMA, where=path, check_paths=False)
+    return validate(raw, train_schema(raw.get("model_type") or "GFPGANModel"), where=path, check_paths=False)
 
 
 def synthetic_batch(batch: int, size: int, with_boxes: bool, seed: int = 0) -> dict:
@@ -118,7 +118,7 @@ def profile_steps(model, batch: dict, first_it: int, steps: int, dev, top: int) 
     print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
                        row_limit=top))
     out = {"wall_ms": wall / steps * 1e3}
-    if not model._compile:  # what the host dispatches per step (compiled graphs hide it)
+    if not model.train_opt["compile"]:  # what the host dispatches per step (compiled graphs hide it)
         out["aten_ops"] = count_ops(lambda: model.train_step(batch, first_it + steps))
     if cuda:
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
@@ -225,8 +225,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"| {mode} | {r['it_per_s']:.3f} | {r['s_per_it']:.3f} | {r['peak_gib']:.2f} | "
               f"{r['speedup']:.2f}x |")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"opt": args.opt, "device": name, "batch": batch, "results": results}, f, indent=2)
+        from gfpgan.utils import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"opt": args.opt, "device": name, "batch": batch,
+                                                 "results": results}, indent=2))
     return 0
 
 

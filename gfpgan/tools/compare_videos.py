@@ -14,13 +14,13 @@ folders of frames.
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.utils import atomic_path, write_text_atomic
 
 
 def read_frames(path, max_frames: int = 0) -> List[np.ndarray]:
@@ -91,10 +91,9 @@ def plot(results: Dict[str, dict], path: Path) -> None:
     ax.set_ylabel("flow-warping error (×1e3)")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,9 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(results)
     for name, text in (("compare.md", table), ("compare.json", json.dumps(results, indent=2))):
-        tmp = out / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text_atomic(out / name, text)
     plot(results, out / "compare.png")
     print(table, end="")
     return 0

@@ -18,7 +18,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from gfpgan import checkpoint, model_cards
+from gfpgan import checkpoint, legacy, model_cards
+from gfpgan.networks import build_network
+from gfpgan.utils import atomic_path
 from gfpgan.errors import UserError, run_cli
 
 
@@ -60,28 +62,28 @@ def convert(src: Path, dst: Path, card_name: Optional[str] = None, key: Optional
     if card is not None and card.arch is None:
         raise UserError(f"model card {card.name} describes auxiliary weights ({card.kind}) that are not "
                         f"converted; pass a restorer card such as GFPGANv1.4")
-    sd, used_key = checkpoint.load_checkpoint(src, key, prefer=card.param_key if card is not None else None)
+    sd, used_key = legacy.load_checkpoint(src, key, prefer=card.param_key if card is not None else None)
     if card is not None:
         arch, kwargs, how = card.arch, dict(card.kwargs), f"card {card.name}"
     else:
         try:
-            arch, kwargs = checkpoint.infer_arch(sd)
+            arch, kwargs = legacy.infer_arch(sd)
         except UserError as exc:
             raise UserError(f"checkpoint {src}: {exc}") from None
         how = "inferred from keys and shapes"
     digest = model_cards.verify_sha256(src, card) if verify_hash else model_cards.sha256_file(src)
     net = checkpoint.instantiate(arch, kwargs, source=how)
-    checkpoint.check_state_dict(net, sd, src, strict=True)
+    legacy.check_state_dict(net, sd, src, strict=True)
     net.load_state_dict(sd, strict=True)
     dtype = torch.float16 if fp16 else None
     extra = {"source_file": src.name, "source_sha256": digest, "source_key": used_key,
              "card": card.name if card else None}
     # written to a temp sibling and read back before it may replace ``dst``: the config must
     # rebuild the same network and every tensor must round-trip bit for bit
-    with checkpoint.atomic_target(dst) as tmp:
+    with atomic_path(dst, fsync=True) as tmp:
         checkpoint.save_network(tmp, net, arch, kwargs, extra=extra, dtype=dtype)
-        back = checkpoint.load_state_dict(tmp)
-        rebuilt = checkpoint.build_network(tmp)
+        back = legacy.load_state_dict(tmp)
+        rebuilt = build_network(tmp)
         expected = net.state_dict()
         for name, tensor in expected.items():
             want = tensor.to(torch.float16) if fp16 and tensor.is_floating_point() else tensor

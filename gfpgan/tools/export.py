@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.utils import atomic_path, write_text_atomic
 
 FORMATS = ("safetensors", "onnx", "torchscript")
 
@@ -53,9 +54,9 @@ def load_generator(spec) -> Tuple[nn.Module, str, dict, str]:
     Returns:
         (network in eval mode on the CPU, arch name, constructor kwargs, source path).
     """
-    from gfpgan import checkpoint, model_cards
+    from gfpgan import model_cards
+    from gfpgan.networks import load_network
 
-    card = None
     path = Path(os.fspath(spec)).expanduser()
     if path.is_dir():
         path = find_run_checkpoint(path)
@@ -63,17 +64,9 @@ def load_generator(spec) -> Tuple[nn.Module, str, dict, str]:
         if path.suffix in (".pth", ".pt", ".safetensors") or os.sep in str(spec):
             raise UserError(f"checkpoint {path} not found; pass a run folder, a checkpoint file or a "
                             f"model card name")
-        card = model_cards.load_card(str(spec))
-        path = model_cards.resolve_weights(card)
-    if path.suffix == ".safetensors":
-        cfg = checkpoint.read_config(path)
-        arch, kwargs = cfg["arch"], cfg["kwargs"]
-    elif card is not None and card.arch:
-        arch, kwargs = card.arch, dict(card.kwargs)
-    else:
-        arch, kwargs = checkpoint.infer_arch(checkpoint.load_state_dict(path))
-    net = checkpoint.build_network(path, device="cpu", card=card)
-    return net.float().eval(), arch, dict(kwargs), str(path)
+        path = model_cards.load_card(str(spec))
+    net, arch, kwargs, path = load_network(path)
+    return net.float().eval(), arch, kwargs, str(path)
 
 
 class InferenceGraph(nn.Module):
@@ -147,7 +140,7 @@ def verify(fmt: str, path: Path, graph: nn.Module, size: int, batches=(1, 3)) ->
             warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
             run = torch.jit.load(str(path), map_location="cpu").eval()
     else:
-        from gfpgan.checkpoint import build_network
+        from gfpgan.networks import build_network
 
         net = build_network(path, device="cpu").float().eval()
         run = InferenceGraph(net)
@@ -183,9 +176,8 @@ def export(spec, out_dir, formats: Sequence[str] = FORMATS, fp16: bool = False, 
         ext = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".ts.pt"}[fmt]
         suffix = "_fp16" if fmt == "safetensors" and fp16 else ""
         final = out_dir / f"{stem}{suffix}{ext}"
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{ext}")
         t0 = time.perf_counter()
-        try:
+        with atomic_path(final) as tmp:
             if fmt == "safetensors":
                 save_ema_only(tmp, net, arch, kwargs, source, fp16)
             elif fmt == "onnx":
@@ -197,10 +189,6 @@ def export(spec, out_dir, formats: Sequence[str] = FORMATS, fp16: bool = False, 
             if not diff <= limit:
                 raise UserError(f"{fmt} export of {source} differs from PyTorch by {diff:.3g} (> {limit:g}); "
                                 f"nothing was written to {final}")
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         report[fmt] = {"path": str(final), "max_abs_diff": diff, "tolerance": limit,
                        "seconds": round(time.perf_counter() - t0, 2), "bytes": final.stat().st_size}
     return report
@@ -229,10 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for fmt, r in report.items():
         print(f"{fmt:12s} {r['path']}  max|diff| vs PyTorch = {r['max_abs_diff']:.2e} "
               f"(tol {r['tolerance']:g})  {r['bytes'] / 1e6:.1f} MB  {r['seconds']:.1f}s")
-    final = Path(args.out, "export_report.json")
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, final)
+    write_text_atomic(Path(args.out, "export_report.json"), json.dumps(report, indent=2))
     return 0
 
 

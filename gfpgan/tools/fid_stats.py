@@ -9,13 +9,13 @@ their own size (the FID network resizes to 299x299). Written atomically.
 """
 
 import argparse
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.utils import atomic_path
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -61,16 +61,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"input folder {args.input} does not exist; pass a folder of images")
     mu, sigma, n = folder_stats(args.input, args.inception, args.device, args.batch_size, args.num,
                                 progress=not args.quiet)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npz")
-    try:
+    with atomic_path(args.out) as tmp:
         np.savez(tmp, mu=mu, sigma=sigma, num=n)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    print(f"FID statistics of {n} images -> {out}")
+    print(f"FID statistics of {n} images -> {args.out}")
     return 0
 
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import atomic_path, read_image
+from gfpgan.utils import atomic_path, read_image, write_text_atomic
 
 
 def face_path_frames(photo: np.ndarray, n: int, size: int, zoom: float = 1.0) -> List[np.ndarray]:
@@ -115,7 +115,7 @@ def make_clip_pair(out_dir, photo: Optional[np.ndarray] = None, frames: int = 48
     write_clip(out_dir / "degraded.mp4", lq, fps)
     info = {"clean": str(out_dir / "clean.mp4"), "degraded": str(out_dir / "degraded.mp4"),
             "frames": frames, "size": size, "fps": str(fps), "degradation": params}
-    (out_dir / "clip.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(out_dir / "clip.json", json.dumps(info, indent=2))
     return info
 
 
