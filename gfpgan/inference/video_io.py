@@ -24,6 +24,7 @@ files at a given constant rate.
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,6 +35,7 @@ import av
 import numpy as np
 
 from gfpgan.errors import UserError
+from gfpgan.inference.timestamps import RepairedStamps, repair_stamps
 
 __all__ = ["AudioInfo", "VideoInfo", "DecodedFrame", "probe_video", "iter_frames",
            "SegmentEncoder", "join_segments", "encoder_options", "OUTPUT_FORMATS"]
@@ -44,6 +46,7 @@ OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+_CHECK_FRAMES = 48  # decoded and compared with the packet table before trusting it
 _SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "nv12", "yuv420p10le")
 
 
@@ -69,6 +72,7 @@ class VideoInfo:
         colour: AVColor* tags of the first frame (``color_range``, ``colorspace``,
             ``color_primaries``, ``color_trc``).
         files: for a frame folder, the image files in frame order (else empty).
+        stamps: the repaired stamps where the file's own were broken (None: the packets').
     """
 
     path: Path
@@ -86,6 +90,7 @@ class VideoInfo:
     audio: List[AudioInfo] = field(default_factory=list)
     files: List[Path] = field(default_factory=list)
     seekable: bool = True
+    stamps: Optional[RepairedStamps] = None
 
     @property
     def num_frames(self) -> int:
@@ -143,7 +148,12 @@ def _probe_folder(path: Path, fps: Fraction) -> VideoInfo:
 
 
 def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
-    """Check an input and build its frame table without decoding every frame.
+    """Check an input and build its frame table, decoding only where the file's stamps are broken.
+
+    The table is read from the demuxer's packets (no decoding), then the first frames are decoded
+    and compared with it; where they differ (packed B-frames, missing or repeated stamps, a raw
+    stream) the stream is decoded once and its stamps repaired (see
+    :mod:`gfpgan.inference.timestamps`), ``info.stamps.note()`` says how many.
 
     Args:
         path: a video file of any container/codec FFmpeg reads, or a folder of frames.
@@ -165,11 +175,15 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
             raise UserError(f"{path} has no video stream; give a file that contains video.")
         vs = c.streams.video[0]
         tb = vs.time_base or Fraction(1, 90000)
-        pts, keys, missing = [], [], 0
+        pts, keys, missing, first_packet = [], [], 0, None
         try:
             for p in c.demux(vs):
                 if p.size == 0:
                     continue
+                if first_packet is None:
+                    first_packet = p.dts if p.dts is not None else p.pts
+                if p.is_discard:
+                    continue  # before an edit list's start: the decoder drops it
                 if p.pts is None:
                     missing += 1
                     continue
@@ -184,29 +198,18 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
     info = VideoInfo(path=path, width=0, height=0, time_base=Fraction(tb), rate=Fraction(rate),
                      pts=np.array([], np.int64), keyframes=np.array([], bool), audio=audio,
                      codec=vs.codec_context.name)
-    first = None
-    if missing and not pts or missing > len(pts):
-        # Timestamp-less streams (raw elementary streams, some AVI): number the frames by
-        # decoding once; they cannot be seeked, so segments decode from the start.
-        info.seekable = False
-        info.time_base = 1 / info.rate
-        n = 0
-        for d in _decode(info, None):
-            first = first or d
-            n += 1
-        info.pts = np.arange(n, dtype=np.int64)
-        info.keyframes = np.zeros(n, bool)
-    else:
-        order = np.argsort(np.array(pts, np.int64), kind="stable")
-        info.pts = np.array(pts, np.int64)[order]
-        info.keyframes = np.array(keys, bool)[order]
-    for d in _decode(info, None):
-        first = d
-        break
-    if first is None:
+    order = np.argsort(np.array(pts, np.int64), kind="stable")
+    info.pts = np.array(pts, np.int64)[order]
+    info.keyframes = np.array(keys, bool)[order]
+    head = list(itertools.islice(_decode(info, None, raw=True), _CHECK_FRAMES))
+    if not head:
         raise UserError(f"{path} contains no decodable video frame; the file is damaged or "
                         f"truncated.")
-    f = first.frame
+    table_ok = not missing and len(np.unique(info.pts)) == len(info.pts) and \
+        [d.frame.pts for d in head] == [int(t) for t in info.pts[:len(head)]]
+    if not table_ok:
+        _repair(info, first_packet)
+    f = head[0].frame
     info.rotation = int(round(f.rotation or 0)) % 360
     info.width, info.height = f.width, f.height
     info.pix_fmt = f.format.name
@@ -218,6 +221,21 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
     return info
 
 
+def _repair(info: VideoInfo, first_packet: Optional[int]) -> None:
+    """Decode the whole stream once and give its frames repaired stamps (the table's order)."""
+    raw_pts, raw_dts, durations = [], [], []
+    for d in _decode(info, None, raw=True):
+        raw_pts.append(d.frame.pts)
+        raw_dts.append(d.frame.dts)
+        durations.append(int(d.frame.duration or 0))
+    step = max(1, int(round(1 / (info.rate * info.time_base))))
+    st = repair_stamps(raw_pts, raw_dts, durations, step, first_packet)
+    info.stamps = st
+    info.pts = st.pts
+    info.keyframes = np.zeros(len(st.pts), bool)
+    info.seekable = st.keys is not None
+
+
 def _to_rgb(f: av.VideoFrame) -> np.ndarray:
     """Decoded frame -> RGB uint8 with the frame's own colour matrix and range."""
     matrix = _SWS_MATRIX.get(int(f.colorspace), 5)
@@ -227,9 +245,15 @@ def _to_rgb(f: av.VideoFrame) -> np.ndarray:
     return f.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=rng)
 
 
-def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = None
-            ) -> Iterator[DecodedFrame]:
-    """Decode frames from the keyframe at or before ``seek_pts`` (None: from the start)."""
+def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = None,
+            raw: bool = False) -> Iterator[DecodedFrame]:
+    """Decode frames from the key frame at or before ``seek_pts`` (None: from the start).
+
+    ``seek_pts`` is a table timestamp, or for repaired stamps a raw one (``info.stamps.seek``).
+    Frames carry table timestamps: their own ``pts``, or for repaired stamps the table entry of
+    their position (from the start) or of their raw ``(pts, dts)`` (after a seek). ``raw``: no
+    RGB conversion and no renumbering (``image`` is None; the probe reads the decoder's stamps).
+    """
     k = (info.rotation // 90) % 4
     if info.files:
         from gfpgan.utils import read_image
@@ -242,12 +266,14 @@ def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = 
                                 f"of a folder must have the same size.")
             yield DecodedFrame(i, img, None)
         return
+    st = info.stamps
     with _open_input(info.path) as c:
         vs = c.streams.video[0]
         vs.thread_type = "AUTO"
-        if seek_pts is not None and info.seekable:
+        seeked = seek_pts is not None and info.seekable
+        if seeked:
             c.seek(int(seek_pts), stream=vs, backward=True, any_frame=False)
-        synth = 0
+        n = 0
         packets = c.demux(vs)
         flushed = False
         while not flushed:
@@ -268,20 +294,33 @@ def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = 
                     counter[0] += 1
                 continue
             for f in frames:
-                pts = f.pts if (f.pts is not None and info.seekable) else synth
-                synth += 1
+                n += 1
+                if raw:
+                    yield DecodedFrame(f.pts if f.pts is not None else -1, None, f)
+                    continue
+                if st is None:
+                    if f.pts is None:
+                        continue  # cannot be placed (the probe's check found none such)
+                    pts = int(f.pts)
+                else:
+                    i = st.keys.get((f.pts, f.dts)) if seeked else n - 1
+                    if i is None or i >= len(st.pts):
+                        continue
+                    pts = int(st.pts[i])
                 img = _to_rgb(f)
                 if k:
                     img = np.ascontiguousarray(np.rot90(img, k))
-                yield DecodedFrame(int(pts), img, f)
+                yield DecodedFrame(pts, img, f)
 
 
 def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
                 counter: Optional[list] = None) -> Iterator[DecodedFrame]:
     """Decode the frames with ``start_pts <= pts < stop_pts`` in display order.
 
-    Seeks to a keyframe before ``start_pts``; when the demuxer lands after it (open GOPs, coarse
+    Seeks to a key frame before ``start_pts``; when the demuxer lands after it (open GOPs, coarse
     indexes) it retries from further back, finally from the start, so the range is frame-exact.
+    With repaired stamps every frame of the range must come in table order; a gap (a frame not
+    found again after the seek) also retries from further back.
 
     Args:
         info: from :func:`probe_video`.
@@ -291,12 +330,18 @@ def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
         :class:`DecodedFrame` with ``image`` upright RGB uint8 (H, W, 3).
     """
     first_pts = int(info.pts[0]) if len(info.pts) else 0
+    repaired = info.stamps is not None
+    i0 = int(np.searchsorted(info.pts, start_pts))
+    anchor = start_pts
+    if repaired and info.seekable and i0 < len(info.pts):
+        anchor, first_pts = int(info.stamps.seek[i0]), int(info.stamps.seek[0])
     span = int(max(1, round(2 / info.time_base)))  # back off 2 s, 8 s, 32 s... then the start
-    targets = [start_pts] if start_pts > first_pts else []
-    targets += [start_pts - span * 4 ** i for i in range(4) if start_pts - span * 4 ** i > first_pts]
+    targets = [anchor] if anchor > first_pts else []
+    targets += [anchor - span * 4 ** i for i in range(4) if anchor - span * 4 ** i > first_pts]
     targets.append(None)
     if not info.seekable or info.files:
         targets = [None] if not info.files else [start_pts]
+    nxt = i0  # repaired stamps: index of the next frame owed
     for target in targets:
         started = False
         for d in _decode(info, target, counter):
@@ -308,9 +353,17 @@ def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
                 continue
             if stop_pts is not None and d.pts >= stop_pts:
                 return
+            if repaired:
+                if nxt < len(info.pts) and d.pts < info.pts[nxt]:
+                    continue  # already given before a retry
+                if nxt >= len(info.pts) or d.pts != info.pts[nxt]:
+                    break  # a frame not found again after the seek: from further back
+                nxt += 1
             yield d
         else:
-            return
+            if started or target is None:
+                return
+            # nothing decoded after the seek (it landed at the end): from further back
     return
 
 
