@@ -23,6 +23,7 @@ files at a given constant rate.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
@@ -35,6 +36,8 @@ import av
 import numpy as np
 
 from gfpgan.errors import UserError
+from gfpgan.inference import mux_streams as mux
+from gfpgan.inference.mux_streams import av_open as _av_open
 from gfpgan.inference.timestamps import RepairedStamps, repair_stamps
 
 __all__ = ["AudioInfo", "VideoInfo", "DecodedFrame", "probe_video", "iter_frames",
@@ -113,17 +116,6 @@ class DecodedFrame:
     frame: Optional[av.VideoFrame] = None
 
 
-def _av_open(path) -> "av.container.InputContainer":
-    """Open a file for reading, tolerant of undecodable metadata tags.
-
-    PyAV < 19 needs ``metadata_errors="ignore"`` for that; PyAV 19 dropped the argument.
-    """
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except TypeError:
-        return av.open(str(path))
-
-
 def _open_input(path: Path):
     try:
         return _av_open(path)
@@ -194,8 +186,10 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
         audio = [AudioInfo(a.index, a.codec_context.name, a.codec_context.sample_rate or 0,
                            a.codec_context.layout.nb_channels, a.language)
                  for a in c.streams.audio]
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
-    info = VideoInfo(path=path, width=0, height=0, time_base=Fraction(tb), rate=Fraction(rate),
+        rates = [Fraction(r) for r in (vs.average_rate, vs.guessed_rate, vs.base_rate,
+                                       vs.codec_context.framerate) if r]
+    info = VideoInfo(path=path, width=0, height=0, time_base=Fraction(tb),
+                     rate=_nominal_rate(rates, np.sort(np.array(pts, np.int64)), Fraction(tb)),
                      pts=np.array([], np.int64), keyframes=np.array([], bool), audio=audio,
                      codec=vs.codec_context.name)
     order = np.argsort(np.array(pts, np.int64), kind="stable")
@@ -219,6 +213,19 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
         sar = c.streams.video[0].sample_aspect_ratio
         info.sar = Fraction(sar) if sar else None
     return info
+
+
+def _nominal_rate(rates: List[Fraction], pts: np.ndarray, tb: Fraction) -> Fraction:
+    """The stream's frame rate that agrees best with its frame table (a DV file, say, reports an
+    average rate of 60000); 25 only where the stream gives none."""
+    if not rates:
+        return Fraction(25)
+    steps = np.diff(pts)
+    steps = steps[steps > 0]
+    if not len(steps):
+        return rates[0]
+    seen = 1 / (Fraction(int(np.median(steps))) * tb)
+    return min(rates, key=lambda r: abs(float(r / seen) - 1))
 
 
 def _repair(info: VideoInfo, first_packet: Optional[int]) -> None:
@@ -396,7 +403,9 @@ def _open_encoder(ctx) -> List[str]:
         with av.logging.Capture() as logs:
             ctx.open()
     finally:
-        av.logging.set_level(level)
+        # never back to None: that swaps the callback while another thread may be logging
+        # through it, which then prints a TypeError traceback (PyAV 18)
+        av.logging.set_level(level if level is not None else av.logging.PANIC)
     return [msg.strip().rstrip(".") for lvl, _, msg in logs
             if lvl <= av.logging.WARNING and msg.startswith(_REJECTED_PARAM)]
 
@@ -495,73 +504,40 @@ class SegmentEncoder:
             pass
 
 
-def _video_packets(segments: Sequence[tuple], out_stream) -> Iterator[tuple]:
-    """(time in s, packet) for every packet of the segment files, at absolute timestamps."""
+def _video_packets(segments: Sequence[tuple], out_stream, shift: int) -> Iterator[tuple]:
+    """(time in s, order, packet) for every packet of the segment files, at their absolute
+    timestamps less ``shift`` (the output's start offset, in the output stream's time base)."""
     for path, offset, src_tb in segments:
         with av.open(str(path), format="mov") as c:
             st = c.streams.video[0]
-            shift = Fraction(offset) * Fraction(src_tb) / st.time_base
-            if shift.denominator != 1:
-                shift = Fraction(round(shift))
+            move = int(round(Fraction(offset) * Fraction(src_tb) / st.time_base)) - shift
             for p in c.demux(st):
                 if p.size == 0:
                     continue
-                p.pts = p.pts + int(shift)
-                p.dts = (p.dts if p.dts is not None else p.pts - int(shift)) + int(shift)
+                dts = p.dts if p.dts is not None else p.pts
+                p.pts = p.pts + move
+                p.dts = dts + move
                 p.stream = out_stream
                 yield float(p.dts * st.time_base), 0, p
 
 
-def _audio_packets(src: Path, a_index: int, out_stream, reencode: bool) -> Iterator[tuple]:
-    """(time in s, packet) of one source audio stream, copied or re-encoded."""
-    with _av_open(src) as c:
-        st = c.streams[a_index]
-        if not reencode:
-            try:
-                for p in c.demux(st):
-                    if p.size == 0 or p.dts is None:
-                        continue
-                    p.stream = out_stream
-                    yield float(p.dts * st.time_base), 1, p
-            except av.error.FFmpegError:
-                return
-            return
-        ctx = out_stream.codec_context
-        res = av.AudioResampler(format=ctx.format.name, layout=ctx.layout.name,
-                                rate=ctx.sample_rate, frame_size=ctx.frame_size or None)
-        next_pts = None
-        try:
-            frames = c.decode(st)
-            for fr in frames:
-                if next_pts is None:
-                    t0 = fr.pts * st.time_base if fr.pts is not None else 0
-                    next_pts = int(round(t0 * ctx.sample_rate))
-                for r in res.resample(fr):
-                    r.pts, r.time_base = next_pts, Fraction(1, ctx.sample_rate)
-                    next_pts += r.samples
-                    for p in out_stream.encode(r):
-                        yield float(p.dts * p.time_base), 1, p
-        except av.error.FFmpegError:
-            pass
-        for r in res.resample(None):
-            r.pts, r.time_base = next_pts or 0, Fraction(1, ctx.sample_rate)
-            next_pts = (next_pts or 0) + r.samples
-            for p in out_stream.encode(r):
-                yield float(p.dts * p.time_base), 1, p
-        for p in out_stream.encode(None):
-            yield float(p.dts * p.time_base), 1, p
-
-
 def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
-                  audio_source: Optional[Path] = None, rotation: Optional[int] = None) -> None:
-    """Remux segment files and the source's audio streams into one output file (no re-encode).
+                  audio_source: Optional[Path] = None, rotation: Optional[int] = None
+                  ) -> List[str]:
+    """Remux segment files and the source's other streams into one output file.
+
+    Video packets are not re-encoded. From ``audio_source`` come every audio stream (copied or
+    re-encoded, see :mod:`gfpgan.inference.mux_streams`), subtitle streams, chapters and the
+    container's and streams' metadata; the output starts at 0 with the streams' offsets kept.
 
     Args:
         segments: ``(segment file, pts offset, time base of the offset)`` in order.
         dest: the file to write (its extension picks the container, see ``OUTPUT_FORMATS``).
         info: the source's :class:`VideoInfo` (time base, rotation, aspect ratio, audio).
-        audio_source: the file whose audio streams are carried over (None: no audio).
+        audio_source: the file whose other streams are carried over (None: video only).
         rotation: display rotation to tag (default ``info.rotation``).
+    Returns:
+        One line per source stream the container could not hold (left out).
     """
     dest = Path(dest)
     fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
@@ -574,36 +550,39 @@ def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
         # start time survives exactly (the default 1/1000 rounds it to a millisecond).
         opts["movie_timescale"] = str(min(info.time_base.denominator, 2 ** 31 - 1))
     rot = info.rotation if rotation is None else rotation
-    with av.open(str(segments[0][0]), format="mov") as first, \
-            av.open(str(dest), "w", format=fmt, options=opts) as out:
-        template = first.streams.video[0]
-        vout = out.add_stream_from_template(template)
+    notes: List[str] = []
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(av.open(str(segments[0][0]), format="mov"))
+        out = stack.enter_context(av.open(str(dest), "w", format=fmt, options=opts))
+        src = stack.enter_context(_av_open(audio_source)) if audio_source is not None else None
+        vout = out.add_stream_from_template(first.streams.video[0])
         vout.time_base = info.time_base
         if rot:
             vout.set_display_rotation(rot)
         if info.sar:
             vout.sample_aspect_ratio = info.sar
-        sources = [_video_packets(segments, vout)]
-        if audio_source is not None:
-            for a in info.audio:
-                with _av_open(audio_source) as c:
-                    src = c.streams[a.index]
-                    reencode = fmt != "matroska" and a.codec not in _MP4_AUDIO
-                    if reencode:
-                        aout = out.add_stream("aac", rate=a.sample_rate or 48000,
-                                              layout=src.codec_context.layout.name)
-                    else:
-                        aout = out.add_stream_from_template(src)
-                        aout.time_base = src.time_base
-                if a.language:
-                    aout.metadata["language"] = a.language
-                sources.append(_audio_packets(Path(audio_source), a.index, aout, reencode))
+        sources = [_video_packets(segments, vout, 0)]
+        if src is not None:
+            audio = [a.index for a in info.audio]
+            video_start = Fraction(int(info.pts[0])) * info.time_base
+            shift_v = int(round(mux.start_offset(src, video_start, audio) / info.time_base))
+            shift = shift_v * info.time_base  # exactly what the video moves by, in seconds
+            sources = [_video_packets(segments, vout, shift_v)]
+            mux.copy_tags(src.metadata, out.metadata)
+            mux.copy_tags(src.streams.video[0].metadata, vout.metadata)
+            for i in audio:
+                aout, reencode = mux.add_audio(out, src.streams[i], fmt)
+                sources.append(mux.audio_packets(audio_source, i, aout, reencode, shift))
+            for st in src.streams.subtitles:
+                sout, conv, note = mux.add_subtitle(out, st, fmt, dest.suffix.lower())
+                if sout is None:
+                    notes.append(note)
+                    continue
+                sources.append(mux.subtitle_packets(audio_source, st.index, sout, conv, shift))
+            mux.copy_chapters(src, out, shift)
         for _, _, p in heapq.merge(*sources, key=lambda x: (x[0], x[1])):
             out.mux(p)
-
-
-# Audio codecs the mp4/mov muxers take as a copy; anything else is re-encoded to AAC.
-_MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+    return notes
 
 
 def default_pix_fmt(codec: str, source_pix_fmt: str, width: int, height: int) -> str:
