@@ -10,11 +10,9 @@ frame gets a timestamp the way FFmpeg's ``best_effort_timestamp`` picks one:
 1. the frames' ``pts`` when the pts of the stream are no more often missing or non-increasing
    than the decode stamps (``dts`` of the packet that returned the frame), else those ``dts``
    (FFmpeg's ``best_effort_timestamp`` makes the same choice);
-2. decode-order stamps lag by the decoder's reorder delay: they are moved back so the first frame
-   starts where the stream's first packet does (FFmpeg's CLI keeps that lag, a frame of offset);
-3. complete, unique stamps that only come in the wrong order (display-order frames carrying
+2. complete, unique stamps that only come in the wrong order (display-order frames carrying
    decode-order stamps) are sorted: frame k gets the k-th smallest;
-4. otherwise the longest increasing run of stamps is kept and the rest (missing, repeated, out
+3. otherwise the longest increasing run of stamps is kept and the rest (missing, repeated, out
    of order) are spread evenly between their kept neighbours, or one frame duration apart
    before the first and after the last (the frame rate only where the stream gives no
    duration).
@@ -138,8 +136,7 @@ def _fill(stamps: Sequence[Optional[int]], anchors: List[int], durations: Sequen
 
 
 def repair_stamps(raw_pts: Sequence[Optional[int]], raw_dts: Sequence[Optional[int]],
-                  durations: Sequence[int], step: int, first_packet: Optional[int]
-                  ) -> RepairedStamps:
+                  durations: Sequence[int], step: int) -> RepairedStamps:
     """Give every decoded frame a strictly increasing timestamp.
 
     Args:
@@ -147,7 +144,6 @@ def repair_stamps(raw_pts: Sequence[Optional[int]], raw_dts: Sequence[Optional[i
         raw_dts: each frame's packet ``dts`` (None when missing).
         durations: each frame's duration in the time base (0 when unknown).
         step: one frame at the stream's nominal rate, in the time base (>= 1).
-        first_packet: the first packet's timestamp (dts, else pts), where the stream starts.
     Returns:
         The :class:`RepairedStamps`.
     """
@@ -158,11 +154,6 @@ def repair_stamps(raw_pts: Sequence[Optional[int]], raw_dts: Sequence[Optional[i
         base, source = [None] * n, "counted"
     else:
         base, source = (list(raw_dts), "dts") if fd < fp else (list(raw_pts), "pts")
-    if source == "dts" and first_packet is not None:
-        known = [t for t in base if t is not None]
-        lag = min(known) - first_packet if known else 0
-        if lag > 0:  # the decoder's reorder delay, not a real gap before the first frame
-            base = [None if t is None else t - lag for t in base]
     out = None if source == "counted" else _sorted_if_permuted(base)
     if out is None and source != "counted" and fp and fd >= fp:
         out = _sorted_if_permuted(raw_dts)  # the pts are incomplete but the dts are a reordering

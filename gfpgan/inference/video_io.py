@@ -167,13 +167,11 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
             raise UserError(f"{path} has no video stream; give a file that contains video.")
         vs = c.streams.video[0]
         tb = vs.time_base or Fraction(1, 90000)
-        pts, keys, missing, first_packet = [], [], 0, None
+        pts, keys, missing = [], [], 0
         try:
             for p in c.demux(vs):
                 if p.size == 0:
                     continue
-                if first_packet is None:
-                    first_packet = p.dts if p.dts is not None else p.pts
                 if p.is_discard:
                     continue  # before an edit list's start: the decoder drops it
                 if p.pts is None:
@@ -202,7 +200,7 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
     table_ok = not missing and len(np.unique(info.pts)) == len(info.pts) and \
         [d.frame.pts for d in head] == [int(t) for t in info.pts[:len(head)]]
     if not table_ok:
-        _repair(info, first_packet)
+        _repair(info)
     f = head[0].frame
     info.rotation = int(round(f.rotation or 0)) % 360
     info.width, info.height = f.width, f.height
@@ -228,7 +226,7 @@ def _nominal_rate(rates: List[Fraction], pts: np.ndarray, tb: Fraction) -> Fract
     return min(rates, key=lambda r: abs(float(r / seen) - 1))
 
 
-def _repair(info: VideoInfo, first_packet: Optional[int]) -> None:
+def _repair(info: VideoInfo) -> None:
     """Decode the whole stream once and give its frames repaired stamps (the table's order)."""
     raw_pts, raw_dts, durations = [], [], []
     for d in _decode(info, None, raw=True):
@@ -236,7 +234,7 @@ def _repair(info: VideoInfo, first_packet: Optional[int]) -> None:
         raw_dts.append(d.frame.dts)
         durations.append(int(d.frame.duration or 0))
     step = max(1, int(round(1 / (info.rate * info.time_base))))
-    st = repair_stamps(raw_pts, raw_dts, durations, step, first_packet)
+    st = repair_stamps(raw_pts, raw_dts, durations, step)
     info.stamps = st
     info.pts = st.pts
     info.keyframes = np.zeros(len(st.pts), bool)
@@ -403,9 +401,7 @@ def _open_encoder(ctx) -> List[str]:
         with av.logging.Capture() as logs:
             ctx.open()
     finally:
-        # never back to None: that swaps the callback while another thread may be logging
-        # through it, which then prints a TypeError traceback (PyAV 18)
-        av.logging.set_level(level if level is not None else av.logging.PANIC)
+        av.logging.set_level(level)
     return [msg.strip().rstrip(".") for lvl, _, msg in logs
             if lvl <= av.logging.WARNING and msg.startswith(_REJECTED_PARAM)]
 
