@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import av
 import numpy as np
@@ -138,18 +137,21 @@ def test_subtitles_are_converted_between_srt_and_mov_text(restored):
 def test_check_formats_prints_the_table(corpus, tmp_path, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()
-    for name in ("h264_dts_stamps.mkv", "mjpeg_pcm.avi"):
+    for name in ("h264_aac.mp4", "h264_aac.ts", "h264_dts_stamps.mkv", "mjpeg_pcm.avi"):
         (folder / name).write_bytes((corpus / name).read_bytes())
     (folder / "notes.txt").write_text("not a video")
-    assert check_main([str(folder)]) == 0
+    assert check_main([str(folder), "--output", str(tmp_path / "out")]) == 0
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     assert lines[0].startswith("file | codec | frames in/out")
-    assert lines[1].startswith("h264_dts_stamps.mkv | h264 | 40/40 | 1.600/1.600") and \
-        "timestamps repaired" in lines[1]
-    assert lines[2].startswith("mjpeg_pcm.avi | mjpeg | 40/40 | 1.600/1.600 | v1 a1 s0 c0 / "
+    assert lines[2].startswith("h264_aac.ts | h264 | 39/39 | 1.625/1.625 | v1 a1 s0 c0 / ")
+    assert lines[3].startswith("h264_dts_stamps.mkv | h264 | 40/40 | 1.600/1.600") and \
+        "timestamps repaired" in lines[3]
+    assert lines[4].startswith("mjpeg_pcm.avi | mjpeg | 40/40 | 1.600/1.600 | v1 a1 s0 c0 / "
                                "v1 a1 s0 c0 | ok")
-    assert "2 video(s), 0 with problems, 1 other file(s) skipped" in out.err
+    assert "4 video(s), 0 with problems, 1 other file(s) skipped" in out.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "h264_aac.mp4", "h264_aac_ts.mp4", "h264_dts_stamps.mkv", "mjpeg_pcm.mp4"]
 
 
 @needs_ffmpeg

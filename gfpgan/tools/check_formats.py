@@ -143,11 +143,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.output) if args.output else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows = []
+        rows, used = [], set()
         for f in files:
             ext = args.ext if args.ext != "same" else (
                 f.suffix.lower() if f.suffix.lower() in _SAME else ".mp4")
-            rows.append(check_file(f, out_dir / f"{f.stem}{ext}", restore))
+            name = f"{f.stem}{ext}"
+            if name in used:  # clip.mp4 and clip.ts: clip.mp4 and clip_ts.mp4
+                name = f"{f.stem}_{f.suffix.lstrip('.')}{ext}"
+            used.add(name)
+            rows.append(check_file(f, out_dir / name, restore))
     videos = [r for r in rows if r.src is not None]
     print("file | codec | frames in/out | duration in/out (s) | streams in / out | result")
     for r in videos:
