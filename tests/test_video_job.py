@@ -212,18 +212,19 @@ def make_dts_stamped(path, n=24):
 
 
 class FailAt(Inverter):
-    """The Inverter, failing on the segment that starts at frame ``at`` (an interruption)."""
+    """The Inverter with 3 frames of warm-up and 2 of tail, failing on the segment that writes
+    from frame ``at`` (an interruption)."""
 
     def __init__(self, at=None):
-        self.at, self.seg = at, None
+        self.at = at
 
-    def start_segment(self, name, segment, first_index, write_from, write_to):
-        self.seg = write_from
+    def context(self):
+        return 3, 2
 
-    def process(self, frames):
-        if self.seg == self.at:
+    def process(self, frames, window):
+        if window.start == self.at:
             raise KeyboardInterrupt
-        yield from super().process(frames)
+        yield from super().process(frames, window)
 
 
 def test_repaired_stamps_stay_frame_exact_across_segments_resume_and_ranks(tmp_path):
@@ -231,13 +232,13 @@ def test_repaired_stamps_stay_frame_exact_across_segments_resume_and_ranks(tmp_p
     info = vio.probe_video(src)
     assert info.stamps is not None and info.stamps.repaired > 0
     assert list(info.pts) == sorted(set(info.pts)) and info.num_frames == 24
-    opts = dict(segment_frames=5, warmup=3, tail=2, progress=False, preset="ultrafast",
+    opts = dict(segment_frames=5, progress=False, preset="ultrafast",
                 codec_options={"x264-params": "mbtree=0"})
     ref = tmp_path / "ref.mp4"
-    [s] = run_videos([(str(src), str(ref))], Inverter(), VideoJobOptions(**opts))
+    [s] = run_videos([(str(src), str(ref))], FailAt(), VideoJobOptions(**opts))
     assert s.frames == 24 and s.lost == 0 and "timestamps repaired" in s.notes[0]
     one = tmp_path / "one.mp4"
-    run_videos([(str(src), str(one))], Inverter(), VideoJobOptions(**{**opts, "segment_frames": 100}))
+    run_videos([(str(src), str(one))], FailAt(), VideoJobOptions(**{**opts, "segment_frames": 100}))
     pts, tb, frames, _ = read_video(ref)
     pts1, tb1, frames1, _ = read_video(one)
     assert [p * tb for p in pts] == [p * tb1 for p in pts1]  # same stamps whatever the split
@@ -253,9 +254,9 @@ def test_repaired_stamps_stay_frame_exact_across_segments_resume_and_ranks(tmp_p
 
     two = tmp_path / "two.mp4"  # two ranks (threads here; torchrun runs processes)
     gate = threading.Barrier(2)
-    other = threading.Thread(target=run_videos, args=([(str(src), str(two))], Inverter(),
+    other = threading.Thread(target=run_videos, args=([(str(src), str(two))], FailAt(),
                                                       VideoJobOptions(**opts), 1, 2, gate.wait))
     other.start()
-    run_videos([(str(src), str(two))], Inverter(), VideoJobOptions(**opts), 0, 2, gate.wait)
+    run_videos([(str(src), str(two))], FailAt(), VideoJobOptions(**opts), 0, 2, gate.wait)
     other.join()
     assert two.read_bytes() == ref.read_bytes()

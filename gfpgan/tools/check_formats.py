@@ -101,7 +101,8 @@ def check_file(src: Path, dst: Path, restore: Callable[[Path, Path], List[str]])
 
 
 def _io_only(src: Path, dst: Path) -> List[str]:
-    from gfpgan.inference.video_job import IdentityProcessor, VideoJobOptions, run_videos
+    from gfpgan.inference.segments import IdentityProcessor
+    from gfpgan.inference.video_job import VideoJobOptions, run_videos
     [s] = run_videos([(str(src), str(dst))], IdentityProcessor(),
                      VideoJobOptions(progress=False, preset="veryfast"))
     return list(s.notes)
