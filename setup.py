@@ -57,6 +57,7 @@ CONSOLE_SCRIPTS = [
     "gfpgan-to-lmdb=gfpgan.tools.to_lmdb:cli",
     "gfpgan-fid-stats=gfpgan.tools.fid_stats:cli",
     "gfpgan-compare-videos=gfpgan.tools.compare_videos:cli",
+    "gfpgan-check-formats=gfpgan.tools.check_formats:cli",
     "gfpgan-bench-generator=gfpgan.tools.bench_generator:cli",
     "gfpgan-bench-dataset=gfpgan.tools.bench_dataset:cli",
     "gfpgan-bench-train=gfpgan.tools.bench_train:cli",

@@ -114,6 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failed += 1
             continue
         res = restorer.restore(img)
+        if not res.restored_faces:
+            print(f"note: {path.name}: no face found; the image is passed through", file=sys.stderr)
         base = path.stem
         for k, (crop, face) in enumerate(zip(res.cropped_faces, res.restored_faces)):
             _save(out / "cropped_faces" / f"{base}_{k:02d}.png", crop)

@@ -146,6 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         again = f", {s.reused} segment(s) reused" if s.reused else ""
         print(f"wrote {s.output}: {s.frames} frames in {s.seconds:.1f} s{again}{note}",
               file=sys.stderr)
+        for line in s.notes:  # repaired timestamps, streams the container cannot hold
+            print(f"note: {Path(s.input).name}: {line}", file=sys.stderr)
     return 0
 
 

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from gfpgan.errors import UserError
@@ -188,3 +190,73 @@ def test_an_x264_parameter_it_cannot_parse_stops_before_any_output(tmp_path, par
                    VideoJobOptions(progress=False, codec_options={"x264-params": params}))
     assert not dst.exists() and not list(tmp_path.glob(".out.mp4.parts/seg_*.mov"))
     assert av.logging.get_level() == level  # the log level PyAV had is restored
+
+
+def make_dts_stamped(path, n=24):
+    """An mkv of x264 B-frames whose packets carry their decode stamps as pts, so the decoder
+    hands out display-order frames with stamps out of order (as packed-B-frame DivX AVIs do)."""
+    src = Path(path).with_suffix(".src.mp4")
+    make_clip(src, n=n, rate=Fraction(25), audio=(("aac", 44100, "mono"),))
+    with av.open(str(src)) as c, av.open(str(path), "w") as out:
+        vs, a = c.streams.video[0], c.streams.audio[0]
+        ov, oa = out.add_stream_from_template(vs), out.add_stream_from_template(a)
+        for p in c.demux():
+            if p.size == 0:
+                continue
+            if p.stream is vs:
+                p.pts = p.dts
+            p.stream = ov if p.stream is vs else oa
+            out.mux(p)
+    src.unlink()
+    return path
+
+
+class FailAt(Inverter):
+    """The Inverter with 3 frames of warm-up and 2 of tail, failing on the segment that writes
+    from frame ``at`` (an interruption)."""
+
+    def __init__(self, at=None):
+        self.at = at
+
+    def context(self):
+        return 3, 2
+
+    def process(self, frames, window):
+        if window.start == self.at:
+            raise KeyboardInterrupt
+        yield from super().process(frames, window)
+
+
+def test_repaired_stamps_stay_frame_exact_across_segments_resume_and_ranks(tmp_path):
+    src = make_dts_stamped(tmp_path / "dts.mkv", n=24)
+    info = vio.probe_video(src)
+    assert info.stamps is not None and info.stamps.repaired > 0
+    assert list(info.pts) == sorted(set(info.pts)) and info.num_frames == 24
+    opts = dict(segment_frames=5, progress=False, preset="ultrafast",
+                codec_options={"x264-params": "mbtree=0"})
+    ref = tmp_path / "ref.mp4"
+    [s] = run_videos([(str(src), str(ref))], FailAt(), VideoJobOptions(**opts))
+    assert s.frames == 24 and s.lost == 0 and "timestamps repaired" in s.notes[0]
+    one = tmp_path / "one.mp4"
+    run_videos([(str(src), str(one))], FailAt(), VideoJobOptions(**{**opts, "segment_frames": 100}))
+    pts, tb, frames, _ = read_video(ref)
+    pts1, tb1, frames1, _ = read_video(one)
+    assert [p * tb for p in pts] == [p * tb1 for p in pts1]  # same stamps whatever the split
+    assert len(frames) == 24 and all(np.abs(a.astype(int) - b).mean() < 3
+                                     for a, b in zip(frames, frames1))
+
+    dst = tmp_path / "resumed.mp4"  # interrupted at the segment of frame 10, then resumed
+    with pytest.raises(KeyboardInterrupt):
+        run_videos([(str(src), str(dst))], FailAt(10), VideoJobOptions(**opts))
+    assert not dst.exists() and len(list(work_dir(dst).glob("seg_*.json"))) == 2
+    [s] = run_videos([(str(src), str(dst))], FailAt(), VideoJobOptions(resume=True, **opts))
+    assert s.reused == 2 and dst.read_bytes() == ref.read_bytes()
+
+    two = tmp_path / "two.mp4"  # two ranks (threads here; torchrun runs processes)
+    gate = threading.Barrier(2)
+    other = threading.Thread(target=run_videos, args=([(str(src), str(two))], FailAt(),
+                                                      VideoJobOptions(**opts), 1, 2, gate.wait))
+    other.start()
+    run_videos([(str(src), str(two))], FailAt(), VideoJobOptions(**opts), 0, 2, gate.wait)
+    other.join()
+    assert two.read_bytes() == ref.read_bytes()

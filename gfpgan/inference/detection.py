@@ -113,9 +113,14 @@ class MTCNNDetector:
     def detect(self, images: Sequence[np.ndarray]) -> List[Detections]:
         """Detect faces in RGB uint8 (H, W, 3) frames; returns one Detections per frame."""
         small, scales = _downscale(images, self.max_side)
-        same = len({im.shape for im in small}) == 1
-        groups = [list(range(len(small)))] if same else [[i] for i in range(len(small))]
         results: List[Optional[Detections]] = [None] * len(small)
+        # smaller than the pyramid's first window (facenet-pytorch would fail in torch.cat)
+        tiny = {i for i, im in enumerate(small) if min(im.shape[:2]) < self.net.min_face_size}
+        for i in tiny:
+            results[i] = Detections()
+        todo = [i for i in range(len(small)) if i not in tiny]
+        same = len({small[i].shape for i in todo}) == 1
+        groups = ([todo] if same else [[i] for i in todo]) if todo else []
         for idx in groups:
             batch = np.stack([small[i] for i in idx]) if same else [small[idx[0]]]
             boxes, probs, points = self.net.detect(batch, landmarks=True)

@@ -23,7 +23,9 @@ files at a given constant rate.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import itertools
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,6 +36,9 @@ import av
 import numpy as np
 
 from gfpgan.errors import UserError
+from gfpgan.inference import mux_streams as mux
+from gfpgan.inference.mux_streams import av_open as _av_open
+from gfpgan.inference.timestamps import RepairedStamps, repair_stamps
 
 __all__ = ["AudioInfo", "VideoInfo", "DecodedFrame", "probe_video", "iter_frames",
            "SegmentEncoder", "join_segments", "encoder_options", "OUTPUT_FORMATS"]
@@ -44,6 +49,7 @@ OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 _PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+_CHECK_FRAMES = 48  # decoded and compared with the packet table before trusting it
 _SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "nv12", "yuv420p10le")
 
 
@@ -69,6 +75,7 @@ class VideoInfo:
         colour: AVColor* tags of the first frame (``color_range``, ``colorspace``,
             ``color_primaries``, ``color_trc``).
         files: for a frame folder, the image files in frame order (else empty).
+        stamps: the repaired stamps where the file's own were broken (None: the packets').
     """
 
     path: Path
@@ -86,6 +93,7 @@ class VideoInfo:
     audio: List[AudioInfo] = field(default_factory=list)
     files: List[Path] = field(default_factory=list)
     seekable: bool = True
+    stamps: Optional[RepairedStamps] = None
 
     @property
     def num_frames(self) -> int:
@@ -106,17 +114,6 @@ class DecodedFrame:
     pts: int
     image: np.ndarray
     frame: Optional[av.VideoFrame] = None
-
-
-def _av_open(path) -> "av.container.InputContainer":
-    """Open a file for reading, tolerant of undecodable metadata tags.
-
-    PyAV < 19 needs ``metadata_errors="ignore"`` for that; PyAV 19 dropped the argument.
-    """
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except TypeError:
-        return av.open(str(path))
 
 
 def _open_input(path: Path):
@@ -143,7 +140,12 @@ def _probe_folder(path: Path, fps: Fraction) -> VideoInfo:
 
 
 def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
-    """Check an input and build its frame table without decoding every frame.
+    """Check an input and build its frame table, decoding only where the file's stamps are broken.
+
+    The table is read from the demuxer's packets (no decoding), then the first frames are decoded
+    and compared with it; where they differ (packed B-frames, missing or repeated stamps, a raw
+    stream) the stream is decoded once and its stamps repaired (see
+    :mod:`gfpgan.inference.timestamps`), ``info.stamps.note()`` says how many.
 
     Args:
         path: a video file of any container/codec FFmpeg reads, or a folder of frames.
@@ -170,6 +172,8 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
             for p in c.demux(vs):
                 if p.size == 0:
                     continue
+                if p.is_discard:
+                    continue  # before an edit list's start: the decoder drops it
                 if p.pts is None:
                     missing += 1
                     continue
@@ -180,33 +184,24 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
         audio = [AudioInfo(a.index, a.codec_context.name, a.codec_context.sample_rate or 0,
                            a.codec_context.layout.nb_channels, a.language)
                  for a in c.streams.audio]
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
-    info = VideoInfo(path=path, width=0, height=0, time_base=Fraction(tb), rate=Fraction(rate),
+        rates = [Fraction(r) for r in (vs.average_rate, vs.guessed_rate, vs.base_rate,
+                                       vs.codec_context.framerate) if r]
+    info = VideoInfo(path=path, width=0, height=0, time_base=Fraction(tb),
+                     rate=_nominal_rate(rates, np.sort(np.array(pts, np.int64)), Fraction(tb)),
                      pts=np.array([], np.int64), keyframes=np.array([], bool), audio=audio,
                      codec=vs.codec_context.name)
-    first = None
-    if missing and not pts or missing > len(pts):
-        # Timestamp-less streams (raw elementary streams, some AVI): number the frames by
-        # decoding once; they cannot be seeked, so segments decode from the start.
-        info.seekable = False
-        info.time_base = 1 / info.rate
-        n = 0
-        for d in _decode(info, None):
-            first = first or d
-            n += 1
-        info.pts = np.arange(n, dtype=np.int64)
-        info.keyframes = np.zeros(n, bool)
-    else:
-        order = np.argsort(np.array(pts, np.int64), kind="stable")
-        info.pts = np.array(pts, np.int64)[order]
-        info.keyframes = np.array(keys, bool)[order]
-    for d in _decode(info, None):
-        first = d
-        break
-    if first is None:
+    order = np.argsort(np.array(pts, np.int64), kind="stable")
+    info.pts = np.array(pts, np.int64)[order]
+    info.keyframes = np.array(keys, bool)[order]
+    head = list(itertools.islice(_decode(info, None, raw=True), _CHECK_FRAMES))
+    if not head:
         raise UserError(f"{path} contains no decodable video frame; the file is damaged or "
                         f"truncated.")
-    f = first.frame
+    table_ok = not missing and len(np.unique(info.pts)) == len(info.pts) and \
+        [d.frame.pts for d in head] == [int(t) for t in info.pts[:len(head)]]
+    if not table_ok:
+        _repair(info)
+    f = head[0].frame
     info.rotation = int(round(f.rotation or 0)) % 360
     info.width, info.height = f.width, f.height
     info.pix_fmt = f.format.name
@@ -218,6 +213,34 @@ def probe_video(path, folder_fps: Fraction = Fraction(25)) -> VideoInfo:
     return info
 
 
+def _nominal_rate(rates: List[Fraction], pts: np.ndarray, tb: Fraction) -> Fraction:
+    """The stream's frame rate that agrees best with its frame table (a DV file, say, reports an
+    average rate of 60000); 25 only where the stream gives none."""
+    if not rates:
+        return Fraction(25)
+    steps = np.diff(pts)
+    steps = steps[steps > 0]
+    if not len(steps):
+        return rates[0]
+    seen = 1 / (Fraction(int(np.median(steps))) * tb)
+    return min(rates, key=lambda r: abs(float(r / seen) - 1))
+
+
+def _repair(info: VideoInfo) -> None:
+    """Decode the whole stream once and give its frames repaired stamps (the table's order)."""
+    raw_pts, raw_dts, durations = [], [], []
+    for d in _decode(info, None, raw=True):
+        raw_pts.append(d.frame.pts)
+        raw_dts.append(d.frame.dts)
+        durations.append(int(d.frame.duration or 0))
+    step = max(1, int(round(1 / (info.rate * info.time_base))))
+    st = repair_stamps(raw_pts, raw_dts, durations, step)
+    info.stamps = st
+    info.pts = st.pts
+    info.keyframes = np.zeros(len(st.pts), bool)
+    info.seekable = st.keys is not None
+
+
 def _to_rgb(f: av.VideoFrame) -> np.ndarray:
     """Decoded frame -> RGB uint8 with the frame's own colour matrix and range."""
     matrix = _SWS_MATRIX.get(int(f.colorspace), 5)
@@ -227,9 +250,15 @@ def _to_rgb(f: av.VideoFrame) -> np.ndarray:
     return f.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=rng)
 
 
-def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = None
-            ) -> Iterator[DecodedFrame]:
-    """Decode frames from the keyframe at or before ``seek_pts`` (None: from the start)."""
+def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = None,
+            raw: bool = False) -> Iterator[DecodedFrame]:
+    """Decode frames from the key frame at or before ``seek_pts`` (None: from the start).
+
+    ``seek_pts`` is a table timestamp, or for repaired stamps a raw one (``info.stamps.seek``).
+    Frames carry table timestamps: their own ``pts``, or for repaired stamps the table entry of
+    their position (from the start) or of their raw ``(pts, dts)`` (after a seek). ``raw``: no
+    RGB conversion and no renumbering (``image`` is None; the probe reads the decoder's stamps).
+    """
     k = (info.rotation // 90) % 4
     if info.files:
         from gfpgan.utils import read_image
@@ -242,12 +271,14 @@ def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = 
                                 f"of a folder must have the same size.")
             yield DecodedFrame(i, img, None)
         return
+    st = info.stamps
     with _open_input(info.path) as c:
         vs = c.streams.video[0]
         vs.thread_type = "AUTO"
-        if seek_pts is not None and info.seekable:
+        seeked = seek_pts is not None and info.seekable
+        if seeked:
             c.seek(int(seek_pts), stream=vs, backward=True, any_frame=False)
-        synth = 0
+        n = 0
         packets = c.demux(vs)
         flushed = False
         while not flushed:
@@ -268,20 +299,33 @@ def _decode(info: VideoInfo, seek_pts: Optional[int], counter: Optional[list] = 
                     counter[0] += 1
                 continue
             for f in frames:
-                pts = f.pts if (f.pts is not None and info.seekable) else synth
-                synth += 1
+                n += 1
+                if raw:
+                    yield DecodedFrame(f.pts if f.pts is not None else -1, None, f)
+                    continue
+                if st is None:
+                    if f.pts is None:
+                        continue  # cannot be placed (the probe's check found none such)
+                    pts = int(f.pts)
+                else:
+                    i = st.keys.get((f.pts, f.dts)) if seeked else n - 1
+                    if i is None or i >= len(st.pts):
+                        continue
+                    pts = int(st.pts[i])
                 img = _to_rgb(f)
                 if k:
                     img = np.ascontiguousarray(np.rot90(img, k))
-                yield DecodedFrame(int(pts), img, f)
+                yield DecodedFrame(pts, img, f)
 
 
 def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
                 counter: Optional[list] = None) -> Iterator[DecodedFrame]:
     """Decode the frames with ``start_pts <= pts < stop_pts`` in display order.
 
-    Seeks to a keyframe before ``start_pts``; when the demuxer lands after it (open GOPs, coarse
+    Seeks to a key frame before ``start_pts``; when the demuxer lands after it (open GOPs, coarse
     indexes) it retries from further back, finally from the start, so the range is frame-exact.
+    With repaired stamps every frame of the range must come in table order; a gap (a frame not
+    found again after the seek) also retries from further back.
 
     Args:
         info: from :func:`probe_video`.
@@ -291,12 +335,18 @@ def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
         :class:`DecodedFrame` with ``image`` upright RGB uint8 (H, W, 3).
     """
     first_pts = int(info.pts[0]) if len(info.pts) else 0
+    repaired = info.stamps is not None
+    i0 = int(np.searchsorted(info.pts, start_pts))
+    anchor = start_pts
+    if repaired and info.seekable and i0 < len(info.pts):
+        anchor, first_pts = int(info.stamps.seek[i0]), int(info.stamps.seek[0])
     span = int(max(1, round(2 / info.time_base)))  # back off 2 s, 8 s, 32 s... then the start
-    targets = [start_pts] if start_pts > first_pts else []
-    targets += [start_pts - span * 4 ** i for i in range(4) if start_pts - span * 4 ** i > first_pts]
+    targets = [anchor] if anchor > first_pts else []
+    targets += [anchor - span * 4 ** i for i in range(4) if anchor - span * 4 ** i > first_pts]
     targets.append(None)
     if not info.seekable or info.files:
         targets = [None] if not info.files else [start_pts]
+    nxt = i0  # repaired stamps: index of the next frame owed
     for target in targets:
         started = False
         for d in _decode(info, target, counter):
@@ -308,9 +358,17 @@ def iter_frames(info: VideoInfo, start_pts: int, stop_pts: Optional[int],
                 continue
             if stop_pts is not None and d.pts >= stop_pts:
                 return
+            if repaired:
+                if nxt < len(info.pts) and d.pts < info.pts[nxt]:
+                    continue  # already given before a retry
+                if nxt >= len(info.pts) or d.pts != info.pts[nxt]:
+                    break  # a frame not found again after the seek: from further back
+                nxt += 1
             yield d
         else:
-            return
+            if started or target is None:
+                return
+            # nothing decoded after the seek (it landed at the end): from further back
     return
 
 
@@ -450,73 +508,40 @@ class SegmentEncoder:
             pass
 
 
-def _video_packets(segments: Sequence[tuple], out_stream) -> Iterator[tuple]:
-    """(time in s, packet) for every packet of the segment files, at absolute timestamps."""
+def _video_packets(segments: Sequence[tuple], out_stream, shift: int) -> Iterator[tuple]:
+    """(time in s, order, packet) for every packet of the segment files, at their absolute
+    timestamps less ``shift`` (the output's start offset, in the output stream's time base)."""
     for path, offset, src_tb in segments:
         with av.open(str(path), format="mov") as c:
             st = c.streams.video[0]
-            shift = Fraction(offset) * Fraction(src_tb) / st.time_base
-            if shift.denominator != 1:
-                shift = Fraction(round(shift))
+            move = int(round(Fraction(offset) * Fraction(src_tb) / st.time_base)) - shift
             for p in c.demux(st):
                 if p.size == 0:
                     continue
-                p.pts = p.pts + int(shift)
-                p.dts = (p.dts if p.dts is not None else p.pts - int(shift)) + int(shift)
+                dts = p.dts if p.dts is not None else p.pts
+                p.pts = p.pts + move
+                p.dts = dts + move
                 p.stream = out_stream
                 yield float(p.dts * st.time_base), 0, p
 
 
-def _audio_packets(src: Path, a_index: int, out_stream, reencode: bool) -> Iterator[tuple]:
-    """(time in s, packet) of one source audio stream, copied or re-encoded."""
-    with _av_open(src) as c:
-        st = c.streams[a_index]
-        if not reencode:
-            try:
-                for p in c.demux(st):
-                    if p.size == 0 or p.dts is None:
-                        continue
-                    p.stream = out_stream
-                    yield float(p.dts * st.time_base), 1, p
-            except av.error.FFmpegError:
-                return
-            return
-        ctx = out_stream.codec_context
-        res = av.AudioResampler(format=ctx.format.name, layout=ctx.layout.name,
-                                rate=ctx.sample_rate, frame_size=ctx.frame_size or None)
-        next_pts = None
-        try:
-            frames = c.decode(st)
-            for fr in frames:
-                if next_pts is None:
-                    t0 = fr.pts * st.time_base if fr.pts is not None else 0
-                    next_pts = int(round(t0 * ctx.sample_rate))
-                for r in res.resample(fr):
-                    r.pts, r.time_base = next_pts, Fraction(1, ctx.sample_rate)
-                    next_pts += r.samples
-                    for p in out_stream.encode(r):
-                        yield float(p.dts * p.time_base), 1, p
-        except av.error.FFmpegError:
-            pass
-        for r in res.resample(None):
-            r.pts, r.time_base = next_pts or 0, Fraction(1, ctx.sample_rate)
-            next_pts = (next_pts or 0) + r.samples
-            for p in out_stream.encode(r):
-                yield float(p.dts * p.time_base), 1, p
-        for p in out_stream.encode(None):
-            yield float(p.dts * p.time_base), 1, p
-
-
 def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
-                  audio_source: Optional[Path] = None, rotation: Optional[int] = None) -> None:
-    """Remux segment files and the source's audio streams into one output file (no re-encode).
+                  audio_source: Optional[Path] = None, rotation: Optional[int] = None
+                  ) -> List[str]:
+    """Remux segment files and the source's other streams into one output file.
+
+    Video packets are not re-encoded. From ``audio_source`` come every audio stream (copied or
+    re-encoded, see :mod:`gfpgan.inference.mux_streams`), subtitle streams, chapters and the
+    container's and streams' metadata; the output starts at 0 with the streams' offsets kept.
 
     Args:
         segments: ``(segment file, pts offset, time base of the offset)`` in order.
         dest: the file to write (its extension picks the container, see ``OUTPUT_FORMATS``).
         info: the source's :class:`VideoInfo` (time base, rotation, aspect ratio, audio).
-        audio_source: the file whose audio streams are carried over (None: no audio).
+        audio_source: the file whose other streams are carried over (None: video only).
         rotation: display rotation to tag (default ``info.rotation``).
+    Returns:
+        One line per source stream the container could not hold (left out).
     """
     dest = Path(dest)
     fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
@@ -529,36 +554,39 @@ def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
         # start time survives exactly (the default 1/1000 rounds it to a millisecond).
         opts["movie_timescale"] = str(min(info.time_base.denominator, 2 ** 31 - 1))
     rot = info.rotation if rotation is None else rotation
-    with av.open(str(segments[0][0]), format="mov") as first, \
-            av.open(str(dest), "w", format=fmt, options=opts) as out:
-        template = first.streams.video[0]
-        vout = out.add_stream_from_template(template)
+    notes: List[str] = []
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(av.open(str(segments[0][0]), format="mov"))
+        out = stack.enter_context(av.open(str(dest), "w", format=fmt, options=opts))
+        src = stack.enter_context(_av_open(audio_source)) if audio_source is not None else None
+        vout = out.add_stream_from_template(first.streams.video[0])
         vout.time_base = info.time_base
         if rot:
             vout.set_display_rotation(rot)
         if info.sar:
             vout.sample_aspect_ratio = info.sar
-        sources = [_video_packets(segments, vout)]
-        if audio_source is not None:
-            for a in info.audio:
-                with _av_open(audio_source) as c:
-                    src = c.streams[a.index]
-                    reencode = fmt != "matroska" and a.codec not in _MP4_AUDIO
-                    if reencode:
-                        aout = out.add_stream("aac", rate=a.sample_rate or 48000,
-                                              layout=src.codec_context.layout.name)
-                    else:
-                        aout = out.add_stream_from_template(src)
-                        aout.time_base = src.time_base
-                if a.language:
-                    aout.metadata["language"] = a.language
-                sources.append(_audio_packets(Path(audio_source), a.index, aout, reencode))
+        sources = [_video_packets(segments, vout, 0)]
+        if src is not None:
+            audio = [a.index for a in info.audio]
+            video_start = Fraction(int(info.pts[0])) * info.time_base
+            shift_v = int(round(mux.start_offset(src, video_start, audio) / info.time_base))
+            shift = shift_v * info.time_base  # exactly what the video moves by, in seconds
+            sources = [_video_packets(segments, vout, shift_v)]
+            mux.copy_tags(src.metadata, out.metadata)
+            mux.copy_tags(src.streams.video[0].metadata, vout.metadata)
+            for i in audio:
+                aout, reencode = mux.add_audio(out, src.streams[i], fmt)
+                sources.append(mux.audio_packets(audio_source, i, aout, reencode, shift))
+            for st in src.streams.subtitles:
+                sout, conv, note = mux.add_subtitle(out, st, fmt, dest.suffix.lower())
+                if sout is None:
+                    notes.append(note)
+                    continue
+                sources.append(mux.subtitle_packets(audio_source, st.index, sout, conv, shift))
+            mux.copy_chapters(src, out, shift)
         for _, _, p in heapq.merge(*sources, key=lambda x: (x[0], x[1])):
             out.mux(p)
-
-
-# Audio codecs the mp4/mov muxers take as a copy; anything else is re-encoded to AAC.
-_MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+    return notes
 
 
 def default_pix_fmt(codec: str, source_pix_fmt: str, width: int, height: int) -> str:

@@ -102,6 +102,7 @@ class VideoSummary:
     segments: int
     reused: int
     seconds: float
+    notes: List[str] = field(default_factory=list)  # repaired timestamps, streams left out
 
 
 def work_dir(dest) -> Path:
@@ -386,7 +387,8 @@ def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
                         f"writable destination with free space.") from None
 
 
-def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int) -> List[dict]:
+def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int
+          ) -> Tuple[List[dict], List[str]]:
     from gfpgan.utils import atomic_path
     wdir = work_dir(dest)
     markers = [json.loads((wdir / f"seg_{s:05d}.json").read_text()) for s in range(nseg)]
@@ -396,13 +398,13 @@ def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int) -> 
     if not segs:
         raise UserError(f"no frame of {info.path} could be decoded; the file is damaged.")
     with atomic_path(dest) as tmp:
-        vio.join_segments(segs, tmp, info, audio)
+        notes = vio.join_segments(segs, tmp, info, audio)
     if opts.side_by_side:
         sbs = [(p.with_name("sbs_" + p.name[4:]), o, tb) for p, o, tb in segs]
         with atomic_path(opts.side_by_side) as tmp:
             vio.join_segments(sbs, tmp, info, audio, rotation=0)
     shutil.rmtree(wdir, ignore_errors=True)
-    return markers
+    return markers, ([info.stamps.note()] if info.stamps and info.stamps.repaired else []) + notes
 
 
 def run_videos(jobs: Sequence[Tuple[str, str]], processor: SegmentProcessor,
@@ -473,9 +475,9 @@ def run_videos(jobs: Sequence[Tuple[str, str]], processor: SegmentProcessor,
         wdir = work_dir(dests[v])
         while not all((wdir / f"seg_{s:05d}.json").exists() for s in range(nsegs[v])):
             time.sleep(poll_s)  # other ranks still encoding; torchrun ends us if one dies
-        markers = _join(infos[v], dests[v], opts, nsegs[v])
+        markers, notes = _join(infos[v], dests[v], opts, nsegs[v])
         out.append(VideoSummary(str(infos[v].path), str(dests[v]),
                                 sum(m["frames"] for m in markers),
                                 sum(m["lost"] for m in markers), nsegs[v], reused[v],
-                                time.time() - t0))
+                                time.time() - t0, notes))
     return out
