@@ -23,6 +23,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from gfpgan.errors import UserError
+
 __all__ = ["weight_to_strength", "ReferenceRestorer", "ReferenceGenerator", "ReferenceSFTGenerator"]
 
 
@@ -42,15 +44,15 @@ def weight_to_strength(weight: float) -> float:
         Strength in [0, 1]: the restored face's share in ``s * restored + (1 - s) * input``.
 
     Raises:
-        ValueError: ``weight`` is not a number in [0, 1].
+        UserError: ``weight`` is not a number in [0, 1].
     """
     try:
         w = float(weight)
     except (TypeError, ValueError):
-        raise ValueError(f"weight {weight!r} is not a number; give a fidelity weight between 0 and 1 "
+        raise UserError(f"weight {weight!r} is not a number; give a fidelity weight between 0 and 1 "
                          "(0.5 or less = full restoration, 1 = the input face).") from None
     if not 0.0 <= w <= 1.0:
-        raise ValueError(f"weight {w} is outside [0, 1]; give a fidelity weight between 0 and 1 "
+        raise UserError(f"weight {w} is outside [0, 1]; give a fidelity weight between 0 and 1 "
                          "(0.5 or less = full restoration, 1 = the input face).")
     return min(1.0, 2.0 * (1.0 - w))
 
