@@ -138,7 +138,7 @@ def resolve_model_path(model_path: PathLike) -> Path:
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if path.suffix in ("", ".pth", ".safetensors") and os.sep not in text and "/" not in text:
+    if os.sep not in text and "/" not in text:  # a bare file or card name
         local = find_weights(path.name)
         if local is not None:
             return local
