@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.reference_cli import add_reference_options, apply_reference_options
 
 DEFAULT_MODEL = "GFPGANv1.4"
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="format of restored_imgs (auto = the input's)")
     p.add_argument("--suffix", default=None, help="suffix of restored faces and images")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_reference_options(p)  # -v/-s/-w/--bg_upsampler ... as inference_gfpgan.py spells them
     return p
 
 
@@ -87,7 +89,7 @@ def _save(path: Path, img: np.ndarray) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = apply_reference_options(build_parser().parse_args(argv), DEFAULT_MODEL)
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength {args.strength} is outside [0, 1]; use a value between 0 and 1.")
     if not args.debug:  # OpenCV prints its own decoder warnings; the one-line error is ours
