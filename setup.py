@@ -71,6 +71,7 @@ CONSOLE_SCRIPTS = [
     "gfpgan-bench-train=gfpgan.tools.bench_train:cli",
     "gfpgan-bench-video=gfpgan.tools.bench_video:cli",
     "gfpgan-bench-export=gfpgan.tools.bench_export:cli",
+    "gfpgan-bench-compat=gfpgan.tools.bench_compat:cli",
     "gfpgan-demo=gfpgan.demo:cli",
 ]
 
