@@ -36,13 +36,9 @@ __all__ = ["WEIGHT_DIRS", "weight_dirs", "find_weights", "download_weights", "re
 def weight_dirs() -> List[Path]:
     """The folders searched for weights, in order; relative ones from the working directory first,
     then from this checkout."""
-    dirs: List[Path] = []
-    for d in WEIGHT_DIRS:
-        d = Path(d).expanduser()
-        for cand in ([d] if d.is_absolute() else [Path.cwd() / d, REPO_ROOT / d]):
-            if cand not in dirs:
-                dirs.append(cand)
-    return dirs
+    bases = (Path.cwd(), REPO_ROOT)
+    found = [base / d for d in map(lambda x: Path(x).expanduser(), WEIGHT_DIRS) for base in bases]
+    return list(dict.fromkeys(found))  # an absolute folder ignores its base: keep it once
 
 
 def find_weights(file_name: str) -> Optional[Path]:

@@ -28,18 +28,8 @@ __all__ = ["GFPGANBilinear", "StyleGAN2GeneratorBilinearSFT"]
 class GFPGANBilinear(ReferenceRestorer, _GFPGANv1):
     """GFP-GAN with bilinear resampling, the reference's constructor and forward.
 
-    Args:
-        out_size: face size, a power of two in [8, 1024].
-        num_style_feat: style code size.
-        channel_multiplier: StyleGAN2 channel multiplier (2 for the clean-equivalent releases).
-        decoder_load_path: StyleGAN2 prior loaded into ``stylegan_decoder`` (training).
-        fix_decoder: freeze the decoder.
-        num_mlp: style MLP depth.
-        lr_mlp: learning-rate multiplier of the style MLP.
-        input_is_latent: the U-Net outputs w directly.
-        different_w: one code per decoder layer (W+).
-        narrow: scales every channel count.
-        sft_half: CS-SFT on half of the decoder channels.
+    Args: those of :class:`gfpgan.archs.gfpgan_arch.GFPGANv1` except ``resample_kernel`` (there is
+    no FIR filter); GFPGANer builds it with ``channel_multiplier=2``.
     """
 
     def __init__(self, out_size: int, num_style_feat: int = 512, channel_multiplier: float = 1,

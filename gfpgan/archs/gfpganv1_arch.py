@@ -14,18 +14,8 @@ __all__ = ["GFPGANv1", "StyleGAN2GeneratorSFT", "FacialComponentDiscriminator", 
 
 
 class StyleGAN2GeneratorSFT(ReferenceSFTGenerator, stylegan2_arch.StyleGAN2Generator):
-    """Original StyleGAN2 generator with SFT conditions (the decoder of GFPGANv1).
-
-    Args:
-        out_size: output size, a power of two.
-        num_style_feat: style (w) dimension.
-        num_mlp: layers of the style MLP.
-        channel_multiplier: widens the 64px+ layers.
-        resample_kernel: 1-D FIR taps used for up/downsampling.
-        lr_mlp: learning-rate multiplier of the style MLP.
-        narrow: scales every channel count.
-        sft_half: apply SFT to half of the channels.
-    """
+    """Original StyleGAN2 generator with SFT conditions (the decoder of GFPGANv1); arguments as
+    :class:`gfpgan.archs.stylegan2_arch.StyleGAN2Generator`."""
 
 
 class GFPGANv1(ReferenceRestorer, gfpgan_arch.GFPGANv1):

@@ -13,16 +13,8 @@ __all__ = ["GFPGANv1Clean", "StyleGAN2GeneratorCSFT"]
 
 
 class StyleGAN2GeneratorCSFT(ReferenceSFTGenerator, stylegan2_arch.StyleGAN2GeneratorClean):
-    """Clean StyleGAN2 generator with SFT conditions (the decoder of GFPGANv1Clean).
-
-    Args:
-        out_size: output size, a power of two.
-        num_style_feat: style (w) dimension.
-        num_mlp: layers of the style MLP.
-        channel_multiplier: widens the 64px+ layers.
-        narrow: scales every channel count.
-        sft_half: apply SFT to half of the channels.
-    """
+    """Clean StyleGAN2 generator with SFT conditions (the decoder of GFPGANv1Clean); arguments as
+    :class:`gfpgan.archs.stylegan2_arch.StyleGAN2GeneratorClean`."""
 
 
 class GFPGANv1Clean(ReferenceRestorer, gfpgan_arch.GFPGANv1Clean):

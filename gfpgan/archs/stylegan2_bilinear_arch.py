@@ -137,17 +137,8 @@ class BilinearSynthesis(_StyleGAN2Base):
 
 @ARCH_REGISTRY.register()
 class StyleGAN2GeneratorBilinear(ReferenceGenerator, BilinearSynthesis):
-    """Bilinear StyleGAN2 generator with the reference's signature (``randomize_noise=True``).
-
-    Args:
-        out_size: output size, a power of two in [8, 1024].
-        num_style_feat: style (w) dimension.
-        num_mlp: layers of the style MLP.
-        channel_multiplier: widens the 64px+ layers.
-        lr_mlp: learning-rate multiplier of the style MLP.
-        narrow: scales every channel count.
-        interpolation_mode: 'bilinear' or 'nearest'.
-    """
+    """Bilinear StyleGAN2 generator with the reference's signature (``randomize_noise=True``);
+    arguments as :class:`BilinearSynthesis` without ``sft_half``."""
 
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8,
                  channel_multiplier: float = 2, lr_mlp: float = 0.01, narrow: float = 1,
