@@ -80,3 +80,10 @@ def test_reference_spelling_end_to_end_and_weight_works(workdir):
     crop, face = fidelity["cropped_faces/astro_00.png"], fidelity["restored_faces/astro_00.png"]
     assert np.array_equal(face, crop)  # weight 1: the input face
     assert not np.array_equal(full["restored_faces/astro_00_x.png"], crop)
+
+
+def test_bench_compat_rejects_bad_counts():
+    from gfpgan.tools.bench_compat import main as bench_main
+
+    with pytest.raises(UserError, match="--faces must be at least 1"):
+        bench_main(["--faces", "0", "--no-reference"])

@@ -213,3 +213,14 @@ def test_every_arch_name_builds_the_reference_named_class():
         built = {a: type(gfpganer_module.build_reference_net(a, 1)) for a in gfpganer_module.ARCHS}
     assert built == {"clean": gfpganv1_clean_arch.GFPGANv1Clean, "bilinear": GFPGANBilinear,
                      "original": GFPGANv1, "RestoreFormer": RestoreFormer}
+
+
+@pytest.mark.gpu
+def test_cuda_device_string_matches_cpu(narrow, photo):
+    """roop passes device='cuda': everything moves there and the result matches the CPU's."""
+    on_cpu = GFPGANer(model_path=str(narrow), upscale=1, device="cpu").enhance(photo)
+    r = GFPGANer(model_path=str(narrow), upscale=1, device="cuda")
+    assert next(r.gfpgan.parameters()).device.type == "cuda" and r.device.type == "cuda"
+    cropped, restored, img = r.enhance(photo)
+    assert len(restored) == len(on_cpu[1]) == 1 and img.shape == photo.shape
+    assert np.abs(restored[0].astype(int) - on_cpu[1][0]).mean() < 2
