@@ -29,33 +29,19 @@ DEFAULT_MODEL = "GFPGANv1.4"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gfpgan.inference.config import add_face_arguments
+
     p = argparse.ArgumentParser(prog="gfpgan-infer-image", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-i", "--input", required=True, help="image file, folder or glob pattern")
     p.add_argument("-o", "--output", default="results", help="output folder")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="model card name (configs/, e.g. v1.4) or a .safetensors/.pth/.onnx file")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--half", nargs="?", const="fp16", default=None, choices=["fp16", "bf16"],
-                   help="reduced precision on CUDA")
-    p.add_argument("--strength", type=float, default=1.0,
-                   help="0..1 blend of restored and input face (1 = fully restored)")
-    p.add_argument("--only", default="all", choices=["all", "center", "largest"],
-                   help="which faces to restore")
-    p.add_argument("--min-face", type=float, default=10.0, help="minimum face box side in pixels")
     p.add_argument("--aligned", action="store_true",
                    help="inputs are already aligned faces (no detection, no paste-back)")
-    p.add_argument("--upscale", type=float, default=2, help="scale of the whole output image")
+    add_face_arguments(p, DEFAULT_MODEL)
     p.add_argument("--bg-upsampler", default=None, metavar="WEIGHTS",
                    help="Real-ESRGAN weights (e.g. RealESRGAN_x2plus.pth) for the background; "
                         "default: Lanczos resize")
     p.add_argument("--bg-tile", type=int, default=400, help="background upsampler tile (0 = none)")
-    p.add_argument("--detector", default="mtcnn", choices=["mtcnn", "retinaface"])
-    p.add_argument("--detector-weights", default=None, help="RetinaFace weights file")
-    p.add_argument("--parse-weights", default=None,
-                   help="facexlib parsing_parsenet.pth for face-shaped paste masks")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-faces", type=int, default=8, help="faces per forward pass")
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg"],
                    help="format of restored_imgs (auto = the input's)")
     p.add_argument("--suffix", default=None, help="suffix of restored faces and images")
@@ -90,8 +76,9 @@ def _save(path: Path, img: np.ndarray) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = apply_reference_options(build_parser().parse_args(argv), DEFAULT_MODEL)
-    if not 0.0 <= args.strength <= 1.0:
-        raise UserError(f"--strength {args.strength} is outside [0, 1]; use a value between 0 and 1.")
+    from gfpgan.inference.config import RestorerConfig
+
+    config = RestorerConfig.from_args(args)
     if not args.debug:  # OpenCV prints its own decoder warnings; the one-line error is ours
         import cv2
 
@@ -99,23 +86,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = list_inputs(args.input)
     out = Path(args.output)
 
-    from gfpgan.inference.face_model import load_face_model, resolve_device
+    from gfpgan.inference.face_model import resolve_device
     from gfpgan.inference.face_pipeline import FaceRestorer
     from gfpgan.utils import read_image
 
-    device = resolve_device(args.device)
-    model = load_face_model(args.model, device=device, backend=args.backend, half=args.half)
     background = "resize"
     if args.bg_upsampler and not args.aligned:
         from gfpgan.inference.restorer import BackgroundUpsampler
 
-        background = BackgroundUpsampler(args.bg_upsampler, device, outscale=args.upscale,
-                                         tile=args.bg_tile, half=bool(args.half))
-    restorer = FaceRestorer(model, device=device, aligned=args.aligned, detector=args.detector,
-                            detector_weights=args.detector_weights, only=args.only,
-                            min_face=args.min_face, strength=args.strength,
-                            batch_faces=args.batch_faces, upscale=args.upscale,
-                            background=background, parse_weights=args.parse_weights)
+        background = BackgroundUpsampler(args.bg_upsampler, resolve_device(config.device),
+                                         outscale=config.upscale, tile=args.bg_tile,
+                                         half=bool(config.half))
+    restorer = FaceRestorer(args.model, config, aligned=args.aligned, background=background)
     suffix = f"_{args.suffix}" if args.suffix else ""
     failed = faces_total = 0
     try:

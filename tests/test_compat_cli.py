@@ -23,9 +23,9 @@ def test_aliases_translate_to_the_commands_own_options():
     args = parse("-v", "1.4", "-s", "3", "--bg_tile", "100", "--only_center_face", "-w", "0.75")
     assert (args.model, args.upscale, args.bg_tile, args.only, args.strength) == (
         "GFPGANv1.4", 3.0, 100, "center", 0.5)
-    plain = parse()
+    plain, defaults = parse(), build_parser().parse_args(["-i", "x"])
     assert (plain.model, plain.upscale, plain.bg_tile, plain.only, plain.strength) == (
-        DEFAULT_MODEL, 2, 400, "all", 1.0)
+        DEFAULT_MODEL, defaults.upscale, 400, "all", 1.0)
     assert parse("-v", "1.2").model == "GFPGANCleanv1-NoCE-C2" and parse("-v", "1").model == "GFPGANv1"
     assert parse("--version", "RestoreFormer").model == "RestoreFormer"
     assert parse("-w", "0.5").strength == 1.0  # the reference's default weight: full restoration

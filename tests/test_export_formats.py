@@ -8,6 +8,7 @@ import torch
 
 from gfpgan.checkpoint import read_config
 from gfpgan.errors import UserError
+from gfpgan.inference.segments import images
 from gfpgan.tools.export import save_ema_only
 
 KW = dict(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125, different_w=True,
@@ -107,7 +108,7 @@ def test_onnx_model_restores_a_clip_through_the_video_pipeline(exported):
     frames = [np.ascontiguousarray(np.roll(base, 2 * i, axis=1)) for i in range(3)]
     restorer = VideoFaceRestorer(str(path), backend="onnxruntime", device="cpu", stabilize=False)
     assert type(restorer.model).__name__ == "OnnxFaceModel"
-    out = list(restorer.process(iter(frames)))
+    out = images(restorer.process(iter(frames)))
     assert len(out) == 3
     for o, f in zip(out, frames):
         assert o.shape == f.shape and o.dtype == np.uint8

@@ -11,6 +11,7 @@ import torch
 from gfpgan.inference.collect import METADATA_FILE, FaceCollector, sharpness
 from gfpgan.inference.detection import Detections
 from gfpgan.inference.face_pipeline import VideoFaceRestorer
+from gfpgan.inference.segments import images
 
 
 class Identity(torch.nn.Module):
@@ -63,8 +64,8 @@ def test_sharpness_orders_blur():
 def test_collect_keeps_sharpest_per_track_and_loads_in_training_dataset(tmp_path):
     frames = make_clip()
     col = FaceCollector(tmp_path / "db", video="my clip.mp4", top_n=2, min_track=3)
-    vr = VideoFaceRestorer(Identity(), device="cpu", detector=TwoFaces(), collector=col)
-    out = list(vr.process(frames))
+    vr = VideoFaceRestorer(Identity(), device="cpu", detector=TwoFaces(), sinks=[col])
+    out = images(vr.process(frames))
     assert len(out) == len(frames)
     dest = col.close()
     assert dest == tmp_path / "db" / "faces.lmdb"
@@ -105,8 +106,8 @@ def test_collect_keeps_sharpest_per_track_and_loads_in_training_dataset(tmp_path
 
     # a second video is added to the same dataset
     col2 = FaceCollector(tmp_path / "db", video="second", top_n=1, min_track=3)
-    list(VideoFaceRestorer(Identity(), device="cpu", detector=TwoFaces(),
-                           collector=col2).process(make_clip()))
+    images(VideoFaceRestorer(Identity(), device="cpu", detector=TwoFaces(),
+                             sinks=[col2]).process(make_clip()))
     col2.close()
     keys2 = [ln.split(".png")[0] for ln in (dest / "meta_info.txt").read_text().split("\n") if ln]
     assert keys2[:2] == keys and len(keys2) == 3 and keys2[2].startswith("second_t0000_f00000")

@@ -13,6 +13,8 @@ import skimage.data
 from gfpgan.inference.detection import Detections, Tracked, build_detector
 from gfpgan.inference.face_pipeline import VideoFaceRestorer, select_indices
 from gfpgan.inference.keyframes import KeyframeDetector
+from gfpgan.inference.segments import images
+from gfpgan.inference.sinks import FaceList
 from gfpgan.inference.tracking import box_iou, landmark_jitter
 from tests.test_inference_pipeline import Identity
 
@@ -160,11 +162,12 @@ def test_video_restorer_with_key_frames_matches_per_frame_detection(moving_face)
 
     runs = {}
     for every in (1, 8):
-        vr = VideoFaceRestorer(Identity(), device="cpu", detect_every=every, stabilize=False)
-        vr.record_landmarks = True
-        out = list(vr.process(frames))
+        faces = FaceList()
+        vr = VideoFaceRestorer(Identity(), device="cpu", detect_every=every, stabilize=False,
+                               sinks=[faces])
+        out = images(vr.process(frames))
         assert len(out) == len(frames)
-        runs[every] = (np.asarray([lm for _, _, lm in vr.used_landmarks]), vr.keyframes)
+        runs[every] = (np.asarray([r.smoothed for r in faces.records]), vr.keyframes)
     lm1, kd1 = runs[1]
     lm8, kd8 = runs[8]
     assert len(lm1) == len(lm8) == len(frames)
@@ -178,10 +181,10 @@ def test_a_real_face_entering_mid_clip_is_restored_from_the_frame_it_appears(mov
     frames, _ = moving_face
     blank = np.full_like(frames[0], 70)
     clip = [blank] * 11 + frames[11:]  # the face appears at frame 11; key frames 0, 8, 16
-    vr = VideoFaceRestorer(Identity(), device="cpu", detect_every=8)
-    vr.record_landmarks = True
-    out = list(vr.process(clip))
-    assert sorted({f for f, _, _ in vr.used_landmarks}) == list(range(11, 24))
+    faces = FaceList()
+    vr = VideoFaceRestorer(Identity(), device="cpu", detect_every=8, sinks=[faces])
+    out = images(vr.process(clip))
+    assert sorted({r.frame for r in faces.records}) == list(range(11, 24))
     assert vr.keyframes.full_detections == 3
     assert all(o is c for o, c in zip(out[:11], clip[:11]))  # faceless frames pass through
 

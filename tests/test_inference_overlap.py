@@ -12,6 +12,7 @@ import torch
 
 from gfpgan.inference.face_pipeline import VideoFaceRestorer
 from gfpgan.inference.overlap import in_order, prefetch
+from gfpgan.inference.segments import images
 
 
 def test_prefetch_runs_ahead_in_another_thread_and_keeps_order():
@@ -104,7 +105,7 @@ def clip():
 
 def test_overlapped_restorer_gives_the_same_frames_with_stages_in_their_threads(clip):
     plain = VideoFaceRestorer(Negative(), device="cpu", detect_every=4, overlap=False)
-    expected = list(plain.process(clip))
+    expected = images(plain.process(clip))
 
     vr = VideoFaceRestorer(Negative(), device="cpu", detect_every=4, overlap=True, paste_workers=2)
     where = {"detect": set(), "paste": set()}
@@ -112,7 +113,7 @@ def test_overlapped_restorer_gives_the_same_frames_with_stages_in_their_threads(
     vr.detector.detect = lambda frames: where["detect"].add(threading.current_thread().name) or detect(frames)
     vr.paste = lambda *a: where["paste"].add(threading.current_thread().name) or paste(*a)
     for _ in range(2):  # the pool and the thread are per call; a second call works the same
-        out = list(vr.process(clip))
+        out = images(vr.process(clip))
         assert len(out) == len(clip)
         for o, e in zip(out, expected):
             np.testing.assert_array_equal(o, e)
@@ -127,20 +128,20 @@ def test_an_error_in_the_overlapped_detection_stage_reaches_the_caller(clip):
     vr = VideoFaceRestorer(Negative(), device="cpu", detect_every=4, overlap=True)
     frames = clip[:6] + [np.zeros((240, 400), np.uint8)]  # a gray frame: not RGB
     with pytest.raises(ValueError, match="frame 6: expected RGB uint8"):
-        list(vr.process(frames))
+        images(vr.process(frames))
     assert vr._pool is None
-    assert len(list(vr.process(clip[:4]))) == 4  # usable again
+    assert len(images(vr.process(clip[:4]))) == 4  # usable again
 
 
 @pytest.mark.gpu
 def test_on_cuda_detection_runs_on_a_stream_of_its_own(clip):
     plain = VideoFaceRestorer(Negative(), device="cuda", detect_every=4, overlap=False)
-    expected = list(plain.process(clip))
+    expected = images(plain.process(clip))
     vr = VideoFaceRestorer(Negative(), device="cuda", detect_every=4, overlap=True)
     streams = set()
     detect = vr.detector.detect
     vr.detector.detect = lambda frames: streams.add(torch.cuda.current_stream().stream_id) or detect(frames)
-    out = list(vr.process(clip))
+    out = images(vr.process(clip))
     assert len(out) == len(expected)
     for o, e in zip(out, expected):  # the same detector and generator kernels, other streams
         assert np.abs(o.astype(np.int16) - e).max() <= 2

@@ -8,7 +8,9 @@ import torch
 from gfpgan.errors import UserError
 from gfpgan.inference.alignment import face_template, transform_points
 from gfpgan.inference.detection import Detections
+from gfpgan.inference.face_model import FaceModel
 from gfpgan.inference.face_pipeline import FaceRestorer, VideoFaceRestorer, select_faces
+from gfpgan.inference.segments import images
 
 
 class Identity(torch.nn.Module):
@@ -18,7 +20,7 @@ class Identity(torch.nn.Module):
         return x
 
 
-class Constant:
+class Constant(FaceModel):
     """A FaceModel returning a flat grey-ish face; records batch sizes."""
 
     def __init__(self, size=32, value=0.8):
@@ -117,7 +119,7 @@ def test_video_frames_without_faces_pass_through_bit_identical(mtcnn):
     copies = [f.copy() for f in frames]
     model = Constant()
     vr = VideoFaceRestorer(model, device="cpu", detector=mtcnn)
-    out = list(vr.process(frames))
+    out = images(vr.process(frames))
     assert all(o is f for o, f in zip(out, frames))
     assert all(np.array_equal(o, c) for o, c in zip(out, copies))
     assert model.batches == []
@@ -129,7 +131,7 @@ def test_video_batches_faces_across_frames():
     frames = [np.full((80, 120, 3), i, np.uint8) for i in range(6)]
     vr = VideoFaceRestorer(model, device="cpu", detector=BoxDetector(boxes), batch_faces=4,
                            lookahead=1, detect_batch_size=6)
-    out = list(vr.process(frames))
+    out = images(vr.process(frames))
     assert len(out) == 6 and sum(model.batches) == 12
     assert max(model.batches) == 4 and len(model.batches) == 3  # 2 frames x 2 faces per forward
     for i, (f, o) in enumerate(zip(frames, out)):

@@ -8,12 +8,12 @@ import torch
 
 from gfpgan.errors import UserError
 from gfpgan.inference.alignment import estimate_affine, face_template, warp_face
-from gfpgan.inference.paste import (MaskSmoother, ParseMasker, feather_mask, paste_face,
-                                    scale_affine)
+from gfpgan.inference.face_model import FaceModel
+from gfpgan.inference.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 from gfpgan.inference.restorer import FaceBatchRestorer, crops_to_tensor, tensor_to_crops
 
 
-class Negate:
+class Negate(FaceModel):
     """A FaceModel that inverts the image and counts its calls and batch sizes."""
 
     def __init__(self, size=16):

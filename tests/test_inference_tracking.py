@@ -7,6 +7,8 @@ import skimage.data
 import torch
 
 from gfpgan.inference.alignment import transform_points
+from gfpgan.inference.segments import images
+from gfpgan.inference.sinks import FaceList
 from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother, box_iou, landmark_jitter
 
 
@@ -130,12 +132,12 @@ def test_stabilisation_halves_landmark_jitter_on_a_moving_face():
 
     jitter = {}
     for stabilize in (False, True):
+        faces = FaceList()
         vr = VideoFaceRestorer(Identity(), device="cpu", detector=Cached(), stabilize=stabilize,
-                               lookahead=2)
-        vr.record_landmarks = True
-        out = list(vr.process(frames))
+                               lookahead=2, sinks=[faces])
+        out = images(vr.process(frames))
         assert len(out) == len(frames)
-        used = sorted(vr.used_landmarks, key=lambda r: r[0])
+        used = sorted(((r.frame, r.track, r.smoothed) for r in faces.records), key=lambda r: r[0])
         assert [r[0] for r in used] == list(range(len(frames)))  # one face, every frame
         assert len({r[1] for r in used}) == 1  # one track
         jitter[stabilize] = landmark_jitter(np.stack([r[2] for r in used]), truth)
@@ -169,7 +171,7 @@ def test_video_output_order_and_delay(lookahead):
     seen = []
     gen = vr.process(iter(frames))
     for out in gen:
-        seen.append(out)
+        seen.append(out.image)
     assert len(seen) == len(frames)
     for i, (inp, out) in enumerate(zip(frames, seen)):
         if i % 2:

@@ -18,7 +18,8 @@ import skimage.data
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video_io as vio
-from gfpgan.inference.video_job import IdentityProcessor, VideoJobOptions, run_videos, work_dir
+from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
+from gfpgan.inference.video_job import VideoJobOptions, run_videos, work_dir
 
 NTSC = Fraction(30000, 1001)
 
@@ -181,15 +182,15 @@ def test_untouched_frames_are_bit_identical_with_lossless_encoding(tmp_path):
     src, dst = tmp_path / "in.mkv", tmp_path / "out.mkv"
     make_clip(src, n=8, audio=(), pix_fmt="yuv444p", options={"qp": "0"})
 
-    class EveryOther:  # odd frames come back as the same array (no face), even ones edited
-        def process(self, frames):
+    class EveryOther(IdentityProcessor):  # odd frames come back unchanged (no face), even edited
+        def process(self, frames, window):
             for i, f in enumerate(frames):
                 if i % 2:
-                    yield f
+                    yield ProcessedFrame(f, False)
                 else:
                     g = f.copy()
                     g[:8, :8] = 255 - g[:8, :8]
-                    yield g
+                    yield ProcessedFrame(g, True)
     run(src, dst, EveryOther(), crf=0, segment_frames=100)
     a, b = read_video(src)[2], read_video(dst)[2]
     assert len(a) == len(b) == 8

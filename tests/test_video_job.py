@@ -15,7 +15,8 @@ import pytest
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video_io as vio
-from gfpgan.inference.video_job import IdentityProcessor, VideoJobOptions, run_videos, work_dir
+from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
+from gfpgan.inference.video_job import VideoJobOptions, run_videos, work_dir
 from tests.test_video_io import audio_packets, make_clip, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,26 +24,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOW_JOB = """
 import sys, time
 sys.path.insert(0, {root!r})
+from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
 from gfpgan.inference.video_job import VideoJobOptions, run_videos
-class Slow:
-    def process(self, frames):
+class Slow(IdentityProcessor):
+    def process(self, frames, window):
         for f in frames:
             time.sleep(0.15)
             g = f.copy(); g[::2] = 255 - g[::2]
-            yield g
+            yield ProcessedFrame(g, True)
 run_videos([({src!r}, {dst!r})], Slow(), VideoJobOptions(segment_frames=6, progress=False,
            resume=True, preset="ultrafast"))
 """
 
 
-class Inverter:
+class Inverter(IdentityProcessor):
     """Deterministic stand-in restorer: inverts every other row."""
 
-    def process(self, frames):
+    def process(self, frames, window):
         for f in frames:
             g = f.copy()
             g[::2] = 255 - g[::2]
-            yield g
+            yield ProcessedFrame(g, True)
 
 
 def test_resume_after_kill_gives_the_uninterrupted_output(tmp_path):
@@ -88,12 +90,12 @@ def test_an_error_in_any_stage_stops_all_and_is_raised_once(tmp_path, monkeypatc
     class Boom(RuntimeError):
         pass
 
-    class FailingRestorer:
-        def process(self, frames):
+    class FailingRestorer(IdentityProcessor):
+        def process(self, frames, window):
             for i, f in enumerate(frames):
                 if stage == "restore" and i == 5:
                     raise Boom("restore failed")
-                yield f
+                yield ProcessedFrame(f, False)
     if stage == "decode":
         real = vio.iter_frames
 
@@ -120,6 +122,7 @@ def test_an_error_in_any_stage_stops_all_and_is_raised_once(tmp_path, monkeypatc
 
 def _tiny_model(path):
     import torch
+
     from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
     from gfpgan.checkpoint import save_network
     torch.manual_seed(0)

@@ -26,14 +26,14 @@ import csv
 import heapq
 import itertools
 import os
-import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from gfpgan.inference.alignment import transform_points
+from gfpgan.inference.sinks import FaceRecord, FaceSink, safe_name
 
 __all__ = ["sharpness", "FaceCollector", "METADATA_FILE"]
 
@@ -48,77 +48,67 @@ def sharpness(img: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "video"
-
-
-class FaceCollector:
+class FaceCollector(FaceSink):
     """Collect the best faces per track of one or more videos into an LMDB dataset.
+
+    A :class:`~gfpgan.inference.sinks.FaceSink`: it keeps the faces of written frames only.
 
     Args:
         out_dir: ``DIR`` of ``--collect DIR`` (a path ending in .lmdb is used as the LMDB itself).
-        video: name recorded in the keys and metadata (e.g. the input file's stem).
+        video: name recorded in the keys and metadata for every face; None: each record's own
+            video name. Either way it is reduced to ASCII letters, digits and ``_.-``.
         top_n: faces kept per track.
         min_track: tracks seen in fewer frames are dropped.
     """
 
-    def __init__(self, out_dir, video: str = "video", top_n: int = 4, min_track: int = 3):
+    def __init__(self, out_dir, video: Optional[str] = None, top_n: int = 4, min_track: int = 3):
         out = Path(out_dir)
         self.dest = out if out.suffix == ".lmdb" else out / "faces.lmdb"
-        self.video = _safe_name(str(video))
+        self.video = None if video is None else safe_name(str(video))
         self.top_n = int(top_n)
         self.min_track = int(min_track)
-        self._heaps: Dict[int, List[Tuple[float, int, dict]]] = {}
-        self._seen: Dict[int, int] = {}
+        self._heaps: Dict[Tuple[str, int], List[Tuple[float, int, dict]]] = {}
+        self._seen: Dict[Tuple[str, int], int] = {}
         self._tie = itertools.count()
         self._done: List[dict] = []
         self.size: Optional[int] = None
 
-    def add(self, frame: int, track: int, crop: np.ndarray, box, landmarks, score: float,
-            affine: np.ndarray) -> None:
-        """Offer one aligned face (called by the pipeline for every restored face).
-
-        Args:
-            frame: frame index in the video.
-            track: track id.
-            crop: (S, S, 3) uint8 RGB aligned input crop.
-            box: (4,) face box in frame pixels.
-            landmarks: (5, 2) raw landmarks in frame pixels.
-            score: detector confidence.
-            affine: (2, 3) frame->crop matrix used for ``crop``.
-        """
-        box = np.asarray(box, np.float64).reshape(4)
+    def add(self, record: FaceRecord) -> None:
+        """Offer one face; kept when it is among the ``top_n`` sharpest x largest of its track."""
+        if not record.written:
+            return  # a segment's context frame: the neighbouring segment writes it
+        box = np.asarray(record.box, np.float64).reshape(4)
         side = float(min(box[2] - box[0], box[3] - box[1]))
-        sharp = sharpness(crop)
+        sharp = sharpness(record.crop)
         rank = sharp * max(side, 1.0)
-        self._seen[track] = self._seen.get(track, 0) + 1
-        heap = self._heaps.setdefault(track, [])
+        video = self.video or safe_name(record.video)
+        key = (video, int(record.track))
+        self._seen[key] = self._seen.get(key, 0) + 1
+        heap = self._heaps.setdefault(key, [])
         if len(heap) >= self.top_n and rank <= heap[0][0]:
             return  # worse than everything kept: do not copy the crop
-        self.size = crop.shape[0]
-        rec = {"video": self.video, "frame": int(frame), "track": int(track), "box": box,
-               "landmarks": np.asarray(landmarks, np.float64).reshape(5, 2),
-               "crop_landmarks": transform_points(landmarks, affine), "score": float(score),
-               "sharpness": sharp, "crop": crop.copy()}
+        self.size = record.crop.shape[0]
+        landmarks = np.asarray(record.landmarks, np.float64).reshape(5, 2)
+        rec = {"video": video, "frame": int(record.frame), "track": int(record.track), "box": box,
+               "landmarks": landmarks,
+               "crop_landmarks": transform_points(landmarks, record.affine),
+               "score": float(record.score), "sharpness": sharp, "crop": record.crop.copy()}
         item = (rank, next(self._tie), rec)
         if len(heap) < self.top_n:
             heapq.heappush(heap, item)
         else:
             heapq.heapreplace(heap, item)
 
-    def retire(self, live_ids: Sequence[int]) -> None:
-        """Move finished tracks (not in ``live_ids``) to the output list; bounds memory."""
-        live = set(int(t) for t in live_ids)
-        for tid in [t for t in self._heaps if t not in live]:
-            self._finish_track(tid)
+    def end_tracks(self, video: str, live: Collection[int]) -> None:
+        """Move the ended tracks of ``video`` to the output list; bounds memory."""
+        name = self.video or safe_name(video)
+        live = set(int(t) for t in live)
+        for key in [k for k in self._heaps if k[0] == name and k[1] not in live]:
+            self._finish_track(key)
 
-    def end_video(self) -> None:
-        """All tracks of the current video are finished."""
-        self.retire([])
-
-    def _finish_track(self, tid: int) -> None:
-        heap = self._heaps.pop(tid)
-        if self._seen.pop(tid, 0) >= self.min_track:
+    def _finish_track(self, key: Tuple[str, int]) -> None:
+        heap = self._heaps.pop(key)
+        if self._seen.pop(key, 0) >= self.min_track:
             self._done.extend(rec for _, _, rec in sorted(heap, key=lambda x: -x[0]))
 
     def __len__(self) -> int:
@@ -126,7 +116,8 @@ class FaceCollector:
 
     def close(self) -> Optional[Path]:
         """Write (or extend) the LMDB dataset atomically; returns its path, None if empty."""
-        self.end_video()
+        for key in list(self._heaps):
+            self._finish_track(key)
         if not self._done:
             return None
         from gfpgan.data.file_backends import LmdbWriter  # lazy: lmdb only when writing
@@ -138,10 +129,10 @@ class FaceCollector:
                 w.add(key, data, landmarks=lm)
             rows = list(old_rows)
             for rec in self._done:
-                key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}"
+                key = f"{rec['video']}_t{rec['track']:04d}_f{rec['frame']:06d}"
                 n = 1
                 while w.has(key):  # the same video collected twice: keep both, unique keys
-                    key = f"{self.video}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
+                    key = f"{rec['video']}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
                     n += 1
                 w.add(key, rec["crop"], landmarks=rec["crop_landmarks"])
                 b, lm = rec["box"], rec["landmarks"]

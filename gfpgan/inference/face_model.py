@@ -15,6 +15,8 @@ is off and the input is moved/cast once, so callers only ever hand over float te
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
 import os
 from typing import Optional, Union
@@ -24,7 +26,7 @@ from torch import nn
 
 from gfpgan.errors import UserError
 
-__all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device"]
+__all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device", "weights_digest"]
 
 
 class FaceModel:
@@ -183,8 +185,7 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
     Raises:
         UserError: unknown backend, missing/ill-fitting model file (one sentence naming it).
     """
-    if isinstance(spec, FaceModel) or (not isinstance(spec, (str, os.PathLike, nn.Module))
-                                       and callable(spec) and hasattr(spec, "size")):
+    if isinstance(spec, FaceModel):
         return spec
     if backend in ("onnxruntime", "onnx", "ort"):
         if isinstance(spec, nn.Module):
@@ -202,3 +203,32 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
         raise UserError(f"unknown backend '{backend}'; use torch or onnxruntime.")
     net = spec if isinstance(spec, nn.Module) else _build_from_spec(os.fspath(spec))
     return TorchFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    from gfpgan.model_cards import sha256_file
+
+    return sha256_file(path)
+
+
+def weights_digest(spec) -> Optional[str]:
+    """The sha256 of the weights a model spec names (a file, or a card's resolved file), of an
+    ``nn.Module``'s state dict, or the class name of another ready model; None for None."""
+    if spec is None:
+        return None
+    if isinstance(spec, nn.Module):
+        h = hashlib.sha256()
+        for name, t in sorted(spec.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    if not isinstance(spec, (str, os.PathLike)):
+        return type(spec).__name__
+    path = os.fspath(spec)
+    if not os.path.isfile(path):
+        from gfpgan.model_cards import resolve_weights
+
+        path = os.fspath(resolve_weights(path))
+    st = os.stat(path)
+    return _file_sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)

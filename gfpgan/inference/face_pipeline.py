@@ -19,28 +19,32 @@ ParseNet, smoothed per track) and ``paste`` (inverse affine limited to each face
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from gfpgan.errors import UserError
 from gfpgan.inference.alignment import estimate_affine, warp_face
+from gfpgan.inference.config import RestorerConfig, VideoRestorerConfig
 from gfpgan.inference.detection import Detections, build_detector
-from gfpgan.inference.face_model import load_face_model, resolve_device
+from gfpgan.inference.face_model import load_face_model, resolve_device, weights_digest
 from gfpgan.inference.keyframes import KeyframeDetector
 from gfpgan.inference.overlap import in_order, prefetch
 from gfpgan.inference.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 from gfpgan.inference.restorer import FaceBatchRestorer, crops_to_tensor
+from gfpgan.inference.segments import NO_TIMER, ProcessedFrame, SegmentWindow, StageTimer
+from gfpgan.inference.sinks import FaceRecord, FaceSink
 from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother
 
 __all__ = ["RestoreResult", "FaceStages", "FaceRestorer", "VideoFaceRestorer", "select_faces",
            "select_indices"]
 
-ONLY_CHOICES = ("all", "center", "largest")
+_TRACK_STRIDE = 100000  # track ids of a segment count up from its first written frame x this
 
 
 @dataclass
@@ -90,73 +94,84 @@ def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.
     return det.select(select_indices(det, shape, only, min_face))
 
 
+def _settings(config_type, config, detector, settings):
+    """The config of a front end: ``config`` (or the defaults) with ``settings`` replaced, and
+    the detector, when ``detector`` is an object rather than a name."""
+    if isinstance(detector, str):
+        settings["detector"] = detector
+        detector = None
+    config = config or config_type()
+    if not isinstance(config, config_type):
+        raise TypeError(f"expected a {config_type.__name__}, got {type(config).__name__}")
+    return (dataclasses.replace(config, **settings) if settings else config), detector
+
+
 class FaceStages:
-    """The shared stages; see the module docstring. All options are keyword arguments.
+    """The shared stages; see the module docstring.
 
     Args:
         model: a FaceModel, an ``nn.Module`` or a spec for :func:`load_face_model` (card name,
             .safetensors/.pth/.onnx path).
-        device: "auto", "cpu", "cuda", "cuda:N" (model, detector and parsing).
-        backend: "torch" or "onnxruntime".
-        half: fp16/bf16 on CUDA.
-        fixed_noise: fixed StyleGAN2 noise (stable video) instead of fresh noise per call.
-        detector: "mtcnn", "retinaface" or an object with ``detect(list of frames)``.
-        detector_weights: RetinaFace weights file.
-        only: "all", "center" or "largest".
-        min_face: minimum face box side in pixels.
-        strength: 0..1 blend of restored and input crop.
-        batch_faces: faces per forward pass.
-        upscale: output scale of the whole image (the background is resized or upsampled).
+        config: a :class:`~gfpgan.inference.config.RestorerConfig` (device, backend, half,
+            strength, only, min_face, detector, weights, batch_faces, upscale, fixed_noise).
+        detector: a detector object (``detect(list of frames)``, optionally ``track``) that
+            replaces the one the config names.
         background: "resize" or a callable ``img -> img * upscale`` (e.g. ``BackgroundUpsampler``).
-        parse_weights: facexlib ParseNet weights for face-shaped masks (None: feathered square).
+        timer: a :class:`~gfpgan.inference.segments.StageTimer` that sees every stage run.
+        **settings: config fields to override, e.g. ``device="cpu"``.
     """
 
-    def __init__(self, model, *, device="auto", backend: str = "torch", half=False,
-                 fixed_noise: bool = True, detector: Union[str, object] = "mtcnn",
-                 detector_weights: Optional[str] = None, only: str = "all", min_face: float = 0.0,
-                 strength: float = 1.0, batch_faces: int = 8, upscale: float = 1,
-                 background: Union[str, Callable] = "resize", parse_weights: Optional[str] = None):
-        if only not in ONLY_CHOICES:
-            raise UserError(f"--only {only!r} is not one of {', '.join(ONLY_CHOICES)}.")
-        if not upscale or upscale <= 0:
-            raise UserError(f"--upscale {upscale} must be positive.")
-        self.device = resolve_device(device)
-        self.model = load_face_model(model, device=self.device, backend=backend, half=half,
-                                     fixed_noise=fixed_noise)
+    config_type = RestorerConfig
+
+    def __init__(self, model, config: Optional[RestorerConfig] = None, *,
+                 detector: Union[str, object, None] = None,
+                 background: Union[str, Callable] = "resize", timer: StageTimer = NO_TIMER,
+                 **settings):
+        self.config, self._detector = _settings(self.config_type, config, detector, settings)
+        self.timer = timer
+        cfg = self.config
+        self.model_spec = model
+        self.device = resolve_device(cfg.device)
+        self.model = load_face_model(model, device=self.device, backend=cfg.backend,
+                                     half=cfg.half, fixed_noise=cfg.fixed_noise)
         self.size = int(self.model.size)
-        self.restorer = FaceBatchRestorer(self.model, batch_faces=batch_faces, strength=strength)
-        self._detector_spec = (detector, detector_weights)
-        self._detector = None if isinstance(detector, str) else detector
-        if isinstance(detector, str) and detector not in ("mtcnn", "retinaface"):
-            raise UserError(f"unknown face detector {detector!r}; use 'mtcnn' or 'retinaface'.")
-        self.only = only
-        self.min_face = float(min_face)
-        self.upscale = float(upscale)
+        self.restorer = FaceBatchRestorer(self.model, batch_faces=cfg.batch_faces,
+                                          strength=cfg.strength)
+        self.only = cfg.only
+        self.min_face = float(cfg.min_face)
+        self.upscale = float(cfg.upscale)
         if not (background == "resize" or callable(background)):
             raise UserError(f"background {background!r} must be 'resize' or an upsampler.")
         self.background = background
-        self.parser = ParseMasker(parse_weights, self.device) if parse_weights else None
+        self.parser = ParseMasker(cfg.parse_weights, self.device) if cfg.parse_weights else None
 
     @property
     def detector(self):
         """The face detector, built on first use (MTCNN's import is not free)."""
         if self._detector is None:
-            name, weights = self._detector_spec
-            if name == "retinaface" and not weights:
-                # not given: look in the weights cache (experiments/pretrained_models, ~/.cache)
-                from gfpgan.model_cards import resolve_weights
-
-                weights = str(resolve_weights("detection_Resnet50_Final"))
             # MTCNN's image pyramid need not look for faces that select_faces would drop anyway:
             # its cost falls steeply with the smallest face size (~2.7x from 20 to 40 px)
-            self._detector = build_detector(name, device=self.device, weights=weights,
+            self._detector = build_detector(self.config.detector, device=self.device,
+                                            weights=self.detector_weights(),
                                             min_face=max(20, int(self.min_face)))
         return self._detector
+
+    def detector_weights(self) -> Optional[str]:
+        """The RetinaFace weights file: the one configured, else from the weights cache
+        (experiments/pretrained_models, ~/.cache/gfpgan); None for MTCNN (weights in its wheel)."""
+        if self.config.detector != "retinaface":
+            return None
+        if self.config.detector_weights:
+            return self.config.detector_weights
+        from gfpgan.model_cards import resolve_weights
+
+        return str(resolve_weights("detection_Resnet50_Final"))
 
     # -- stages -------------------------------------------------------------------------------
     def detect_batch(self, frames: Sequence[np.ndarray]) -> List[Detections]:
         """Detect and select faces in RGB uint8 frames; one Detections per frame."""
-        dets = self.detector.detect(list(frames))
+        with self.timer.stage("detect"):
+            dets = self.detector.detect(list(frames))
         return [select_faces(d, f.shape, self.only, self.min_face) for d, f in zip(dets, frames)]
 
     def align(self, frame: np.ndarray, landmarks: np.ndarray):
@@ -170,7 +185,8 @@ class FaceStages:
 
     def restore_batch(self, crops: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Restore aligned crops, ``batch_faces`` per forward pass."""
-        return self.restorer.restore(crops)
+        with self.timer.stage("generator"):
+            return self.restorer.restore(crops)
 
     def face_masks(self, restored: Sequence[np.ndarray], track_ids=None,
                    smoother: Optional[MaskSmoother] = None) -> List[np.ndarray]:
@@ -217,10 +233,11 @@ class FaceStages:
 
 
 class FaceRestorer(FaceStages):
-    """Restore faces in single images; options as in :class:`FaceStages`, plus ``aligned``."""
+    """Restore faces in single images; arguments as in :class:`FaceStages`, plus ``aligned``."""
 
-    def __init__(self, model, *, aligned: bool = False, **kwargs):
-        super().__init__(model, **kwargs)
+    def __init__(self, model, config: Optional[RestorerConfig] = None, *, aligned: bool = False,
+                 **kwargs):
+        super().__init__(model, config, **kwargs)
         self.aligned = aligned
 
     def restore(self, img: np.ndarray) -> RestoreResult:
@@ -269,93 +286,108 @@ class _Pending:
 class VideoFaceRestorer(FaceStages):
     """Streaming face restoration of video frames with tracking and temporal stabilisation.
 
+    A :class:`~gfpgan.inference.segments.SegmentProcessor`: the video job drives it segment by
+    segment; it can equally restore any stream of frames with :meth:`process`.
+
     Args (besides :class:`FaceStages`'):
-        stabilize: track faces and smooth their landmarks (False: raw per-frame alignment).
-        lookahead: frames of look-ahead for the smoother (output delay, in frames).
-        past: frames of history for the smoother.
-        mask_smoothing: average parse masks over time per track.
-        detect_every: run the full detector on every this many frames and track faces in
-            between (:class:`~gfpgan.inference.keyframes.KeyframeDetector`); 1 detects every
-            frame. Detectors without a ``track`` method detect every frame.
-        detect_batch_size: frames per detector call.
-        collector: optional :class:`gfpgan.inference.collect.FaceCollector` fed with every face.
-        overlap: run detection in a thread of its own, ahead of the generator, and paste-back
-            on ``paste_workers`` threads, so that the generator (on a GPU: the device) does not
-            wait for them. The frames are the same either way.
-        paste_workers: paste-back threads when overlapping.
+        config: a :class:`~gfpgan.inference.config.VideoRestorerConfig` (the face settings plus
+            detect_every, stabilize, lookahead, past, mask_smoothing, detect_batch_size,
+            overlap, paste_workers).
+        sinks: :class:`~gfpgan.inference.sinks.FaceSink` objects that receive a
+            :class:`~gfpgan.inference.sinks.FaceRecord` for every restored face (face database,
+            crop saver, ...).
     """
 
-    def __init__(self, model, *, stabilize: bool = True, lookahead: int = 2, past: int = 8,
-                 mask_smoothing: bool = True, detect_every: int = 8, detect_batch_size: int = 4,
-                 collector=None, overlap: bool = True, paste_workers: int = 2,
-                 **kwargs):
-        super().__init__(model, **kwargs)
-        self.overlap = bool(overlap)
-        self.paste_workers = max(1, int(paste_workers))
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self.stabilize = bool(stabilize)
-        self.lookahead = int(lookahead) if stabilize else 0
-        self.tracker = IoUTracker()
-        self.smoother = LandmarkSmoother(past=past, lookahead=self.lookahead, enabled=stabilize)
-        self.mask_smoother = MaskSmoother() if mask_smoothing else None
-        if int(detect_every) < 1:
-            raise UserError(f"--detect-every {detect_every} must be >= 1.")
-        self.detect_every = int(detect_every)
-        self._keyframes: Optional[KeyframeDetector] = None
-        self.detect_batch_size = max(1, int(detect_batch_size))
-        self.collector = collector
-        self.used_landmarks: List[tuple] = []  # (frame, track, (5,2)) when record_landmarks
-        self.record_landmarks = False
+    config_type = VideoRestorerConfig
 
-    def reset(self) -> None:
-        """Forget all tracks and smoothing state (call between independent videos/segments)."""
-        self.tracker = IoUTracker()
-        self.smoother = LandmarkSmoother(past=self.smoother.past, lookahead=self.lookahead,
-                                         sigma=self.smoother.sigma, enabled=self.smoother.enabled)
-        if self.mask_smoother is not None:
-            self.mask_smoother = MaskSmoother(alpha=self.mask_smoother.alpha)
-        self.used_landmarks = []
+    def __init__(self, model, config: Optional[VideoRestorerConfig] = None, *,
+                 sinks: Sequence[FaceSink] = (), **kwargs):
+        super().__init__(model, config, **kwargs)
+        cfg = self.config
+        self.sinks = list(sinks)
+        self.lookahead = cfg.lookahead if cfg.stabilize else 0
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._keyframes: Optional[KeyframeDetector] = None
+        self.reset()
+
+    def reset(self, window: SegmentWindow = SegmentWindow()) -> None:
+        """Forget all tracks and smoothing state; track ids of ``window`` are unique in its video."""
+        cfg = self.config
+        self.window = window
+        self.tracker = IoUTracker(first_id=window.start * _TRACK_STRIDE)
+        self.smoother = LandmarkSmoother(past=cfg.past, lookahead=self.lookahead,
+                                         enabled=cfg.stabilize)
+        self.mask_smoother = MaskSmoother() if cfg.mask_smoothing else None
+
+    # -- the SegmentProcessor contract ----------------------------------------------------------
+    def context(self) -> Tuple[int, int]:
+        """Frames needed before a segment (back to a key frame, then the smoother's history) and
+        after it (the look-ahead, and the held frames up to the next key frame)."""
+        cfg = self.config
+        return cfg.detect_every + cfg.past, self.lookahead + cfg.detect_every + 4
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """The settings that change pixels, and the sha256 of every weight file used."""
+        cfg = self.config.as_dict()
+        for k in ("device", "batch_faces", "detect_batch_size", "overlap", "paste_workers"):
+            del cfg[k]  # where and how the work is scheduled, not what it computes
+        cfg["device_type"] = self.device.type
+        cfg["model"] = weights_digest(self.model_spec)
+        cfg["detector_weights"] = weights_digest(self.detector_weights())
+        cfg["parse_weights"] = weights_digest(self.config.parse_weights)
+        if self._detector is not None and not isinstance(self.config.detector, str):
+            cfg["detector"] = type(self._detector).__name__
+        return cfg
 
     @property
     def keyframes(self) -> KeyframeDetector:
         """The key-frame detector (built with the detector, on first use)."""
         if self._keyframes is None:
-            det = self.detector
+            track = getattr(self.detector, "track", None)  # detectors without it: every frame
             self._keyframes = KeyframeDetector(
-                self.detect_batch, getattr(det, "track", None),
+                self.detect_batch, track and self._timed_track,
                 lambda d, shape: select_indices(d, shape, self.only, self.min_face),
-                self.detect_every)
+                self.config.detect_every)
         return self._keyframes
 
-    def process(self, frames: Iterable[np.ndarray], first_index: int = 0) -> Iterator[np.ndarray]:
-        """Restore a stream of RGB uint8 (H, W, 3) frames; yields restored frames in order.
+    def _timed_track(self, *args, **kwargs):
+        with self.timer.stage("track"):
+            return self.detector.track(*args, **kwargs)
+
+    def process(self, frames: Iterable[np.ndarray],
+                window: SegmentWindow = SegmentWindow()) -> Iterator[ProcessedFrame]:
+        """Restore a stream of RGB uint8 (H, W, 3) frames from a clean state; yields one
+        :class:`~gfpgan.inference.segments.ProcessedFrame` per frame, in order.
 
         Output lags the input by ``lookahead`` frames, a detection batch and, with
         ``detect_every`` > 1, up to that many frames (held until the next full detection);
-        memory is bounded by a few frames. Frames without faces are yielded as the same array
-        object (when ``upscale`` is 1), so they pass through bit-identical.
+        memory is bounded by a few frames. A frame without faces (at ``upscale`` 1) comes back
+        as the very same array, marked unchanged.
 
         Args:
             frames: the frames, in order.
-            first_index: the video frame number of the first frame (key frames are counted
-                from the video's start, so a segment sees the same schedule as a whole pass).
+            window: where they sit in their video: key frames are counted from the video's
+                start (so a segment sees the same schedule as a whole pass), and the sinks learn
+                which frames are written.
         """
-        self.keyframes.start(first_index)  # builds the detector here, before any thread
+        self.reset(window)
+        self.keyframes.start(window.first)  # builds the detector here, before any thread
         detected = self._detected(frames)
-        if not self.overlap:
+        if not self.config.overlap:
             yield from self._restored(detected)
         else:
             if self.device.type == "cuda":
                 detected = _on_own_stream(detected, self.device)
-            self._pool = ThreadPoolExecutor(self.paste_workers, thread_name_prefix="gfpgan-paste")
+            self._pool = ThreadPoolExecutor(self.config.paste_workers,
+                                            thread_name_prefix="gfpgan-paste")
             try:
                 yield from in_order(self._restored(prefetch(detected, 2, "gfpgan-detect")),
-                                    window=2 * self.paste_workers)
+                                    window=2 * self.config.paste_workers)
             finally:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-        if self.collector is not None and hasattr(self.collector, "end_video"):
-            self.collector.end_video()
+        for sink in self.sinks:
+            sink.end_tracks(window.video, ())
 
     def _detected(self, frames: Iterable[np.ndarray]) -> Iterator[tuple]:
         """The detection stage: ``(finalized frames, restorable up to, last)`` per chunk.
@@ -370,7 +402,7 @@ class VideoFaceRestorer(FaceStages):
                 raise ValueError(f"frame {start + len(chunk)}: expected RGB uint8 (H, W, 3), "
                                  f"got {frame.shape} {frame.dtype}")
             chunk.append(frame)
-            if len(chunk) >= self.detect_batch_size:
+            if len(chunk) >= self.config.detect_batch_size:
                 final = kf.push(start, chunk)
                 start += len(chunk)
                 chunk = []
@@ -393,7 +425,7 @@ class VideoFaceRestorer(FaceStages):
                 self.smoother.observe(idx, tid, lm)
             pending.append(_Pending(idx, frame, det, tids))
 
-    def _drain(self, pending, ready_upto: int, final: bool = False) -> Iterator[np.ndarray]:
+    def _drain(self, pending, ready_upto: int, final: bool = False) -> Iterator:
         """Restore and yield pending frames with index <= ready_upto, batching their faces.
 
         Unless ``final``, a last group with fewer than ``batch_faces`` faces waits for the next
@@ -416,36 +448,43 @@ class VideoFaceRestorer(FaceStages):
         live = set(self.tracker.live_ids) | {t for p in pending for t in p.track_ids.tolist()}
         if self.mask_smoother is not None:
             self.mask_smoother.drop(live)
-        if self.collector is not None and hasattr(self.collector, "retire"):
-            self.collector.retire(live)
+        for sink in self.sinks:
+            sink.end_tracks(self.window.video, live)
 
-    def _restore_group(self, group: List[_Pending]) -> Iterator[np.ndarray]:
-        crops, affines, owners, tids = [], [], [], []
+    def _restore_group(self, group: List[_Pending]) -> Iterator:
+        faces = []  # (frame in group, detection, track, smoothed landmarks)
         for gi, p in enumerate(group):
             for j, tid in enumerate(p.track_ids.tolist()):
-                lm = self.smoother.smoothed(p.index, tid, raw=p.det.landmarks[j])
-                if self.record_landmarks:
-                    self.used_landmarks.append((p.index, tid, lm.copy()))
-                c, a = self.align(p.frame, lm[None])
+                faces.append((gi, j, tid, self.smoother.smoothed(p.index, tid,
+                                                                 raw=p.det.landmarks[j])))
+        crops, affines = [], []
+        with self.timer.stage("align"):
+            for gi, _, _, lm in faces:
+                c, a = self.align(group[gi].frame, lm[None])
                 crops += c
                 affines += a
-                owners.append((gi, j))
-                tids.append(tid)
         restored = self.restore_batch(crops)
-        masks = self.face_masks(restored, tids, self.mask_smoother)
+        masks = self.face_masks(restored, [f[2] for f in faces], self.mask_smoother)
         per_frame: List[List[int]] = [[] for _ in group]
-        for k, (gi, j) in enumerate(owners):
+        for k, (gi, j, tid, lm) in enumerate(faces):
             per_frame[gi].append(k)
-            if self.collector is not None:
-                p = group[gi]
-                self.collector.add(frame=p.index, track=tids[k], crop=crops[k],
-                                   box=p.det.boxes[j], landmarks=p.det.landmarks[j],
-                                   score=float(p.det.scores[j]), affine=affines[k])
+            p = group[gi]
+            record = FaceRecord(self.window.video, p.index + self.window.first, tid,
+                                p.det.boxes[j], float(p.det.scores[j]), p.det.landmarks[j], lm,
+                                affines[k], crops[k], restored[k],
+                                self.window.written(p.index + self.window.first))
+            for sink in self.sinks:
+                sink.add(record)
         for gi, p in enumerate(group):
             ks = per_frame[gi]
             if not ks and self.upscale == 1:
-                yield p.frame
+                yield ProcessedFrame(p.frame, False)
                 continue
             args = (p.frame, [restored[k] for k in ks], [affines[k] for k in ks],
                     [masks[k] for k in ks])
-            yield self.paste(*args) if self._pool is None else self._pool.submit(self.paste, *args)
+            yield (self._paste_frame(*args) if self._pool is None
+                   else self._pool.submit(self._paste_frame, *args))
+
+    def _paste_frame(self, *args) -> ProcessedFrame:
+        with self.timer.stage("paste"):
+            return ProcessedFrame(self.paste(*args), True)

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from gfpgan.errors import UserError
+from gfpgan.inference.face_model import FaceModel
 
 
-class OnnxFaceModel:
+class OnnxFaceModel(FaceModel):
     """An exported generator run by ONNX Runtime.
 
     Args:

@@ -51,14 +51,15 @@ class IoUTracker:
         max_missed: frames a track survives without a detection (bridges short misses).
         landmark_weight: weight of the mean landmark distance (in units of the box size) in the
             matching cost ``1 - IoU + w * dist``; separates overlapping faces.
+        first_id: the id of the first track (ids count up from it).
     """
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 8,
-                 landmark_weight: float = 0.5):
+                 landmark_weight: float = 0.5, first_id: int = 0):
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
         self.landmark_weight = landmark_weight
-        self._next_id = 0
+        self._next_id = int(first_id)
         # track id -> (last box (4,), last landmarks (5,2), frames since last seen)
         self._tracks: Dict[int, Tuple[np.ndarray, np.ndarray, int]] = {}
 

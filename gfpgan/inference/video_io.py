@@ -354,20 +354,26 @@ class SegmentEncoder:
     Args:
         path: the segment file to write.
         codec: an encoder PyAV offers (``libx264``, ``libx265``, ``mpeg4``, ``png``...).
-        width, height: frame size in stored (not display) orientation.
+        width, height: size of the upright (displayed) frames given to :meth:`write`.
         time_base: the source's time base; frame pts are given in it.
         rate: nominal rate for rate control (never used to time frames).
         pix_fmt: encoder pixel format.
         options: codec options (see :func:`encoder_options`).
         colour: AVColor* tags to write.
         sar: sample aspect ratio to keep.
+        threads: encoder threads (0: the encoder's choice).
+        rotation: the source's display rotation: upright images are turned back to the stored
+            orientation (the joined file carries the rotation tag), decoded frames already are.
     """
 
     def __init__(self, path, codec: str, width: int, height: int, time_base: Fraction,
                  rate: Fraction, pix_fmt: str, options: Optional[Dict[str, str]] = None,
                  colour: Optional[Dict[str, int]] = None, sar: Optional[Fraction] = None,
-                 threads: int = 0):
+                 threads: int = 0, rotation: int = 0):
         self.path = Path(path)
+        self._turns = (rotation // 90) % 4
+        if self._turns % 2:
+            width, height = height, width
         self.offset: Optional[int] = None
         self.frames = 0
         self.pix_fmt = pix_fmt
@@ -414,6 +420,8 @@ class SegmentEncoder:
         if self.offset is None:
             self.offset = int(pts)
         if frame is None:
+            if self._turns:
+                image = np.rot90(image, -self._turns)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             if self.pix_fmt != "rgb24":
                 frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix,

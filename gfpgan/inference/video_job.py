@@ -9,11 +9,12 @@ video is):
 (:class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer` splits its stage further: face
 detection in a thread ahead of the generator, paste-back on a pool behind it.)
 
-The restorer sees ``warmup`` frames before the segment and ``tail`` frames after it (restored but
-not written) so its tracking and look-ahead have the same context whatever the split; with a
-deterministic restorer whose state reaches back at most ``warmup`` frames, a segment's frames do
-not depend on where segments start. A frame the restorer returns unchanged (the same array) is
-re-encoded from its original decoded planes, so it goes through without a colour conversion.
+The processor (:class:`~gfpgan.inference.segments.SegmentProcessor`) says how many frames it
+needs before and after a segment (restored but not written) so that its tracking and look-ahead
+have the same context whatever the split; with a deterministic processor whose state reaches
+back at most that far, a segment's frames do not depend on where segments start. A frame the
+processor marks unchanged is re-encoded from its original decoded planes, so it goes through
+without a colour conversion.
 
 Each finished segment is a ``.mov`` file plus a JSON marker in a work folder next to the
 destination (``.<name>.parts``), both written with temp + rename; ``resume`` keeps the segments
@@ -31,6 +32,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -44,8 +46,10 @@ import numpy as np
 from gfpgan.errors import UserError
 from gfpgan.inference import video_io as vio
 from gfpgan.inference.overlap import put_unless_stopped
+from gfpgan.inference.segments import (NO_TIMER, ProcessedFrame, SegmentProcessor,
+                                      SegmentWindow, StageTimer)
 
-__all__ = ["VideoJobOptions", "VideoSummary", "run_videos", "work_dir", "IdentityProcessor"]
+__all__ = ["VideoJobOptions", "VideoSummary", "run_videos", "work_dir"]
 
 _END = object()
 
@@ -63,14 +67,13 @@ class VideoJobOptions:
             encoder takes it, yuv444p at odd sizes, else yuv420p).
         codec_options: further encoder options, e.g. ``{"x264-params": "mbtree=0"}``.
         segment_frames: frames per segment (the unit of resume and of torchrun sharding).
-        warmup: frames before a segment restored for context but not written.
-        tail: frames after a segment fed to the restorer so its look-ahead sees them.
+        warmup: frames before a segment restored for context but not written (None: what the
+            processor's ``context()`` asks for; the frames after a segment are always its).
         queue_size: capacity of each inter-stage queue (frames).
         resume: keep the completed segments of an interrupted job with the same settings.
         side_by_side: also write an input|output comparison video there.
         progress: show a tqdm bar (frames, frames/s, ETA).
         folder_fps: frame rate of a folder-of-frames input.
-        fingerprint: extra settings (model, strength...) that must match for a resume.
     """
 
     codec: str = "libx264"
@@ -79,15 +82,13 @@ class VideoJobOptions:
     pix_fmt: Optional[str] = None
     codec_options: Dict[str, str] = field(default_factory=dict)
     segment_frames: int = 240
-    warmup: int = 16
-    tail: int = 8
+    warmup: Optional[int] = None
     queue_size: int = 8
     resume: bool = False
     side_by_side: Optional[str] = None
     progress: bool = True
     folder_fps: Fraction = Fraction(25)
     encoder_threads: int = 0
-    fingerprint: Dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,15 +102,6 @@ class VideoSummary:
     segments: int
     reused: int
     seconds: float
-
-
-class IdentityProcessor:
-    """A restorer that returns every frame unchanged (tests, I/O benchmarks)."""
-
-    lookahead = 0
-
-    def process(self, frames):
-        yield from frames
 
 
 def work_dir(dest) -> Path:
@@ -150,16 +142,19 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _fingerprint(info: vio.VideoInfo, opts: VideoJobOptions) -> dict:
+def _fingerprint(info: vio.VideoInfo, opts: VideoJobOptions, processor: SegmentProcessor,
+                 context: Tuple[int, int]) -> dict:
+    """What must match for ``--resume`` to reuse segments: the input, the encoding, the split
+    and everything the processor says changes its pixels."""
     st = os.stat(info.path)
     keep = {k: v for k, v in asdict(opts).items()
-            if k in ("codec", "crf", "preset", "pix_fmt", "codec_options", "segment_frames",
-                     "warmup", "tail")}
+            if k in ("codec", "crf", "preset", "pix_fmt", "codec_options", "segment_frames")}
+    keep["warmup"], keep["tail"] = context
     digest = hashlib.sha1(np.ascontiguousarray(info.pts).tobytes()).hexdigest()
     return {"input": str(Path(info.path).resolve()), "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, "frames": info.num_frames, "pts_sha1": digest,
             "options": keep, "side_by_side": bool(opts.side_by_side),
-            "extra": json.loads(json.dumps(opts.fingerprint, default=str))}
+            "processor": json.loads(json.dumps(processor.fingerprint(), default=str))}
 
 
 class _Pipe:
@@ -199,113 +194,152 @@ class _Pipe:
         return t
 
 
-def _run_segment(info: vio.VideoInfo, seg: int, processor, wdir: Path, opts: VideoJobOptions,
-                 pbar) -> dict:
-    """Decode, restore and encode segment ``seg``; returns its marker (frames, lost, offset)."""
-    n, size = info.num_frames, opts.segment_frames
-    i0, i1 = seg * size, min(n, (seg + 1) * size)
-    feed_start = int(info.pts[max(0, i0 - opts.warmup)])
-    feed_stop = int(info.pts[i1 + opts.tail]) if i1 + opts.tail < n else None
-    w_start = int(info.pts[i0])
-    w_stop = int(info.pts[i1]) if i1 < n else None
-    k = (info.rotation // 90) % 4
-    lost_packets = [0]
+@dataclass(frozen=True)
+class _Segment:
+    """One segment of a video: its frame window and the timestamps decoded and written."""
+
+    number: int
+    window: SegmentWindow
+    feed: Tuple[int, Optional[int]]  # pts range decoded: [start, stop), None: to the end
+    write: Tuple[int, Optional[int]]  # pts range written
+
+    @classmethod
+    def of(cls, info: vio.VideoInfo, number: int, size: int, context: Tuple[int, int]):
+        n, (warmup, tail) = info.num_frames, context
+        i0, i1 = number * size, min(n, (number + 1) * size)
+        first = max(0, i0 - warmup)
+
+        def pts(i: int) -> Optional[int]:
+            return int(info.pts[i]) if i < n else None
+        return cls(number, SegmentWindow(Path(info.path).stem, first, i0, i1),
+                   (pts(first), pts(i1 + tail)), (pts(i0), pts(i1)))
+
+    def writes(self, pts: int) -> bool:
+        start, stop = self.write
+        return pts >= start and (stop is None or pts < stop)
+
+
+@dataclass(frozen=True)
+class _EncoderSpec:
+    """How every segment of a video is encoded (all but the frame size, known at the first
+    frame); ``side_by_side`` is the comparison video's, without the source's aspect ratio."""
+
+    info: vio.VideoInfo
+    opts: VideoJobOptions
+    side_by_side: bool = False
+
+    def open(self, path: Path, width: int, height: int) -> vio.SegmentEncoder:
+        info, opts = self.info, self.opts
+        source_fmt = "yuv420p" if self.side_by_side else info.pix_fmt
+        pix = (None if self.side_by_side else opts.pix_fmt) or vio.default_pix_fmt(
+            opts.codec, source_fmt, width, height)
+        return vio.SegmentEncoder(
+            path, opts.codec, width, height, info.time_base, info.rate, pix,
+            vio.encoder_options(opts.codec, opts.crf, opts.preset, opts.codec_options),
+            info.colour, None if self.side_by_side else info.sar,
+            0 if self.side_by_side else opts.encoder_threads,
+            rotation=0 if self.side_by_side else info.rotation)
+
+
+class _SegmentOutput:
+    """The segment file (and its side-by-side twin) of one segment: opened at the first frame,
+    written under ``.part`` names and renamed into place only when complete."""
+
+    def __init__(self, wdir: Path, number: int, spec: _EncoderSpec,
+                 sbs_spec: Optional[_EncoderSpec]):
+        self.paths = [wdir / f"seg_{number:05d}.mov", wdir / f"sbs_{number:05d}.mov"]
+        self.specs = [spec, sbs_spec]
+        self.encoders: List[Optional[vio.SegmentEncoder]] = [None, None]
+        self.written = 0
+
+    def write(self, d: vio.DecodedFrame, out: ProcessedFrame) -> None:
+        images = [out.image]
+        if self.specs[1] is not None:
+            images.append(np.concatenate([_fit(d.image, out.image.shape), out.image], axis=1))
+        for k, img in enumerate(images):
+            if self.encoders[k] is None:
+                h, w = img.shape[:2]
+                self.encoders[k] = self.specs[k].open(self.paths[k].with_suffix(".part.mov"), w, h)
+        main = self.encoders[0]
+        if not out.changed and d.frame is not None:
+            main.write(d.pts, frame=d.frame)  # the original planes: no colour conversion
+        else:
+            main.write(d.pts, image=out.image)
+        if len(images) > 1:
+            self.encoders[1].write(d.pts, image=images[1])
+        self.written += 1
+        if self.written % 64 == 0:
+            _trim_heap()
+
+    def finish(self) -> Optional[int]:
+        """Close and rename into place; returns the segment's timestamp offset (None: empty)."""
+        for enc, path in zip(self.encoders, self.paths):
+            if enc is not None:
+                enc.close()
+                os.replace(path.with_suffix(".part.mov"), path)
+        return None if self.encoders[0] is None else self.encoders[0].offset
+
+    def abort(self) -> None:
+        for enc, path in zip(self.encoders, self.paths):
+            if enc is not None:
+                enc.abort()
+            path.with_suffix(".part.mov").unlink(missing_ok=True)
+
+
+def _run_segment(info: vio.VideoInfo, seg: _Segment, processor: SegmentProcessor, wdir: Path,
+                 specs: Tuple[_EncoderSpec, Optional[_EncoderSpec]], opts: VideoJobOptions,
+                 pbar, timer: StageTimer) -> dict:
+    """Decode, restore and encode one segment; returns its marker (frames, lost, offset).
+
+    Three stages overlap: decode (a thread) -> restore (a thread) -> encode (here).
+    """
+    output = _SegmentOutput(wdir, seg.number, *specs)
     pipe = _Pipe(opts.queue_size)
-    if hasattr(processor, "start_segment"):
-        processor.start_segment(Path(info.path).stem, seg, max(0, i0 - opts.warmup), i0, i1)
+    bad_packets = [0]
 
     def decode():
-        for d in vio.iter_frames(info, feed_start, feed_stop, lost_packets):
+        for d in vio.iter_frames(info, *seg.feed, bad_packets):
             pipe.put(pipe.q_in, d)
         pipe.put(pipe.q_in, _END)
 
     def restore():
-        metas = deque()
+        decoded = deque()
 
-        def feed():
-            while True:
-                item = pipe.get(pipe.q_in)
-                if item is _END:
-                    return
-                metas.append(item)
-                yield item.image
-        proc = processor.process if hasattr(processor, "process") else processor
-        for out in proc(feed()):
-            pipe.put(pipe.q_out, (metas.popleft(), out))
+        def images():
+            while (d := pipe.get(pipe.q_in)) is not _END:
+                decoded.append(d)
+                yield d.image
+        for out in processor.process(images(), seg.window):
+            pipe.put(pipe.q_out, (decoded.popleft(), out))
         pipe.put(pipe.q_out, _END)
 
-    seg_path = wdir / f"seg_{seg:05d}.mov"
-    sbs_path = wdir / f"sbs_{seg:05d}.mov"
-    parts = [seg_path.with_suffix(".part.mov"), sbs_path.with_suffix(".part.mov")]
-    enc = sbs = None
-    written = 0
     threads = [pipe.thread(decode, "gfpgan-decode"), pipe.thread(restore, "gfpgan-restore")]
     try:
-        while True:
-            item = pipe.get(pipe.q_out)
-            if item is _END:
-                break
+        while (item := pipe.get(pipe.q_out)) is not _END:
             d, out = item
-            if d.pts < w_start or (w_stop is not None and d.pts >= w_stop):
-                continue
-            untouched = out is d.image
-            stored = np.rot90(out, -k) if k else out
-            if enc is None:
-                h, w = stored.shape[:2]
-                pix = opts.pix_fmt or vio.default_pix_fmt(opts.codec, info.pix_fmt, w, h)
-                enc = vio.SegmentEncoder(parts[0], opts.codec, w, h, info.time_base, info.rate,
-                                         pix, vio.encoder_options(opts.codec, opts.crf,
-                                                                  opts.preset, opts.codec_options),
-                                         info.colour, info.sar, opts.encoder_threads)
-                if opts.side_by_side:
-                    sh, sw = out.shape[:2]
-                    sbs = vio.SegmentEncoder(parts[1], opts.codec, 2 * sw, sh, info.time_base,
-                                             info.rate, vio.default_pix_fmt(
-                                                 opts.codec, "yuv420p", 2 * sw, sh),
-                                             vio.encoder_options(opts.codec, opts.crf,
-                                                                 opts.preset, opts.codec_options),
-                                             info.colour)
-            if untouched and d.frame is not None and (d.frame.width, d.frame.height) == (
-                    enc.stream.width, enc.stream.height):
-                enc.write(d.pts, frame=d.frame)
-            else:
-                enc.write(d.pts, image=stored)
-            if sbs is not None:
-                sbs.write(d.pts, image=np.concatenate([_fit(d.image, out.shape), out], axis=1))
-            written += 1
-            if written % 64 == 0:
-                _trim_heap()
-            if pbar is not None:
-                pbar.update(1)
+            if seg.writes(d.pts):
+                with timer.stage("encode"):
+                    output.write(d, out)
+                if pbar is not None:
+                    pbar.update(1)
         for t in threads:
             t.join()
         if pipe.errors:
             raise pipe.errors[0]
-        if enc is not None:  # None: every frame of the segment was undecodable
-            enc.close()
-        if sbs is not None:
-            sbs.close()
+        offset = output.finish()
     except BaseException as exc:
         pipe.fail(exc)
         for t in threads:
             t.join()
-        for e in (enc, sbs):
-            if e is not None:
-                e.abort()
-        for p in parts:
-            p.unlink(missing_ok=True)
+        output.abort()
         if pipe.errors and pipe.errors[0] is not exc and isinstance(exc, _Stopped):
             raise pipe.errors[0] from None
         raise
-    if enc is not None:
-        os.replace(parts[0], seg_path)
-    if sbs is not None:
-        os.replace(parts[1], sbs_path)
-    marker = {"segment": seg, "frames": written, "expected": i1 - i0,
-              "lost": (i1 - i0) - written, "bad_packets": lost_packets[0],
-              "offset": enc.offset if enc is not None else None,
-              "time_base": str(info.time_base)}
-    _atomic_json(wdir / f"seg_{seg:05d}.json", marker)
+    expected = seg.window.stop - seg.window.start
+    marker = {"segment": seg.number, "frames": output.written, "expected": expected,
+              "lost": expected - output.written, "bad_packets": bad_packets[0],
+              "offset": offset, "time_base": str(info.time_base)}
+    _atomic_json(wdir / f"seg_{seg.number:05d}.json", marker)
     _trim_heap()  # the segment's threads and encoder are gone: return their memory
     return marker
 
@@ -317,10 +351,13 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
     return cv2.resize(img, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
-def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions) -> None:
-    """Create (or check, for resume) the work folder of one video; rank 0 only."""
+def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
+             processor: SegmentProcessor, context: Tuple[int, int]) -> None:
+    """Create the work folder of one video, or keep it for ``resume`` when it was made with the
+    same fingerprint (anything else starts that video over: segments restored two ways are
+    never spliced); rank 0 only."""
     wdir = work_dir(dest)
-    fp = _fingerprint(info, opts)
+    fp = _fingerprint(info, opts, processor, context)
     job = wdir / "job.json"
     if opts.resume and job.exists():
         try:
@@ -329,8 +366,8 @@ def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions) -> None:
             old = None
         if old == fp:
             return
-        raise UserError(f"the unfinished job in {wdir} was started with another input or other "
-                        f"settings; rerun without --resume to start over.")
+        print(f"note: {info.path} was started with another input or other settings (model, "
+              f"weights, options); restoring it from the start.", file=sys.stderr)
     if wdir.exists():
         for p in wdir.iterdir():  # only our own files live here
             if p.name == "job.json" or p.name.startswith(("seg_", "sbs_")):
@@ -362,19 +399,21 @@ def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int) -> 
     return markers
 
 
-def run_videos(jobs: Sequence[Tuple[str, str]], processor, opts: VideoJobOptions,
+def run_videos(jobs: Sequence[Tuple[str, str]], processor: SegmentProcessor,
+               opts: VideoJobOptions,
                rank: int = 0, world_size: int = 1, barrier: Optional[Callable] = None,
-               poll_s: float = 0.2) -> List[VideoSummary]:
+               poll_s: float = 0.2, timer: StageTimer = NO_TIMER) -> List[VideoSummary]:
     """Restore a list of videos, sharing segments among torchrun ranks.
 
     Args:
         jobs: ``(input, output)`` pairs; input is a video file or a folder of frames.
-        processor: object with ``process(frames) -> iterator`` (or a callable doing that),
-            frames being upright RGB uint8 (H, W, 3) arrays, returned in order; called once per
-            segment.
+        processor: the :class:`~gfpgan.inference.segments.SegmentProcessor`, called once per
+            segment with the context frames it asks for.
         opts: :class:`VideoJobOptions`.
         rank, world_size, barrier: torchrun placement (barrier: a callable, e.g.
             :func:`gfpgan.dist.barrier`).
+        poll_s: how often a joining rank looks for the other ranks' segments.
+        timer: sees the encoding of every written frame (stage "encode").
     Returns:
         A :class:`VideoSummary` per video joined by this rank.
     """
@@ -389,9 +428,11 @@ def run_videos(jobs: Sequence[Tuple[str, str]], processor, opts: VideoJobOptions
             raise UserError(f"the output {dst} is the input; choose another output path.")
         infos.append(vio.probe_video(src, opts.folder_fps))
         dests.append(dst)
+    warmup, tail = processor.context()
+    context = (warmup if opts.warmup is None else opts.warmup, tail)
     if rank == 0:
         for info, dst in zip(infos, dests):
-            _prepare(info, dst, opts)
+            _prepare(info, dst, opts, processor, context)
     if barrier is not None and world_size > 1:
         barrier()
     nsegs = [max(1, -(-i.num_frames // opts.segment_frames)) for i in infos]
@@ -411,7 +452,11 @@ def run_videos(jobs: Sequence[Tuple[str, str]], processor, opts: VideoJobOptions
                     else "restore", dynamic_ncols=True)
     try:
         for v, s in todo:
-            _run_segment(infos[v], s, processor, work_dir(dests[v]), opts, pbar)
+            info = infos[v]
+            specs = (_EncoderSpec(info, opts),
+                     _EncoderSpec(info, opts, side_by_side=True) if opts.side_by_side else None)
+            _run_segment(info, _Segment.of(info, s, opts.segment_frames, context), processor,
+                         work_dir(dests[v]), specs, opts, pbar, timer)
     finally:
         if pbar is not None:
             pbar.close()

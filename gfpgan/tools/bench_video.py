@@ -29,6 +29,7 @@ Models: ``tiny`` (GFPGANv1Clean 128 px, narrow, random weights: a small CPU gene
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -93,16 +94,19 @@ class _Clock:
         self.out: list = []
         self._lock = threading.Lock()
 
-    def wrap(self, name: str, fn):
-        def timed(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                dt = time.perf_counter() - t
-                with self._lock:
-                    self.busy[name] = self.busy.get(name, 0.0) + dt
-        return timed
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """A :class:`~gfpgan.inference.segments.StageTimer`: sums each stage's busy seconds; an
+        "encode" run is one frame out (for :func:`naive <run_naive>`, :meth:`frame_out`)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            now = time.perf_counter()
+            with self._lock:
+                self.busy[name] = self.busy.get(name, 0.0) + now - t
+                if name == "encode":
+                    self.out.append(now)
 
     def frame_out(self) -> None:
         self.out.append(time.perf_counter())
@@ -166,26 +170,13 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
 
 def run_ours(src: Path, dst: Path, model, device: str, batch_faces: int, detect_every: int,
              half: bool, overlap: bool, clock: _Clock) -> int:
-    from gfpgan.infer_video import SegmentRestorer
-    from gfpgan.inference import video_io
     from gfpgan.inference.face_pipeline import VideoFaceRestorer
     from gfpgan.inference.video_job import VideoJobOptions, run_videos
     vfr = VideoFaceRestorer(model, device=device, batch_faces=batch_faces, detect_batch_size=8,
-                            detect_every=detect_every, half=half, overlap=overlap)
-    # time the stages (wrapped before first use, so the key-frame detector picks them up)
-    vfr.detect_batch = clock.wrap("detect", vfr.detect_batch)
-    if hasattr(vfr.detector, "track"):
-        vfr.detector.track = clock.wrap("track", vfr.detector.track)
-    for name, attr in (("align", "align"), ("generator", "restore_batch"), ("paste", "paste")):
-        setattr(vfr, attr, clock.wrap(name, getattr(vfr, attr)))
-    write = video_io.SegmentEncoder.write
-
-    def encode(self, *a, **kw):
-        write(self, *a, **kw)
-        clock.frame_out()
-    video_io.SegmentEncoder.write = clock.wrap("encode", encode)
-    [s] = run_videos([(str(src), str(dst))], SegmentRestorer(vfr),
-                     VideoJobOptions(progress=False, preset="medium"))
+                            detect_every=detect_every, half="fp16" if half else None,
+                            overlap=overlap, timer=clock)
+    [s] = run_videos([(str(src), str(dst))], vfr, VideoJobOptions(progress=False, preset="medium"),
+                     timer=clock)
     return s.frames
 
 

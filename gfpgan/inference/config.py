@@ -1,0 +1,206 @@
+"""One configuration of the face restorer, shared by the image and the video command lines.
+
+Every setting has exactly one default, written once in :data:`FACE_OPTIONS`: the dataclasses
+below take their defaults from it, :func:`add_face_arguments` builds the one argument group both
+``gfpgan.infer_image`` and ``gfpgan.infer_video`` use, and :func:`markdown_table` prints the
+README's table of those options (``python -m gfpgan.inference.config`` prints it again after a
+change). A config is frozen and validated once, when it is made; the video job hashes it into
+its resume fingerprint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+from gfpgan.errors import UserError
+
+__all__ = ["FACE_OPTIONS", "VIDEO_OPTIONS", "RestorerConfig", "VideoRestorerConfig",
+           "add_face_arguments", "add_video_arguments", "markdown_table"]
+
+ONLY_CHOICES = ("all", "center", "largest")
+DETECTORS = ("mtcnn", "retinaface")
+BACKENDS = ("torch", "onnxruntime")
+HALF_CHOICES = ("fp16", "bf16")
+
+
+class Option(NamedTuple):
+    """One command-line option: its config field, flag, default, type/choices and help."""
+
+    field: str
+    flag: str
+    default: Any
+    help: str
+    type: Any = None
+    choices: Optional[Tuple[str, ...]] = None
+    metavar: Optional[str] = None
+
+
+# The face options of both commands (besides --model, which names the network, not a setting).
+FACE_OPTIONS = (
+    Option("device", "--device", "auto", "auto, cpu, cuda or cuda:N"),
+    Option("backend", "--backend", "torch", "network runtime", choices=BACKENDS),
+    Option("half", "--half", None, "reduced precision on CUDA (--half alone: fp16)",
+           choices=HALF_CHOICES),
+    Option("strength", "--strength", 1.0, "0..1 blend of restored and input face", float),
+    Option("only", "--only", "all", "which faces to restore", choices=ONLY_CHOICES),
+    Option("min_face", "--min-face", 10.0, "skip faces whose box is smaller (px)", float),
+    Option("detector", "--detector", "mtcnn", "face detector", choices=DETECTORS),
+    Option("detector_weights", "--detector-weights", None,
+           "RetinaFace weights (default: detection_Resnet50_Final from the weights cache)",
+           metavar="FILE"),
+    Option("parse_weights", "--parse-weights", None,
+           "facexlib parsing_parsenet.pth for face-shaped paste masks (default: feathered square)",
+           metavar="FILE"),
+    Option("batch_faces", "--batch-faces", 8, "faces per forward pass", int),
+    Option("upscale", "--upscale", 1.0, "scale of the whole output frame", float),
+)
+
+# Video only: temporal stability (each can be turned off to compare) and detection schedule.
+VIDEO_OPTIONS = (
+    Option("detect_every", "--detect-every", 8,
+           "full face detection every K frames, faces tracked in between (1: every frame)", int,
+           metavar="K"),
+    Option("stabilize", "--no-stabilize", True, "no tracking/landmark smoothing"),
+    Option("mask_smoothing", "--no-mask-smoothing", True, "per-frame paste masks"),
+    Option("fixed_noise", "--random-noise", True,
+           "fresh StyleGAN2 noise per call (the reference's behaviour; flickers)"),
+    Option("lookahead", "--lookahead", 2, "landmark smoother look-ahead (frames)", int),
+)
+
+
+def _defaults(options) -> Dict[str, Any]:
+    return {o.field: o.default for o in options}
+
+
+_FACE = _defaults(FACE_OPTIONS)
+_VIDEO = _defaults(VIDEO_OPTIONS)
+
+
+@dataclass(frozen=True)
+class RestorerConfig:
+    """Settings of the face pipeline (see :data:`FACE_OPTIONS` for each field's meaning)."""
+
+    device: str = _FACE["device"]
+    backend: str = _FACE["backend"]
+    half: Optional[str] = _FACE["half"]
+    strength: float = _FACE["strength"]
+    only: str = _FACE["only"]
+    min_face: float = _FACE["min_face"]
+    detector: str = _FACE["detector"]
+    detector_weights: Optional[str] = _FACE["detector_weights"]
+    parse_weights: Optional[str] = _FACE["parse_weights"]
+    batch_faces: int = _FACE["batch_faces"]
+    upscale: float = _FACE["upscale"]
+    fixed_noise: bool = _VIDEO["fixed_noise"]
+
+    def __post_init__(self):
+        checks = (
+            (self.backend in BACKENDS, f"--backend {self.backend!r} is not one of "
+                                       f"{', '.join(BACKENDS)}."),
+            (self.half in (None,) + HALF_CHOICES, f"--half {self.half!r} is not one of "
+                                                  f"{', '.join(HALF_CHOICES)}."),
+            (0.0 <= self.strength <= 1.0, f"--strength {self.strength} is outside [0, 1]; use "
+                                          f"a value between 0 and 1."),
+            (self.only in ONLY_CHOICES, f"--only {self.only!r} is not one of "
+                                        f"{', '.join(ONLY_CHOICES)}."),
+            (self.min_face >= 0, f"--min-face {self.min_face} must be >= 0."),
+            (self.detector in DETECTORS, f"unknown face detector {self.detector!r}; use "
+                                         f"'mtcnn' or 'retinaface'."),
+            (self.batch_faces >= 1, f"--batch-faces {self.batch_faces} must be >= 1."),
+            (self.upscale > 0, f"--upscale {self.upscale} must be positive."),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace):
+        """The config of a parsed command line (fields this class has, nothing else)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class VideoRestorerConfig(RestorerConfig):
+    """The face pipeline's settings for video: :class:`RestorerConfig` plus temporal ones.
+
+    Attributes (besides the face settings):
+        detect_every, stabilize, mask_smoothing, lookahead: see :data:`VIDEO_OPTIONS`.
+        past: frames of history of the landmark smoother.
+        detect_batch_size: frames per detector call.
+        overlap: detection in a thread ahead of the generator, paste-back on a pool behind it
+            (the frames are the same either way).
+        paste_workers: paste-back threads when overlapping.
+    """
+
+    detect_every: int = _VIDEO["detect_every"]
+    stabilize: bool = _VIDEO["stabilize"]
+    mask_smoothing: bool = _VIDEO["mask_smoothing"]
+    lookahead: int = _VIDEO["lookahead"]
+    past: int = 8
+    detect_batch_size: int = 4
+    overlap: bool = True
+    paste_workers: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.detect_every < 1:
+            raise UserError(f"--detect-every {self.detect_every} must be >= 1.")
+        if self.lookahead < 0 or self.past < 0:
+            raise UserError("--lookahead must be >= 0.")
+        if self.detect_batch_size < 1 or self.paste_workers < 1:
+            raise UserError("detect_batch_size and paste_workers must be >= 1.")
+
+
+def _add(group, o: Option) -> None:
+    if isinstance(o.default, bool):  # a switch that turns a default-on setting off
+        group.add_argument(o.flag, dest=o.field, action="store_false", help=o.help)
+    elif o.field == "half":
+        group.add_argument(o.flag, nargs="?", const=HALF_CHOICES[0], default=o.default,
+                           choices=o.choices, help=o.help)
+    else:
+        group.add_argument(o.flag, dest=o.field, default=o.default, type=o.type,
+                           choices=o.choices, metavar=o.metavar, help=o.help)
+
+
+def add_face_arguments(parser: argparse.ArgumentParser, default_model: str = "GFPGANv1.4"):
+    """Add ``--model`` and the face options (one group, one default each) to ``parser``."""
+    g = parser.add_argument_group("model and faces")
+    g.add_argument("--model", default=default_model,
+                   help="model card name (configs/, e.g. v1.4) or a .safetensors/.pth/.onnx file")
+    for o in FACE_OPTIONS:
+        _add(g, o)
+    return g
+
+
+def add_video_arguments(parser: argparse.ArgumentParser):
+    """Add the video-only face options (detection schedule, temporal stability)."""
+    g = parser.add_argument_group("temporal stability (each can be turned off to compare)")
+    for o in VIDEO_OPTIONS:
+        _add(g, o)
+    return g
+
+
+def markdown_table(options=FACE_OPTIONS + VIDEO_OPTIONS) -> str:
+    """The README's table of the face options: flag, default, meaning."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for o in options:
+        if isinstance(o.default, bool):
+            default = "off"
+        elif o.choices:
+            default = f"{o.default or 'off'} ({'/'.join(o.choices)})"
+        else:
+            default = "none" if o.default is None else f"{o.default:g}" if isinstance(
+                o.default, float) else str(o.default)
+        rows.append(f"| `{o.flag}` | {default} | {o.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
