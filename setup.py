@@ -1,4 +1,4 @@
-"""Install GFPGAN-Video: ``pip install -e .`` (add ``[dev]`` for tests and lint)."""
+"""Install GFPGAN-Video (distribution ``gfpgan``): ``pip install -e .`` (add ``[dev]`` for tests and lint)."""
 
 import os
 
@@ -14,6 +14,15 @@ def read_version() -> str:
                 return line.split("=")[1].strip().strip('"')
     raise RuntimeError("gfpgan/__init__.py has no __version__")
 
+
+# The distribution is called ``gfpgan``, like the reference (TencentARC/GFPGAN), because programs
+# that import gfpgan declare a dependency on it (Real-ESRGAN: gfpgan>=1.3.5; roop, facefusion 1.x:
+# gfpgan==1.3.8): with another name, installing one of them would pull the reference into the same
+# import name and replace this package's code. The public version says which reference release's
+# API this package provides; the local label carries this project's own version. PEP 440 ignores a
+# local label when matching a public specifier, so 1.3.8+video.X satisfies both pins above and pip
+# keeps this package (see "Installing beside programs that use gfpgan" in the README).
+REFERENCE_API_VERSION = "1.3.8"
 
 INSTALL_REQUIRES = [
     "torch>=2.1",
@@ -63,12 +72,13 @@ CONSOLE_SCRIPTS = [
     "gfpgan-bench-train=gfpgan.tools.bench_train:cli",
     "gfpgan-bench-video=gfpgan.tools.bench_video:cli",
     "gfpgan-bench-export=gfpgan.tools.bench_export:cli",
+    "gfpgan-bench-compat=gfpgan.tools.bench_compat:cli",
     "gfpgan-demo=gfpgan.demo:cli",
 ]
 
 setup(
-    name="gfpgan-video",
-    version=read_version(),
+    name="gfpgan",
+    version=f"{REFERENCE_API_VERSION}+video.{read_version()}",
     description="Blind face restoration in images and video with a generative facial prior (GFPGAN)",
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -2,8 +2,40 @@
 
 Importing this package is cheap: it pulls in no torch, no training code and no BasicSR.
 Import the submodules you need (``gfpgan.archs``, ``gfpgan.inference`` ...).
+
+The reference package (TencentARC/GFPGAN) exposed ``GFPGANer``, its architectures and
+``load_file_from_url`` at the top level; those names resolve here on first use (``gfpgan.GFPGANer``,
+``from gfpgan import GFPGANer``), so programs written for it keep working.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# name -> module that defines it, imported only when the name is first used
+_LAZY = {
+    "GFPGANer": "gfpgan.inference.gfpganer",
+    "load_file_from_url": "gfpgan.utils",
+    "GFPGANv1Clean": "gfpgan.archs.gfpganv1_clean_arch",
+    "StyleGAN2GeneratorCSFT": "gfpgan.archs.gfpganv1_clean_arch",
+    "GFPGANv1": "gfpgan.archs.gfpganv1_arch",
+    "StyleGAN2GeneratorSFT": "gfpgan.archs.gfpganv1_arch",
+    "FacialComponentDiscriminator": "gfpgan.archs.gfpganv1_arch",
+    "GFPGANBilinear": "gfpgan.archs.gfpgan_bilinear_arch",
+    "StyleGAN2GeneratorBilinear": "gfpgan.archs.stylegan2_bilinear_arch",
+    "StyleGAN2GeneratorClean": "gfpgan.archs.stylegan2_clean_arch",
+    "RestoreFormer": "gfpgan.archs.restoreformer_arch",
+    "ResNetArcFace": "gfpgan.archs.arcface_arch",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gfpgan' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
+from gfpgan.reference_cli import add_reference_options, apply_reference_options
 
 DEFAULT_MODEL = "GFPGANv1.4"
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="format of restored_imgs (auto = the input's)")
     p.add_argument("--suffix", default=None, help="suffix of restored faces and images")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_reference_options(p)  # -v/-s/-w/--bg_upsampler ... as inference_gfpgan.py spells them
     return p
 
 
@@ -73,7 +75,7 @@ def _save(path: Path, img: np.ndarray) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = apply_reference_options(build_parser().parse_args(argv), DEFAULT_MODEL)
     from gfpgan.inference.config import RestorerConfig
 
     config = RestorerConfig.from_args(args)

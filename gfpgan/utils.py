@@ -9,7 +9,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -18,6 +18,8 @@ import torch
 from gfpgan.errors import UserError
 
 PathLike = Union[str, os.PathLike]
+__all__ = ["load_file_from_url", "img_to_tensor", "tensor_to_img", "decode_image", "read_image",
+           "encode_image", "atomic_path", "write_bytes_atomic", "write_image_atomic", "list_images"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -148,3 +150,28 @@ def list_images(folder: PathLike, recursive: bool = False) -> list:
     folder = Path(folder)
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_file_from_url(url: str, model_dir: Optional[str] = None, progress: bool = True,
+                       file_name: Optional[str] = None) -> str:
+    """Download a weights file unless it is already in ``model_dir`` (the reference's helper).
+
+    ``GFPGANer`` looks this name up in ``gfpgan.utils`` at call time, so programs that replace it
+    (AUTOMATIC1111's webui redirects ``model_dir``) keep working. See
+    :func:`gfpgan.compat.download_weights` (atomic, checked against the model card's sha256).
+
+    Returns:
+        The local path.
+    """
+    from gfpgan.compat import download_weights
+
+    return download_weights(url, model_dir=model_dir, progress=progress, file_name=file_name)
+
+
+def __getattr__(name: str):
+    # ``from gfpgan.utils import GFPGANer`` (roop, facefusion): imported on first use only
+    if name == "GFPGANer":
+        from gfpgan.inference.gfpganer import GFPGANer
+
+        return GFPGANer
+    raise AttributeError(f"module 'gfpgan.utils' has no attribute {name!r}")

@@ -20,6 +20,8 @@ RELEASES = {
     "GFPGANv1.3": ("GFPGANv1Clean", "c953a88f", 348_632_874, "v1.3.0"),
     "GFPGANv1.4": ("GFPGANv1Clean", "e2cd4703", 348_632_874, "v1.3.0"),
 }
+# restorers of other architectures: name -> (arch, sha256 prefix, bytes, release)
+OTHER_RESTORERS = {"RestoreFormer": ("RestoreFormer", "07404d44", 290_785_322, "v1.3.4")}
 AUXILIARY = {
     "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k": ("prior", "05f5d33d", 204_535_545),
     "arcface_resnet18": ("identity", "69554b31", None),
@@ -41,7 +43,11 @@ def _only_shipped_cards(monkeypatch):
 
 def test_shipped_cards_are_exactly_the_releases():
     cards = {c.name: c for c in list_cards()}
-    assert set(cards) == set(RELEASES) | set(AUXILIARY)
+    assert set(cards) == set(RELEASES) | set(OTHER_RESTORERS) | set(AUXILIARY)
+    for name, (arch, sha, size, release) in OTHER_RESTORERS.items():
+        c = cards[name]
+        assert (c.arch, c.sha256, c.size_bytes, c.release, c.kind) == (arch, sha, size, release, "restorer")
+        assert c.url == f"https://github.com/TencentARC/GFPGAN/releases/download/{release}/{name}.pth"
     for name, (arch, sha, size, release) in RELEASES.items():
         c = cards[name]
         assert (c.arch, c.sha256, c.size_bytes, c.release, c.kind) == (arch, sha, size, release, "restorer")
@@ -65,7 +71,7 @@ def test_every_card_field_is_commented():
                 assert "  # " in line, f"{card.source.name}: uncommented field {line!r}"
 
 
-@pytest.mark.parametrize("name", list(RELEASES) + ["arcface_resnet18"])
+@pytest.mark.parametrize("name", list(RELEASES) + list(OTHER_RESTORERS) + ["arcface_resnet18"])
 def test_card_kwargs_fit_the_registered_arch(name):
     import gfpgan.archs  # noqa: F401  (registers)
 

@@ -272,7 +272,7 @@ class GFPGANv1(_GFPGANBase):
         self.conv_body_down = nn.ModuleList()
         in_ch = ch[str(out_size)]
         for i in range(self.log_size, 2, -1):
-            self.conv_body_down.append(ResBlock(in_ch, ch[str(2 ** (i - 1))], rk))
+            self.conv_body_down.append(self._down_block(in_ch, ch[str(2 ** (i - 1))], rk))
             in_ch = ch[str(2 ** (i - 1))]
         self.final_conv = ConvLayer(in_ch, ch["4"], 3)
         self.conv_body_up = nn.ModuleList()
@@ -291,10 +291,17 @@ class GFPGANv1(_GFPGANBase):
                                          EqualConv2d(c, sft_c, 3, padding=1, bias_init_val=bias0)))
             in_ch = c
         self.final_linear = EqualLinear(ch["4"] * 16, linear_out)
-        self.stylegan_decoder = StyleGAN2Generator(out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
-                                                   channel_multiplier=channel_multiplier, resample_kernel=rk,
-                                                   lr_mlp=lr_mlp, narrow=narrow, sft_half=sft_half)
+        self.stylegan_decoder = self._decoder(out_size, num_style_feat=num_style_feat, num_mlp=num_mlp,
+                                              channel_multiplier=channel_multiplier, resample_kernel=rk,
+                                              lr_mlp=lr_mlp, narrow=narrow, sft_half=sft_half)
         self._finish(decoder_load_path, fix_decoder)
+
+    # the two layers that differ in GFPGANBilinear (gfpgan_bilinear_arch), which overrides them
+    def _down_block(self, in_channels: int, out_channels: int, resample_kernel) -> nn.Module:
+        return ResBlock(in_channels, out_channels, resample_kernel)
+
+    def _decoder(self, out_size: int, **kwargs) -> nn.Module:
+        return StyleGAN2Generator(out_size, **kwargs)
 
     def _encode_first(self, x):
         return self.conv_body_first(x)

@@ -218,7 +218,8 @@ class EqualLinear(nn.Module):
     def forward(self, x):
         bias = None if self.bias is None else self.bias * self.lr_mul
         if self.activation == "fused_lrelu":
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+            # the bias goes on the last (feature) axis, so W+ codes (B, N, C) map per code too
+            return F.leaky_relu(F.linear(x, self.weight * self.scale, bias), 0.2) * SQRT2
         return F.linear(x, self.weight * self.scale, bias)
 
 
