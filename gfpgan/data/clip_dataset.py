@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gfpgan.data import degradations as deg
-from gfpgan.data.clip_degradations import make_clip, render_clip, sample_trajectory
+from gfpgan.data.clip_degradations import make_clip, synthetic_clip
 from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset, to_tensor
 from gfpgan.errors import UserError
 from gfpgan.registry import DATASET_REGISTRY
@@ -89,15 +89,11 @@ class FFHQClipDataset(FFHQDegradationDataset):
         if self.use_hflip and bool(rng.uniform() < 0.5):
             img = img[:, ::-1]
         still = np.ascontiguousarray(img, dtype=np.float32) / 255.0
-        affines, rel = sample_trajectory(rng, self.num_frames, self.out_size, **self.motion)
-        # 8-bit GT frames, as a video's would be (and the LQ of a clip without degradation equals them)
-        gts = [np.round(g * 255.0) / np.float32(255.0)
-               for g in render_clip(still, affines, rng, self.nonrigid * self.out_size)]
-        clip = make_clip(rng, gts, self.degradation, self.drift, self.codec_prob, self.crf_range)
+        clip = synthetic_clip(rng, still, self.num_frames, self.motion, self.nonrigid, self.degradation,
+                              self.drift, self.codec_prob, self.crf_range)
         if clip["params"][0]["gray"] and self.gt_gray:
-            gts = [deg.to_gray(g) for g in gts]
-        return dict(clip, gt=gts, affine=affines, rel_affine=rel,
-                    path=self.source.backend.path(self.source.keys[pos]))
+            clip["gt"] = [deg.to_gray(g) for g in clip["gt"]]
+        return dict(clip, path=self.source.backend.path(self.source.keys[pos]))
 
     def __getitem__(self, index: int) -> Dict:
         s = self.sample(index)

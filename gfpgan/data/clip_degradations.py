@@ -214,3 +214,26 @@ def make_clip(rng: np.random.Generator, frames: Sequence[np.ndarray], degradatio
     crf = int(rng.integers(int(crf_range[0]), int(crf_range[1]), endpoint=True))
     crf = crf if coded else None
     return {"lq": degrade_clip(frames, params, frames[0].shape[0], crf), "params": params, "crf": crf}
+
+
+def synthetic_clip(rng: np.random.Generator, still: np.ndarray, num_frames: int, motion: Dict,
+                   nonrigid: float, degradation: Dict, drift: Optional[Dict] = None, codec_prob: float = 0.0,
+                   crf_range: Sequence[int] = (18, 25)) -> Dict:
+    """A degraded clip of one still: trajectory, rendering, 8-bit GT frames, :func:`make_clip`.
+
+    Args:
+        rng: the sample's generator.
+        still: float32 (S, S, 3) face in [0, 1].
+        num_frames: T.
+        motion: :func:`sample_trajectory` bounds (max_angle, max_zoom, max_shift, max_speed).
+        nonrigid: peak non-rigid displacement as a fraction of S.
+        degradation, drift, codec_prob, crf_range: see :func:`make_clip`.
+    Returns:
+        ``{'gt', 'lq'}`` (T float32 (S, S, 3) in [0, 1] on the 1/255 grid, as a video's frames),
+        ``'affine'`` (T, 2, 3) still -> frame, ``'rel_affine'`` (T, 2, 3) float32, ``'params'``, ``'crf'``.
+    """
+    size = still.shape[0]
+    affines, rel = sample_trajectory(rng, num_frames, size, **motion)
+    gts = [np.round(g * 255.0) / np.float32(255.0) for g in render_clip(still, affines, rng, nonrigid * size)]
+    clip = make_clip(rng, gts, degradation, drift, codec_prob, crf_range)
+    return dict(clip, gt=gts, affine=affines, rel_affine=rel)
