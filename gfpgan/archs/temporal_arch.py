@@ -12,7 +12,8 @@ Per face track and frame:
    down where the faces disagree (cuts, occlusions, blinks) and to 0 on a track's first frame;
 3. the GRU updates the state from the current features and the gated state;
 4. a zero-initialised 3x3 projection of the new state is added to the decoder feature, which then
-   feeds the CS-SFT conditions and the next decoder level as usual.
+   feeds the CS-SFT conditions and the next decoder level as usual (the base's ``decode(...,
+   adapt=...)`` entry point; the base's own forward is untouched).
 
 A GRU rather than an LSTM: one state tensor per scale (one warp, half the state memory of the
 cell + hidden pair) and fewer weights. Only the last projection starts at zero, so at
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gfpgan.archs.gfpgan_arch import GFPGANv1, GFPGANv1Clean
 from gfpgan.errors import UserError
 from gfpgan.motion import warp_previous
 from gfpgan.registry import ARCH_REGISTRY
@@ -117,7 +119,7 @@ class TemporalGFPGAN(nn.Module):
         super().__init__()
         if isinstance(base, dict):
             base = ARCH_REGISTRY.build(base)
-        if not all(hasattr(base, n) for n in ("conv_body_up", "condition_scale", "stylegan_decoder")):
+        if not isinstance(base, (GFPGANv1Clean, GFPGANv1)):
             raise UserError(f"the temporal adapter wraps a GFP-GAN generator (GFPGANv1Clean or GFPGANv1), "
                             f"not {type(base).__name__}.")
         levels = len(base.conv_body_up)
@@ -196,31 +198,20 @@ class TemporalGFPGAN(nn.Module):
         if rel_affine is None:
             rel_affine = torch.eye(2, 3, device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
         conf, small = self.gate(x, state, rel_affine)
-        base = self.base
-        feat = base._encode_first(x)
-        skips = []
-        for down in base.conv_body_down:
-            feat = down(feat)
-            skips.append(feat)
-        feat = base._encode_final(feat)
-        style = base.final_linear(feat.flatten(1))
-        if base.different_w:
-            style = style.view(style.shape[0], -1, base.num_style_feat)
-        conditions, out_rgbs, hidden = [], [], []
-        for i, up in enumerate(base.conv_body_up):
-            feat = up(feat + skips[-1 - i])
-            if i < self.num_scales:
-                s = feat.shape[-1]
-                c = conf if s == conf.shape[-1] else F.adaptive_avg_pool2d(conf, s)
-                prev, _ = warp_previous(state.hidden[i], rel_affine, x.shape[-1])
-                h = self.cells[i](feat, prev * c)
-                hidden.append(h)
-                feat = feat + self.proj[i](h)
-            conditions.append((base.condition_scale[i](feat), base.condition_shift[i](feat)))
-            if return_rgb:
-                out_rgbs.append(base.toRGB[i](feat))
-        image, _ = base.stylegan_decoder([style], conditions=conditions, input_is_latent=base.input_is_latent,
-                                         randomize_noise=randomize_noise)
+        hidden = []
+
+        def adapt(i: int, feat: torch.Tensor) -> torch.Tensor:
+            if i >= self.num_scales:
+                return feat
+            s = feat.shape[-1]
+            c = conf if s == conf.shape[-1] else F.adaptive_avg_pool2d(conf, s)
+            prev, _ = warp_previous(state.hidden[i], rel_affine, x.shape[-1])
+            h = self.cells[i](feat, prev * c)
+            hidden.append(h)
+            return feat + self.proj[i](h)
+
+        image, out_rgbs = self.base.decode(*self.base.encode(x), return_rgb=return_rgb,
+                                           randomize_noise=randomize_noise, adapt=adapt)
         new = TemporalState(tuple(hidden), small, torch.ones_like(state.valid), conf.mean((1, 2, 3)))
         return image, out_rgbs, new
 

@@ -30,7 +30,6 @@ resumes (outputs are deterministic).
 import argparse
 import json
 import shutil
-import sys
 import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -40,7 +39,8 @@ from tqdm import tqdm
 
 from gfpgan.data.clip_degradations import synthetic_clip
 from gfpgan.errors import UserError, run_cli
-from gfpgan.tools.make_testset import COLOR, RECIPE, _sha
+from gfpgan.model_cards import sha256_file
+from gfpgan.tools.make_testset import COLOR, RECIPE, publish, read_hq, start_build
 
 MOTION = dict(max_angle=5.0, max_zoom=0.05, max_shift=0.04, max_speed=0.25)
 
@@ -105,35 +105,21 @@ def make_video_testset(src, out, start: int = 0, num: int = 0, names: Optional[S
                        crf: Sequence[int] = (18, 25), codec_prob: float = 1.0, color: bool = False,
                        overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
     """Build the video test set; returns {'clips': n, 'resumed': n, 'bad': [names]}."""
-    import cv2
-
-    from gfpgan.utils import read_image, write_image_atomic
+    from gfpgan.utils import write_image_atomic
 
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise UserError(f"{src} is not a folder; give the folder of HQ faces.")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; remove it or pass --overwrite.")
+    tmp = start_build(src, out, overwrite, resume)
     if frames < 2:
         raise UserError(f"--frames must be at least 2 for a video test set, got {frames}.")
     files = select_faces(src, start, num, names)
     if not files:
         raise UserError(f"{src} contains no images in the chosen range; check the path and --start/--num.")
     options = dict(RECIPE, **(COLOR if color else {}))
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists() and not resume:
-        shutil.rmtree(tmp)
     counts, records = {"clips": 0, "resumed": 0, "bad": []}, []
     for f in tqdm(files, desc="video testset", unit="clip", disable=not progress):
-        try:
-            still = read_image(f)
-        except UserError as exc:
-            counts["bad"].append(f.name)
-            tqdm.write(f"skipping {exc}", file=sys.stderr)
+        still = read_hq(f, size, counts["bad"])
+        if still is None:
             continue
-        if still.shape[:2] != (size, size):
-            interp = cv2.INTER_AREA if still.shape[0] > size else cv2.INTER_LINEAR
-            still = cv2.resize(still, (size, size), interpolation=interp)
         c = clip_of(still, f.stem, seed, frames, options, nonrigid, codec_prob, crf)
         paths = {k: [tmp / k / f.stem / f"{t:05d}.png" for t in range(frames)] for k in ("gt", "lq")}
         if all(p.exists() for ps in paths.values() for p in ps):
@@ -145,7 +131,7 @@ def make_video_testset(src, out, start: int = 0, num: int = 0, names: Optional[S
             counts["clips"] += 1
         records.append({"name": f.stem, "source": f.name, "crf": c["crf"], "params": c["params"],
                         "affines": c["affines"], "rel_affines": c["rel_affines"],
-                        **{f"{k}_sha256": [_sha(p) for p in ps] for k, ps in paths.items()}})
+                        **{f"{k}_sha256": [sha256_file(p) for p in ps] for k, ps in paths.items()}})
     if not records:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"no image in {src} is readable; nothing written.")
@@ -160,9 +146,7 @@ def make_video_testset(src, out, start: int = 0, num: int = 0, names: Optional[S
                                         "(gfpgan.motion)",
                 "clips": records}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    publish(tmp, out)
     return counts
 
 
