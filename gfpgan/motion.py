@@ -78,8 +78,13 @@ def affine_to_theta(rel: torch.Tensor, size: int) -> torch.Tensor:
         (B, 2, 3) theta in normalised coordinates (``align_corners=False``), valid at any resolution.
     """
     b = rel.shape[0]
+    # the inverse in closed form (no linalg.inv, which ONNX has no operator for)
+    a, bb, c, d = rel[:, 0, 0], rel[:, 0, 1], rel[:, 1, 0], rel[:, 1, 1]
+    det = a * d - bb * c
+    lin = torch.stack([torch.stack([d, -bb], -1), torch.stack([-c, a], -1)], 1) / det.view(b, 1, 1)
+    shift = -(lin @ rel[:, :, 2:])
     bottom = rel.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)
-    inv = torch.linalg.inv(torch.cat([rel, bottom], 1))
+    inv = torch.cat([torch.cat([lin, shift], 2), bottom], 1)
     # normalised u = (2x + 1) / S - 1  <=>  x = ((u + 1) S - 1) / 2
     n = rel.new_tensor([[2.0 / size, 0.0, 1.0 / size - 1.0], [0.0, 2.0 / size, 1.0 / size - 1.0],
                         [0.0, 0.0, 1.0]])

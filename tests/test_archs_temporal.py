@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gfpgan.archs import GFPGANv1, GFPGANv1Clean, TemporalGFPGAN
-from gfpgan.archs.temporal_arch import cat_states, reset_state, select_state
+from gfpgan.archs.temporal_arch import TemporalStep, cat_states, reset_state, select_state
 from gfpgan.checkpoint import build_network
 from gfpgan.errors import UserError
 from gfpgan.motion import relative_affine, similarity, valid_mask, warp_previous
@@ -193,3 +193,25 @@ def test_bad_state_and_clip_shapes_are_user_errors():
         TemporalGFPGAN(_base(), num_scales=5)
     with pytest.raises(UserError, match="wraps a GFP-GAN generator"):
         TemporalGFPGAN(torch.nn.Conv2d(3, 3, 1))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape checks become constants
+def test_one_step_exports_to_onnx_and_matches_pytorch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = TemporalGFPGAN(_base(), num_scales=2).eval()
+    _randomise_adapter(net)
+    step = TemporalStep(net).eval()
+    x0, x1 = _face(0), _moved(_face(0), R[0])
+    with torch.no_grad():
+        _, st = net.step(x0, net.init_state(1), R)
+        args = (x1, R, *st.hidden, st.prev_input, st.valid, st.gate)
+        ref = step(*args)
+    path = tmp_path / "step.onnx"
+    torch.onnx.export(step, args, str(path), opset_version=20, dynamo=False,
+                      input_names=["input", "rel_affine", "h0", "h1", "prev_input", "valid", "gate"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
+    assert len(got) == len(ref) == 6
+    for g, r in zip(got, ref):
+        assert np.abs(g - r.numpy()).max() < 1e-4
+    assert np.abs(got[0] - _base()(x1)[0].detach().numpy()).max() > 1e-3  # the state mattered

@@ -203,8 +203,8 @@ class TemporalGFPGAN(nn.Module):
         def adapt(i: int, feat: torch.Tensor) -> torch.Tensor:
             if i >= self.num_scales:
                 return feat
-            s = feat.shape[-1]
-            c = conf if s == conf.shape[-1] else F.adaptive_avg_pool2d(conf, s)
+            k = 2 ** (self.num_scales - 1 - i)  # python ints: the step stays traceable (ONNX)
+            c = conf if k == 1 else F.avg_pool2d(conf, k)
             prev, _ = warp_previous(state.hidden[i], rel_affine, x.shape[-1])
             h = self.cells[i](feat, prev * c)
             hidden.append(h)
@@ -260,3 +260,22 @@ class TemporalGFPGAN(nn.Module):
             outs.append(out)
             pyramids.append(rgbs)
         return torch.stack(outs, 1), pyramids, state
+
+
+class TemporalStep(nn.Module):
+    """One step of a :class:`TemporalGFPGAN` with flat tensor inputs and outputs, for export.
+
+    ``forward(x, rel_affine, *hidden, prev_input, valid, gate) -> (out, *hidden, prev_input, valid,
+    gate)``, the state's fields in :class:`TemporalState` order. ONNX needs opset 20 or later
+    (``affine_grid``).
+    """
+
+    def __init__(self, net: TemporalGFPGAN):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, rel_affine: torch.Tensor,
+                *state: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        n = self.net.num_scales
+        out, new = self.net.step(x, TemporalState(tuple(state[:n]), *state[n:]), rel_affine)
+        return (out, *new.hidden, new.prev_input, new.valid, new.gate)
