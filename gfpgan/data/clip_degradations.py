@@ -144,7 +144,7 @@ def x264_roundtrip(frames: Sequence[np.ndarray], crf: int, preset: str = "veryfa
     """Encode RGB uint8 frames with libx264 at ``crf`` (yuv420p, in memory) and decode them.
 
     Odd sides are padded by one replicated row/column for the 4:2:0 format and cropped back.
-    Single-threaded, so the result is deterministic.
+    Single-threaded and without macroblock-tree rate control, so the result is deterministic.
     """
     import av  # the video dependency, imported where it is used
 
@@ -154,7 +154,10 @@ def x264_roundtrip(frames: Sequence[np.ndarray], crf: int, preset: str = "veryfa
     with av.open(buf, "w", format="h264") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": preset, "threads": "1"}
+        # macroblock-tree rate control off: with it, libx264 gave run-to-run different bitstreams
+        # for the same frames here (seen on short clips); without it every run is identical
+        stream.options = {"crf": str(int(crf)), "preset": preset, "threads": "1",
+                          "x264-params": "no-mbtree=1"}
         for f in frames:
             f = cv2.copyMakeBorder(np.ascontiguousarray(f), 0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
