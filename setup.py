@@ -63,6 +63,7 @@ CONSOLE_SCRIPTS = [
     "gfpgan-prepare=gfpgan.tools.prepare_faces:cli",
     "gfpgan-component-boxes=gfpgan.tools.component_boxes:cli",
     "gfpgan-make-testset=gfpgan.tools.make_testset:cli",
+    "gfpgan-make-video-testset=gfpgan.tools.make_video_testset:cli",
     "gfpgan-to-lmdb=gfpgan.tools.to_lmdb:cli",
     "gfpgan-fid-stats=gfpgan.tools.fid_stats:cli",
     "gfpgan-compare-videos=gfpgan.tools.compare_videos:cli",

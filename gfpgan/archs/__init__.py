@@ -7,14 +7,19 @@ The modules named as the reference's (``gfpganv1_clean_arch``, ``gfpganv1_arch``
 constructor keywords and forward signatures (see :mod:`gfpgan.archs.reference_api`).
 """
 
-from gfpgan.archs import arcface_arch, discriminator_arch, gfpgan_arch, stylegan2_arch, vgg_arch  # noqa: F401
-from gfpgan.archs import (  # noqa: F401  (the reference's module paths; registers the new archs)
+from gfpgan.archs import (  # noqa: F401  (registration; the reference's module paths too)
+    arcface_arch,
+    discriminator_arch,
+    gfpgan_arch,
     gfpgan_bilinear_arch,
     gfpganv1_arch,
     gfpganv1_clean_arch,
     restoreformer_arch,
+    stylegan2_arch,
     stylegan2_bilinear_arch,
     stylegan2_clean_arch,
+    temporal_arch,
+    vgg_arch,
 )
 from gfpgan.archs.arcface_arch import ResNetArcFace
 from gfpgan.archs.discriminator_arch import FacialComponentDiscriminator, StyleGAN2Discriminator
@@ -23,8 +28,10 @@ from gfpgan.archs.gfpgan_bilinear_arch import GFPGANBilinear
 from gfpgan.archs.restoreformer_arch import RestoreFormer
 from gfpgan.archs.stylegan2_arch import StyleGAN2Generator, StyleGAN2GeneratorClean
 from gfpgan.archs.stylegan2_bilinear_arch import StyleGAN2GeneratorBilinear
+from gfpgan.archs.temporal_arch import TemporalGFPGAN, TemporalState, TemporalStep
 from gfpgan.archs.vgg_arch import VGGFeatureExtractor
 
 __all__ = ["GFPGANv1", "GFPGANv1Clean", "GFPGANBilinear", "RestoreFormer", "StyleGAN2Generator",
-           "StyleGAN2GeneratorClean", "StyleGAN2GeneratorBilinear", "StyleGAN2Discriminator",
-           "FacialComponentDiscriminator", "ResNetArcFace", "VGGFeatureExtractor"]
+           "StyleGAN2GeneratorClean", "StyleGAN2GeneratorBilinear", "TemporalGFPGAN",
+           "TemporalState", "TemporalStep", "StyleGAN2Discriminator", "FacialComponentDiscriminator",
+           "ResNetArcFace", "VGGFeatureExtractor"]

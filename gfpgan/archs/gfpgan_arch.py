@@ -15,7 +15,7 @@ multi-scale "pyramid" restoration loss.
 
 import math
 import os
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -94,6 +94,11 @@ class _GFPGANBase(nn.Module):
         Returns:
             (image (B, 3, S, S) roughly in [-1, 1], out_rgbs: list of (B, 3, 8*2^i, 8*2^i) or []).
         """
+        feat, skips, style = self.encode(x)
+        return self.decode(feat, skips, style, return_rgb=return_rgb, randomize_noise=randomize_noise)
+
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
+        """U-Net encoder: (deepest feature (B, C, 4, 4), skips from fine to coarse, style code)."""
         feat = self._encode_first(x)
         skips = []
         for down in self.conv_body_down:
@@ -103,10 +108,25 @@ class _GFPGANBase(nn.Module):
         style = self.final_linear(feat.flatten(1))
         if self.different_w:
             style = style.view(style.shape[0], -1, self.num_style_feat)
+        return feat, skips, style
 
+    def decode(self, feat: torch.Tensor, skips: List[torch.Tensor], style: torch.Tensor,
+               return_rgb: bool = True, randomize_noise: Optional[bool] = None,
+               adapt: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None
+               ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """U-Net decoder, CS-SFT conditions and the StyleGAN2 decoder (see :meth:`forward`).
+
+        Args:
+            feat, skips, style: :meth:`encode`'s outputs.
+            return_rgb, randomize_noise: as in :meth:`forward`.
+            adapt: optional ``adapt(level, feature) -> feature`` applied to each U-Net decoder level
+                (8 px first) before its conditions are computed (the temporal adapter's entry point).
+        """
         conditions, out_rgbs = [], []
         for i, up in enumerate(self.conv_body_up):
             feat = up(feat + skips[-1 - i])
+            if adapt is not None:
+                feat = adapt(i, feat)
             conditions.append((self.condition_scale[i](feat), self.condition_shift[i](feat)))
             if return_rgb:
                 out_rgbs.append(self.toRGB[i](feat))

@@ -6,9 +6,15 @@
   The flow comes from OpenCV (DIS or Farneback: no weights) on a chosen source, by default the
   output itself; with a ground-truth or input clip as the flow source, motion the restorer
   invented is not mistaken for real motion. Lower is steadier. Reported x1000 on [0, 1] images.
+  For synthetic clips the flow is known exactly: pass the relative transforms between consecutive
+  crops (``rel_affines``, :mod:`gfpgan.motion`) and the flow comes from them (then only the
+  pixels that leave the frame are masked).
+* **TLME** (temporal landmark motion error, as in PGTFormer's tables): the mean over frames and
+  points of ``||(L_t - L_t-1) - (G_t - G_t-1)||``, landmark motion the ground truth does not have.
 * **Landmark jitter** per face track (pixels; see :func:`gfpgan.inference.tracking.landmark_jitter`):
   tracks are built with the pipeline's :class:`~gfpgan.inference.tracking.IoUTracker`.
-* **Identity consistency**: the ArcFace angle (degrees) between consecutive crops of a track.
+* **Identity consistency**: the ArcFace angle (degrees) between consecutive crops of a track; with
+  the ground truth's embeddings, also the excess over the ground truth's own change.
 """
 
 from typing import Dict, List, Optional, Sequence
@@ -61,6 +67,20 @@ def occlusion_mask(flow_bw: np.ndarray, flow_fw: np.ndarray) -> np.ndarray:
     return (lhs < rhs) & inside
 
 
+def warping_error_flows(prev: np.ndarray, cur: np.ndarray, flow_bw: np.ndarray, flow_fw: np.ndarray) -> float:
+    """Warping error of a pair under given flows (x1000 on [0, 1] images; NaN if nothing visible).
+
+    Args:
+        prev, cur: (H, W, 3) RGB uint8 output frames t-1 and t.
+        flow_bw: (H, W, 2) with ``cur(x) ~ prev(x + flow_bw(x))``; ``flow_fw`` the reverse.
+    """
+    mask = occlusion_mask(flow_bw, flow_fw)
+    if not mask.any():
+        return float("nan")
+    diff = (cur.astype(np.float32) - warp(prev, flow_bw)) / 255.0
+    return float((diff[mask] ** 2).mean() * 1000.0)
+
+
 def warping_error_pair(prev: np.ndarray, cur: np.ndarray, flow_prev: Optional[np.ndarray] = None,
                        flow_cur: Optional[np.ndarray] = None, method: str = "dis") -> float:
     """Flow-warping error between two consecutive output frames (x1000, images in [0, 1]).
@@ -74,32 +94,62 @@ def warping_error_pair(prev: np.ndarray, cur: np.ndarray, flow_prev: Optional[np
     """
     fp = prev if flow_prev is None else flow_prev
     fc = cur if flow_cur is None else flow_cur
-    flow_bw = optical_flow(fc, fp, method)  # cur(x) ~ prev(x + flow_bw(x))
-    flow_fw = optical_flow(fp, fc, method)
-    mask = occlusion_mask(flow_bw, flow_fw)
-    if not mask.any():
-        return float("nan")
-    diff = (cur.astype(np.float32) - warp(prev, flow_bw)) / 255.0
-    return float((diff[mask] ** 2).mean() * 1000.0)
+    # cur(x) ~ prev(x + flow_bw(x))
+    return warping_error_flows(prev, cur, optical_flow(fc, fp, method), optical_flow(fp, fc, method))
 
 
 def warping_error(frames: Sequence[np.ndarray], flow_frames: Optional[Sequence[np.ndarray]] = None,
-                  method: str = "dis") -> Dict[str, object]:
+                  method: str = "dis", rel_affines: Optional[np.ndarray] = None) -> Dict[str, object]:
     """Flow-warping error of a clip.
 
     Args:
         frames: T >= 2 (H, W, 3) RGB uint8 output frames.
         flow_frames: T frames to estimate the motion on (ground truth or input); default ``frames``.
         method: "dis" or "farneback".
+        rel_affines: (T, 2, 3) exact transforms frame t-1 -> frame t in pixels of these frames
+            (entry 0 unused); when given, the flows come from them and ``flow_frames`` is ignored.
     Returns:
         ``{"mean": float, "per_pair": [T-1 floats]}``.
     """
     if flow_frames is not None and len(flow_frames) != len(frames):
         raise ValueError(f"flow source has {len(flow_frames)} frames, output has {len(frames)}")
-    src = frames if flow_frames is None else flow_frames
-    per = [warping_error_pair(frames[i - 1], frames[i], src[i - 1], src[i], method)
-           for i in range(1, len(frames))]
+    if rel_affines is not None:
+        from gfpgan.motion import affine_flow
+
+        if len(rel_affines) != len(frames):
+            raise ValueError(f"{len(rel_affines)} transforms for {len(frames)} frames")
+        h, w = frames[0].shape[:2]
+        per = [warping_error_flows(frames[i - 1], frames[i], *affine_flow(rel_affines[i], h, w))
+               for i in range(1, len(frames))]
+    else:
+        src = frames if flow_frames is None else flow_frames
+        per = [warping_error_pair(frames[i - 1], frames[i], src[i - 1], src[i], method)
+               for i in range(1, len(frames))]
     return {"mean": float(np.nanmean(per)) if per else float("nan"), "per_pair": per}
+
+
+def tlme(landmarks: Sequence[Optional[np.ndarray]], gt_landmarks: Sequence[Optional[np.ndarray]]
+         ) -> Dict[str, object]:
+    """Temporal landmark motion error: landmark motion of the output that the ground truth lacks.
+
+    Args:
+        landmarks: T (K, 2) landmarks of the output frames (None where no face was found).
+        gt_landmarks: T (K, 2) landmarks of the ground truth frames (None likewise).
+    Returns:
+        ``{"mean": pixels (NaN if no pair has all four), "per_pair": [T-1 floats, NaN where missing]}``.
+    """
+    if len(landmarks) != len(gt_landmarks):
+        raise ValueError(f"{len(landmarks)} output landmark sets for {len(gt_landmarks)} ground-truth ones")
+    per = []
+    for t in range(1, len(landmarks)):
+        four = (landmarks[t - 1], landmarks[t], gt_landmarks[t - 1], gt_landmarks[t])
+        if any(v is None for v in four):
+            per.append(float("nan"))
+            continue
+        o0, o1, g0, g1 = (np.asarray(v, np.float64) for v in four)
+        per.append(float(np.linalg.norm((o1 - o0) - (g1 - g0), axis=-1).mean()))
+    ok = [v for v in per if not np.isnan(v)]
+    return {"mean": float(np.mean(ok)) if ok else float("nan"), "per_pair": per}
 
 
 def face_tracks(detections, iou_threshold: float = 0.3) -> Dict[int, Dict[str, list]]:
@@ -131,17 +181,32 @@ def track_jitter(tracks: Dict[int, Dict[str, list]], min_length: int = 3) -> Dic
             if len(tr["frames"]) >= min_length}
 
 
-def identity_consistency(embeddings: np.ndarray) -> Dict[str, float]:
+def identity_consistency(embeddings: np.ndarray, gt_embeddings: Optional[np.ndarray] = None
+                         ) -> Dict[str, float]:
     """Identity drift along a track from its (T, D) ArcFace embeddings (T >= 2).
 
+    Args:
+        embeddings: (T, D) embeddings of the output crops.
+        gt_embeddings: optional (T, D) embeddings of the ground-truth crops.
     Returns:
-        ``{"mean_deg": mean angle between consecutive embeddings, "max_deg": the largest}``.
+        ``{"mean_deg": mean angle between consecutive embeddings, "max_deg": the largest}``; with
+        the ground truth also ``"gt_mean_deg"`` and ``"excess_deg"`` (mean of output angle minus
+        ground-truth angle per pair: identity change the ground truth does not have).
     """
     emb = np.asarray(embeddings, np.float64)
     if len(emb) < 2:
-        return {"mean_deg": float("nan"), "max_deg": float("nan")}
+        nan = float("nan")
+        return {"mean_deg": nan, "max_deg": nan} if gt_embeddings is None else \
+            {"mean_deg": nan, "max_deg": nan, "gt_mean_deg": nan, "excess_deg": nan}
     ang = embedding_angle(emb[:-1], emb[1:]).numpy()
-    return {"mean_deg": float(ang.mean()), "max_deg": float(ang.max())}
+    out = {"mean_deg": float(ang.mean()), "max_deg": float(ang.max())}
+    if gt_embeddings is not None:
+        gt = np.asarray(gt_embeddings, np.float64)
+        if gt.shape != emb.shape:
+            raise ValueError(f"ground-truth embeddings {gt.shape} do not match the output's {emb.shape}")
+        gang = embedding_angle(gt[:-1], gt[1:]).numpy()
+        out.update(gt_mean_deg=float(gang.mean()), excess_deg=float((ang - gang).mean()))
+    return out
 
 
 def crop_track(frames: Sequence[np.ndarray], track: Dict[str, list], size: int = 128) -> List[np.ndarray]:

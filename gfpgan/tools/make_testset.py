@@ -81,23 +81,52 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int = 512, num: int = 0,
-                 color: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
-    """Build the test set; returns {'images': n, 'resumed': n, 'bad': [names]}."""
-    from gfpgan.utils import list_images, read_image, write_image_atomic
-
-    src, out = Path(src), Path(out)
+def start_build(src: Path, out: Path, overwrite: bool, resume: bool) -> Path:
+    """Check the HQ folder and the destination; return the build folder ``OUT.partial``."""
     if not src.is_dir():
         raise UserError(f"{src} is not a folder; give the folder of HQ faces.")
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; remove it or pass --overwrite.")
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists() and not resume:
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def read_hq(path: Path, size: int, bad: list) -> Optional[np.ndarray]:
+    """The face at ``path`` as RGB uint8 ``size`` x ``size``, or None (named in ``bad``) if unreadable."""
+    from gfpgan.utils import read_image
+
+    try:
+        img = read_image(path)
+    except UserError as exc:
+        bad.append(path.name)
+        tqdm.write(f"skipping {exc}", file=sys.stderr)
+        return None
+    if img.shape[:2] != (size, size):
+        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return img
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Replace ``out`` with the finished build folder."""
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int = 512, num: int = 0,
+                 color: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
+    """Build the test set; returns {'images': n, 'resumed': n, 'bad': [names]}."""
+    from gfpgan.utils import list_images, write_image_atomic
+
+    src, out = Path(src), Path(out)
+    tmp = start_build(src, out, overwrite, resume)
     files = list_images(src)[: num or None]
     if not files:
         raise UserError(f"{src} contains no images; check the path.")
     options = dict(RECIPE, **(COLOR if color else {}))
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists() and not resume:
-        shutil.rmtree(tmp)
     counts = {"images": 0, "resumed": 0, "bad": []}
     records = {s: [] for s in settings}
     for f in tqdm(files, desc="testset", unit="img", disable=not progress):
@@ -106,15 +135,9 @@ def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int =
         if all(g.exists() and q.exists() for g, q in targets.values()):
             counts["resumed"] += 1
         else:
-            try:
-                gt = read_image(f)
-            except UserError as exc:
-                counts["bad"].append(f.name)
-                tqdm.write(f"skipping {exc}", file=sys.stderr)
+            gt = read_hq(f, size, counts["bad"])
+            if gt is None:
                 continue
-            if gt.shape[:2] != (size, size):
-                interp = cv2.INTER_AREA if gt.shape[0] > size else cv2.INTER_LINEAR
-                gt = cv2.resize(gt, (size, size), interpolation=interp)
             for s, (g, q) in targets.items():
                 write_image_atomic(g, gt)
                 write_image_atomic(q, degrade_pair(gt, params, SETTINGS[s]))
@@ -131,9 +154,7 @@ def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int =
                     "seed": seed, "seeding": "np.random.default_rng([seed, zlib.crc32(stem)])",
                     "degradation": options, "images": records[s]}
         (tmp / s / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    publish(tmp, out)
     return counts
 
 
