@@ -6,6 +6,8 @@ ORACLE_DIR ?= .cache/oracle
 .PHONY: install oracle ffmpeg test demo bench bench-gpu
 
 install:
+	@# the distribution was called gfpgan-video before it took the reference's name
+	@$(PYTHON) -m pip uninstall -y -q gfpgan-video 2>/dev/null || true
 	$(PYTHON) -m pip install -q -e ".[dev]"
 
 # The reference implementation, used only by the parity tests. It is also called `gfpgan`, so it

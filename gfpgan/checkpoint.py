@@ -80,7 +80,8 @@ def _saveable(tensors: Dict[str, torch.Tensor], dtype: Optional[torch.dtype] = N
 
 # ------------------------------------------------------------------------------------ our format
 def save_network(path: PathLike, net: nn.Module, arch: str, kwargs: Dict[str, Any],
-                 extra: Optional[Dict[str, Any]] = None, dtype: Optional[torch.dtype] = None) -> None:
+                 extra: Optional[Dict[str, Any]] = None, dtype: Optional[torch.dtype] = None,
+                 tensors: Optional[Dict[str, torch.Tensor]] = None) -> None:
     """Save ``net``'s state dict with its config as one self-describing ``.safetensors`` file.
 
     Args:
@@ -91,6 +92,7 @@ def save_network(path: PathLike, net: nn.Module, arch: str, kwargs: Dict[str, An
         extra: free-form JSON-serialisable provenance stored beside the config.
         dtype: e.g. ``torch.float16`` to halve the file; only floating-point tensors are cast.
             Loading casts back to the network's own dtype.
+        tensors: the part of ``net``'s state dict to save (default: all of it).
     """
     config = {"format": FORMAT, "arch": arch, "kwargs": dict(kwargs), "extra": dict(extra or {})}
     if dtype is not None:
@@ -101,7 +103,7 @@ def save_network(path: PathLike, net: nn.Module, arch: str, kwargs: Dict[str, An
         raise TypeError(f"the config of {path} is not JSON-serialisable: {exc}") from None
     from safetensors.torch import save_file
 
-    tensors = _saveable(net.state_dict(), dtype)
+    tensors = _saveable(net.state_dict() if tensors is None else tensors, dtype)
     with atomic_path(path, fsync=True) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: text})
 
@@ -228,6 +230,19 @@ def instantiate(arch: str, kwargs: Dict[str, Any], source: PathLike = "the confi
     except TypeError as exc:
         raise UserError(f"{source} gives {arch} kwargs it does not accept ({exc}); "
                         f"fix the config or re-convert the file") from None
+
+
+def state_dict_sha256(net: nn.Module) -> str:
+    """sha256 of a network's weights (names, dtypes, shapes and values of its state dict), the
+    same whichever file format they were loaded from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -16,7 +16,6 @@ is off and the input is moved/cast once, so callers only ever hand over float te
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import os
 from typing import Optional, Protocol, Union, runtime_checkable
@@ -212,11 +211,9 @@ def weights_digest(spec) -> Optional[str]:
     if spec is None:
         return None
     if isinstance(spec, nn.Module):
-        h = hashlib.sha256()
-        for name, t in sorted(spec.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        from gfpgan.checkpoint import state_dict_sha256
+
+        return state_dict_sha256(spec)
     if not isinstance(spec, (str, os.PathLike)):
         return type(spec).__name__
     path = os.fspath(spec)
