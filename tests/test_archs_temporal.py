@@ -8,7 +8,7 @@ import torch
 
 from gfpgan.archs import GFPGANv1, GFPGANv1Clean, TemporalGFPGAN
 from gfpgan.archs.temporal_arch import TemporalStep, cat_states, reset_state, select_state
-from gfpgan.checkpoint import build_network
+from gfpgan.networks import build_network
 from gfpgan.errors import UserError
 from gfpgan.motion import relative_affine, similarity, valid_mask, warp_previous
 

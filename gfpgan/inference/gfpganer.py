@@ -183,7 +183,7 @@ class GFPGANer:
 
     def __init__(self, model_path, upscale: float = 2, arch: str = "clean", channel_multiplier: float = 2,
                  bg_upsampler=None, device: Union[str, torch.device, None] = None):
-        from gfpgan.checkpoint import check_state_dict, load_checkpoint
+        from gfpgan.legacy import check_state_dict, load_checkpoint
         from gfpgan.compat import resolve_model_path
         from gfpgan.inference.face_model import resolve_device
 
