@@ -11,6 +11,11 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parents[1]
 # the weights stack, bottom first: each may import only the ones before it
 WEIGHT_LAYERS = ["gfpgan.checkpoint", "gfpgan.legacy", "gfpgan.model_cards", "gfpgan.networks"]
+# The reference's API names (``gfpgan.GFPGANer``, ``gfpgan.utils.GFPGANer``,
+# ``gfpgan.utils.load_file_from_url``) must live where its clients import them, at the bottom of
+# the package; these functions reach up to them lazily, on use. They are the only imports not
+# counted as edges of the graph.
+FACADES = {"gfpgan": {"__getattr__"}, "gfpgan.utils": {"__getattr__", "load_file_from_url"}}
 
 
 def _modules() -> Dict[str, Path]:
@@ -27,7 +32,12 @@ def _imports(name: str, path: Path, known) -> List[str]:
     """Every gfpgan module ``name`` imports, at any depth (functions included)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef)
+            and f.name in FACADES.get(name, ()) for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
