@@ -8,6 +8,7 @@ load_temporal on its base, and 2 gloo ranks matching 1 process.
 """
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ from tests.helpers import CPU, SIZE, TINY_GFPGAN, final_weights, make_faces, one
 from tests.helpers import write_options
 from tests.test_train_ddp import run_torchrun
 
+RECIPES = Path(__file__).resolve().parents[1] / "options"
 T = 4
 STILL = dict(blur_sigma=None, downsample_range=None, noise_range=None, jpeg_range=None)
 
@@ -196,3 +198,33 @@ def test_two_ranks_match_one_rank(assets, tmp_path):
             assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=5e-5), (net, k)
     early, late = final_weights(run2, 2), final_weights(run2, 4)  # it did train (the adapter moved)
     assert max((early[k] - late[k]).abs().max().item() for k in late if k.startswith("proj.")) > 1e-3
+
+
+# ------------------------------------------------------------------ the recipe files
+def test_recipes_need_their_base_and_build(assets, tmp_path):
+    for name in ("train_temporal_tiny.yml", "train_temporal_512.yml"):
+        with pytest.raises(UserError, match="pretrain_network_g.*does not exist"):
+            load_train_options(RECIPES / name)
+    faces, base = assets["faces"], assets["base"]
+    tiny = load_train_options(RECIPES / "train_temporal_tiny.yml", [
+        f"datasets.train.dataroot_gt={faces}", f"datasets.val.dataroot_gt={faces}",
+        "datasets.train.out_size=32", "datasets.val.out_size=32", f"path.pretrain_network_g={base}",
+        f"path.experiments_root={tmp_path}"])
+    assert tiny["train"]["base_lr_scale"] == 0 and tiny["train"]["tbptt"] == 3
+    from gfpgan.engine.trainer import build_dataset
+
+    ds = build_dataset(tiny["datasets"]["train"], seed=0)
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("lq", "gt", "rel_affine")}
+    model = TemporalGFPGANModel(tiny, CPU)
+    logs = model.train_step(batch, 1)
+    assert logs["skipped"] == 0.0 and logs["l_temporal"] > 0 and logs["l_g_pix"] > 0
+
+    full = load_train_options(RECIPES / "train_temporal_512.yml", [
+        f"datasets.train.dataroot_gt={faces}", f"path.pretrain_network_g={base}",
+        "path.pretrain_network_vgg=~", "path.pretrain_network_identity=~",
+        "train.perceptual_opt.pretrained=false"])
+    tr = full["train"]
+    assert (tr["base_lr_scale"], tr["tbptt"], tr["temporal_identity_weight"]) == (0, 4, 0.5)
+    assert full["datasets"]["train"]["num_frames"] == 8 and full["network_g"]["num_scales"] == 3
+    model = TemporalGFPGANModel(full, CPU)  # a 32 px stand-in base, random VGG19 and ArcFace
+    assert model.cri_perceptual is not None and model.cri_temporal_id is not None
