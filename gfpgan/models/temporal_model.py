@@ -297,14 +297,7 @@ class TemporalGFPGANModel(GFPGANModel):
 
     @torch.no_grad()
     def restore(self, lq: torch.Tensor) -> torch.Tensor:
-        """Restore single faces with the EMA adapter's first-frame step (a new track each).
-
-        Args:
-            lq: (B, 3, S, S) degraded faces in [-1, 1], any device.
-        Returns:
-            (B, 3, S, S) restored faces in [-1, 1] (float32, on the model's device).
-        """
+        """As :meth:`GFPGANModel.restore`, through the EMA adapter's first-frame step (new tracks)."""
+        net, lq = self.generator_for_eval(), lq.to(self.device).contiguous(memory_format=self.memory_format)
         with self._autocast():
-            lq = lq.to(self.device).contiguous(memory_format=self.memory_format)
-            out, _, _ = self.generator_for_eval()(lq)
-        return out.float()
+            return net(lq)[0].float()
