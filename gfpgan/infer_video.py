@@ -34,12 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file(s) (mp4, mov, mkv, avi, webm...) or a folder of frames")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.mp4/.mov/.mkv), or a folder for several inputs")
-    add_face_arguments(p, default_model=None)
+    add_face_arguments(p, default_model=DEFAULT_MODEL)
     add_video_arguments(p)
     t = p.add_argument_group("learned temporal module")
     t.add_argument("--temporal", default=None, metavar="FILE",
                    help="a temporal file: one recurrent state per face track (with --model BASE, "
-                        "the base it was trained on, unless the file holds its base)")
+                        "the base it was trained on; a file that holds its base needs no --model)")
     t.add_argument("--no-temporal", action="store_true",
                    help="restore frame by frame with the same base (to compare)")
     e = p.add_argument_group("encoding and job")
@@ -94,13 +94,13 @@ def _processor(args, config, sinks):
         if args.no_temporal:
             raise UserError("--no-temporal compares with a temporal file's base; give --temporal "
                             "FILE too, or drop --no-temporal.")
-        return VideoFaceRestorer(args.model or DEFAULT_MODEL, config, sinks=sinks)
+        return VideoFaceRestorer(args.model, config, sinks=sinks)
     from gfpgan.inference.temporal import TemporalVideoRestorer, load_temporal_net
     from gfpgan.temporal_file import read_temporal_config
 
-    base = args.model
-    if base is None and not read_temporal_config(args.temporal)["extra"].get("contains_base"):
-        base = DEFAULT_MODEL
+    base = args.model  # --model left at its default: the file's own base, when it holds one
+    if base == DEFAULT_MODEL and read_temporal_config(args.temporal)["extra"].get("contains_base"):
+        base = None
     if args.no_temporal:  # the very base the file names (checked), frame by frame
         net = load_temporal_net(args.temporal, base)
         return VideoFaceRestorer(base or net.base, config, sinks=sinks)
