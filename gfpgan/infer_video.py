@@ -23,6 +23,8 @@ from gfpgan.errors import UserError, run_cli
 
 __all__ = ["main", "cli", "build_parser"]
 
+DEFAULT_MODEL = "GFPGANv1.4"
+
 
 def build_parser() -> argparse.ArgumentParser:
     from gfpgan.inference.config import add_face_arguments, add_video_arguments
@@ -32,8 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file(s) (mp4, mov, mkv, avi, webm...) or a folder of frames")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.mp4/.mov/.mkv), or a folder for several inputs")
-    add_face_arguments(p)
+    add_face_arguments(p, default_model=DEFAULT_MODEL)
     add_video_arguments(p)
+    t = p.add_argument_group("learned temporal module")
+    t.add_argument("--temporal", default=None, metavar="FILE",
+                   help="a temporal file: one recurrent state per face track (with --model BASE, "
+                        "the base it was trained on; a file that holds its base needs no --model)")
+    t.add_argument("--no-temporal", action="store_true",
+                   help="restore frame by frame with the same base (to compare)")
     e = p.add_argument_group("encoding and job")
     e.add_argument("--codec", default="libx264", help="any video encoder PyAV offers")
     e.add_argument("--crf", type=float, default=18, help="quality (x264/x265/vp9/av1)")
@@ -78,6 +86,27 @@ def _outputs(inputs: Sequence[str], output: str) -> List[str]:
     return names
 
 
+def _processor(args, config, sinks):
+    """The segment processor the arguments ask for: per frame, or with the temporal module."""
+    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+
+    if args.temporal is None:
+        if args.no_temporal:
+            raise UserError("--no-temporal compares with a temporal file's base; give --temporal "
+                            "FILE too, or drop --no-temporal.")
+        return VideoFaceRestorer(args.model, config, sinks=sinks)
+    from gfpgan.inference.temporal import TemporalVideoRestorer, load_temporal_net
+    from gfpgan.temporal_file import read_temporal_config
+
+    base = args.model  # --model left at its default: the file's own base, when it holds one
+    if base == DEFAULT_MODEL and read_temporal_config(args.temporal)["extra"].get("contains_base"):
+        base = None
+    if args.no_temporal:  # the very base the file names (checked), frame by frame
+        net = load_temporal_net(args.temporal, base)
+        return VideoFaceRestorer(base or net.base, config, sinks=sinks)
+    return TemporalVideoRestorer(args.temporal, base, config, sinks=sinks)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from gfpgan.inference import video_job as vj  # heavy imports after argument parsing
@@ -102,7 +131,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         info = dist.init_dist(args.device)
         rank, barrier = info.rank, dist.barrier
         config = dataclasses.replace(config, device=str(info.device))
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
     sinks, collector = [], None
     if args.collect:
         from gfpgan.inference.collect import FaceCollector
@@ -112,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.save_faces:
         from gfpgan.inference.sinks import FaceSaver
         sinks.append(FaceSaver(args.save_faces))
-    processor = VideoFaceRestorer(args.model, config, sinks=sinks)
+    processor = _processor(args, config, sinks)
     opts = vj.VideoJobOptions(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
         codec_options=codec_options, segment_frames=args.segment_frames, warmup=args.warmup,

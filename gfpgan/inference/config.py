@@ -68,6 +68,12 @@ VIDEO_OPTIONS = (
     Option("fixed_noise", "--random-noise", True,
            "fresh StyleGAN2 noise per call (the reference's behaviour; flickers)"),
     Option("lookahead", "--lookahead", 2, "landmark smoother look-ahead (frames)", int),
+    Option("temporal_reset", "--temporal-reset", 32,
+           "with --temporal: every track's state restarts on frames 0, K, 2K... of the video (the "
+           "same frames whatever the segment split)", int, metavar="K"),
+    Option("gate_reset", "--gate-reset", 0.05,
+           "with --temporal: restart a track's state where its gate (trust in the previous frame) "
+           "falls below this (cuts, occlusions)", float),
 )
 
 
@@ -131,7 +137,8 @@ class VideoRestorerConfig(RestorerConfig):
     """The face pipeline's settings for video: :class:`RestorerConfig` plus temporal ones.
 
     Attributes (besides the face settings):
-        detect_every, stabilize, mask_smoothing, lookahead: see :data:`VIDEO_OPTIONS`.
+        detect_every, stabilize, mask_smoothing, lookahead, temporal_reset, gate_reset: see
+            :data:`VIDEO_OPTIONS` (the last two apply with a temporal module only).
         past: frames of history of the landmark smoother.
         detect_batch_size: frames per detector call.
         overlap: detection in a thread ahead of the generator, paste-back on a pool behind it
@@ -143,6 +150,8 @@ class VideoRestorerConfig(RestorerConfig):
     stabilize: bool = _VIDEO["stabilize"]
     mask_smoothing: bool = _VIDEO["mask_smoothing"]
     lookahead: int = _VIDEO["lookahead"]
+    temporal_reset: int = _VIDEO["temporal_reset"]
+    gate_reset: float = _VIDEO["gate_reset"]
     past: int = 8
     detect_batch_size: int = 4
     overlap: bool = True
@@ -154,6 +163,9 @@ class VideoRestorerConfig(RestorerConfig):
             raise UserError(f"--detect-every {self.detect_every} must be >= 1.")
         if self.lookahead < 0 or self.past < 0:
             raise UserError("--lookahead must be >= 0.")
+        if self.temporal_reset < 1 or not 0.0 <= self.gate_reset <= 1.0:
+            raise UserError(f"--temporal-reset {self.temporal_reset} must be >= 1 and --gate-reset "
+                            f"{self.gate_reset} within [0, 1].")
         if self.detect_batch_size < 1 or self.paste_workers < 1:
             raise UserError("detect_batch_size and paste_workers must be >= 1.")
 

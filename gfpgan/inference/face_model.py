@@ -25,7 +25,8 @@ from torch import nn
 
 from gfpgan.errors import UserError
 
-__all__ = ["FaceModel", "TorchFaceModel", "load_face_model", "resolve_device", "weights_digest"]
+__all__ = ["FaceModel", "TorchFaceModel", "TemporalFaceModel", "load_face_model", "resolve_device",
+           "weights_digest"]
 
 
 @runtime_checkable
@@ -146,6 +147,37 @@ class TorchFaceModel(FaceModel):
                 f"dtype={self.dtype}, fixed_noise={self.fixed_noise})")
 
 
+class TemporalFaceModel(TorchFaceModel):
+    """A :class:`~gfpgan.archs.temporal_arch.TemporalGFPGAN` for inference: what
+    :class:`TorchFaceModel` does, plus one recurrent :meth:`step` over a batch of face tracks.
+
+    Calling it restores every face as the first frame of a new track.
+    """
+
+    def init_state(self, batch: int):
+        """The empty state of ``batch`` new tracks, on the model's device and dtype."""
+        return self.net.init_state(batch, self.device, self.dtype)
+
+    @torch.inference_mode()
+    def step(self, x: torch.Tensor, state, rel_affine: torch.Tensor):
+        """Restore one face per track and advance the tracks' states.
+
+        Args:
+            x: (B, 3, S, S) float in [-1, 1], one face per track.
+            state: the tracks' ``TemporalState`` (rows of :meth:`init_state` for new tracks).
+            rel_affine: (B, 2, 3) crop t-1 -> crop t (``gfpgan.motion.relative_affine``).
+
+        Returns:
+            (restored (B, 3, S, S) float32 on ``self.device``, the new state).
+        """
+        x = x.to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        rel = rel_affine.to(self.device, self.dtype)
+        out, _, state = self.net(x, state, rel, False, self._kwargs.get("randomize_noise"))
+        return out.float(), state
+
+
 def _build_from_spec(spec: str) -> nn.Module:
     """Build the generator named by ``spec``: a file (ours or official) or a model card name."""
     from gfpgan.networks import build_network
@@ -195,6 +227,10 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
     if backend != "torch":
         raise UserError(f"unknown backend '{backend}'; use torch or onnxruntime.")
     net = spec if isinstance(spec, nn.Module) else _build_from_spec(os.fspath(spec))
+    from gfpgan.archs.temporal_arch import TemporalGFPGAN
+
+    if isinstance(net, TemporalGFPGAN):
+        return TemporalFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
     return TorchFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
 
 

@@ -331,6 +331,8 @@ class VideoFaceRestorer(FaceStages):
         cfg = self.config.as_dict()
         for k in ("device", "batch_faces", "detect_batch_size", "overlap", "paste_workers"):
             del cfg[k]  # where and how the work is scheduled, not what it computes
+        for k in ("temporal_reset", "gate_reset"):
+            del cfg[k]  # settings of a temporal module, which this restorer has not
         cfg["device_type"] = self.device.type
         cfg["model"] = weights_digest(self.model_spec)
         cfg["detector_weights"] = weights_digest(self.detector_weights())
@@ -451,6 +453,17 @@ class VideoFaceRestorer(FaceStages):
         for sink in self.sinks:
             sink.end_tracks(self.window.video, live)
 
+    def restore_faces(self, crops: Sequence[np.ndarray], affines: Sequence[np.ndarray],
+                      keys: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+        """Restore a group's aligned crops (a subclass may keep per-track state).
+
+        Args:
+            crops: (S, S, 3) uint8 aligned faces, in frame order.
+            affines: their frame -> crop (2, 3) matrices.
+            keys: ``(frame in the whole video, track id)`` of each crop.
+        """
+        return self.restore_batch(crops)
+
     def _restore_group(self, group: List[_Pending]) -> Iterator:
         faces = []  # (frame in group, detection, track, smoothed landmarks)
         for gi, p in enumerate(group):
@@ -463,7 +476,9 @@ class VideoFaceRestorer(FaceStages):
                 c, a = self.align(group[gi].frame, lm[None])
                 crops += c
                 affines += a
-        restored = self.restore_batch(crops)
+        restored = self.restore_faces(crops, affines,
+                                      [(group[gi].index + self.window.first, tid)
+                                       for gi, _, tid, _ in faces])
         masks = self.face_masks(restored, [f[2] for f in faces], self.mask_smoother)
         per_frame: List[List[int]] = [[] for _ in group]
         for k, (gi, j, tid, lm) in enumerate(faces):

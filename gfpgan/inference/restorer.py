@@ -85,7 +85,11 @@ class FaceBatchRestorer:
         Returns:
             (B, 3, S, S) float in [-1, 1].
         """
-        out = self.model(x).to(x.device)
+        return self.blend(x, self.model(x))
+
+    def blend(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The network's output ``out`` for the input ``x``, blended with it by ``strength``."""
+        out = out.to(x.device)
         if self.strength < 1.0:
             out = torch.lerp(x.float(), out, self.strength)
         return out

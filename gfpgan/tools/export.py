@@ -10,6 +10,11 @@ network's stored buffers (deterministic output, no random ops in the graph) and 
 axis. Each file is verified against PyTorch on random inputs of two batch sizes and the max
 absolute difference is printed; beyond ``--tol`` (1e-3 by default, fp32) the command fails and
 keeps nothing. Files are written to temp names and renamed once verified.
+
+    python -m gfpgan.tools.export --temporal temporal.safetensors [--ckpt BASE] --out exported/
+
+exports one step of a learned temporal module instead (:func:`export_temporal_step`: crop and
+state in, crop and state out; ONNX opset 20 or later), verified against PyTorch with ONNX Runtime.
 """
 
 import argparse
@@ -194,15 +199,84 @@ def export(spec, out_dir, formats: Sequence[str] = FORMATS, fp16: bool = False, 
     return report
 
 
+def _step_io(net: nn.Module, batch: int, seed: int) -> Tuple[torch.Tensor, ...]:
+    """Inputs of one step with a live state: a random crop, a small motion, the state after a
+    first step on another crop."""
+    size = net.out_size
+    g = torch.Generator().manual_seed(seed)
+    x0, x1 = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1 for _ in range(2))
+    rel = torch.eye(2, 3).repeat(batch, 1, 1)
+    rel[:, :, 2] = torch.rand(batch, 2, generator=g) * 4 - 2
+    with torch.no_grad():
+        _, st = net.step(x1 * 0.5 + x0 * 0.5, net.init_state(batch), rel)
+    return (x1, rel, *st.hidden, st.prev_input, st.valid, st.gate)
+
+
+def export_temporal_step(temporal, out_dir, base=None, opset: int = 20, tol: float = 1e-3,
+                         name: Optional[str] = None) -> Dict[str, dict]:
+    """Export one step of a temporal file's module (crop and state in, crop and state out) to ONNX.
+
+    Inputs ``input`` (B, 3, S, S), ``rel_affine`` (B, 2, 3), ``h0``.. (one per adapted scale),
+    ``prev_input``, ``valid``, ``gate``; outputs ``output`` and the new state's fields, named as
+    the inputs with an ``_out`` suffix (the exporter drops the ``gate`` input, which no output
+    depends on); the batch axis (tracks) is dynamic. Verified against
+    PyTorch at two batch sizes with a live state.
+
+    Raises:
+        UserError: opset below 20 (``affine_grid``), a bad temporal file or base, an export that
+            does not match PyTorch within ``tol`` (nothing is written then).
+    """
+    from gfpgan.archs.temporal_arch import TemporalStep
+    from gfpgan.inference.temporal import load_temporal_net
+
+    if opset < 20:
+        raise UserError(f"--opset {opset}: one temporal step needs ONNX opset 20 or later (affine_grid).")
+    net = load_temporal_net(temporal, base).float().eval()
+    step = TemporalStep(net).eval()
+    names = ["input", "rel_affine", *[f"h{i}" for i in range(net.num_scales)], "prev_input", "valid",
+             "gate"]
+    outs = ["output", *[f"{n}_out" for n in names[2:]]]
+    final = Path(out_dir) / f"{name or Path(os.fspath(temporal)).stem}_step.onnx"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with atomic_path(final) as tmp:
+        with warnings.catch_warnings(), _traceable(step):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(step, _step_io(net, 2, 0), str(tmp), opset_version=opset,
+                              input_names=names, output_names=outs, dynamo=False,
+                              dynamic_axes={n: {0: "batch"} for n in names + outs})
+        step.requires_grad_(False)
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        diff = 0.0
+        for batch in (1, 3):
+            args = _step_io(net, batch, batch)
+            with torch.no_grad():
+                ref = step(*args)
+            used = {i.name for i in sess.get_inputs()}  # the old gate feeds nothing: dropped
+            got = sess.run(None, {n: a.numpy() for n, a in zip(names, args) if n in used})
+            diff = max([diff] + [float((torch.from_numpy(g) - r).abs().max()) for g, r in zip(got, ref)])
+        if not diff <= tol:
+            raise UserError(f"the temporal step of {temporal} exported to ONNX differs from PyTorch by "
+                            f"{diff:.3g} (> {tol:g}); nothing was written to {final}")
+    return {"onnx_step": {"path": str(final), "max_abs_diff": diff, "tolerance": tol,
+                          "seconds": round(time.perf_counter() - t0, 2), "bytes": final.stat().st_size}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.export", description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", required=True, help="run folder, checkpoint file or model card name")
+    p.add_argument("--ckpt", default=None,
+                   help="run folder, checkpoint file or model card name (with --temporal: its base, "
+                        "unless the temporal file holds it)")
+    p.add_argument("--temporal", default=None, metavar="FILE",
+                   help="export one step of this temporal file's module to ONNX instead (opset >= 20)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--formats", default="safetensors,onnx,torchscript",
                    help="comma-separated: safetensors,onnx,torchscript (default: all)")
     p.add_argument("--fp16", action="store_true",
                    help="store the safetensors weights in fp16 (half the size)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17; 20 with --temporal)")
     p.add_argument("--tol", type=float, default=1e-3, help="max abs difference allowed vs PyTorch (fp32)")
     p.add_argument("--name", default=None, help="output file stem (default: from the checkpoint)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -211,9 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    report = export(args.ckpt, args.out, formats, fp16=args.fp16, opset=args.opset, tol=args.tol,
-                    name=args.name)
+    if args.temporal:
+        report = export_temporal_step(args.temporal, args.out, args.ckpt, args.opset or 20, args.tol,
+                                      args.name)
+    elif args.ckpt is None:
+        raise UserError("give --ckpt (the generator to export) or --temporal FILE.")
+    else:
+        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+        report = export(args.ckpt, args.out, formats, fp16=args.fp16, opset=args.opset or 17,
+                        tol=args.tol, name=args.name)
     for fmt, r in report.items():
         print(f"{fmt:12s} {r['path']}  max|diff| vs PyTorch = {r['max_abs_diff']:.2e} "
               f"(tol {r['tolerance']:g})  {r['bytes'] / 1e6:.1f} MB  {r['seconds']:.1f}s")

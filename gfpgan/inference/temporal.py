@@ -1,0 +1,188 @@
+"""Video restoration with the learned temporal module: one recurrent state per face track.
+
+:class:`TemporalVideoRestorer` is a :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`
+whose generator is a :class:`~gfpgan.archs.temporal_arch.TemporalGFPGAN` (loaded from a temporal
+file, :mod:`gfpgan.temporal_file`). Design: the pipeline's one hook, ``restore_faces(crops,
+affines, keys)``, gets every face of a group of frames with its ``(frame, track)``; this subclass
+keeps the tracks' states and steps them, and nothing else in the pipeline changes.
+
+* **Order and batching**: one forward pass per frame of the group, over all of the frame's faces
+  (up to ``batch_faces`` tracks), so each track is stepped frame after frame while tracks are
+  batched together. The state rows are gathered with ``cat_states`` and scattered back with
+  ``select_state``. Batching by frame, not across frames, also keeps each pass's batch
+  independent of how frames fall into groups and segments (a batch of 1 and of 2 can differ in
+  the last bit on the CPU), which the byte-identity of segments needs.
+* **Motion**: the state is warped by the relative similarity between the track's previous and
+  current alignments (``gfpgan.motion.relative_affine`` on the two frame -> crop matrices).
+* **Resets** (an empty state, so the frame is restored as a track's first): a new track, a track
+  that had no face in the previous frame (lost), a previous step whose gate (trust in the frame
+  before) fell below ``--gate-reset`` (a cut, an occlusion), and every ``--temporal-reset`` K
+  frames of the video, on frames 0, K, 2K... counted from the video's start.
+* **Segments**: that last reset makes a frame's output depend on at most the K - 1 frames before
+  it, so :meth:`context` asks for K - 1 more frames of warm-up; every segment of a split (and a
+  resumed job) then gives the bytes of one pass over the whole video. :meth:`fingerprint` adds the
+  temporal file's sha256 and the two reset settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from gfpgan.archs.temporal_arch import TemporalState, cat_states, select_state
+from gfpgan.errors import UserError
+from gfpgan.inference.config import VideoRestorerConfig
+from gfpgan.inference.face_model import TemporalFaceModel
+from gfpgan.inference.face_pipeline import VideoFaceRestorer
+from gfpgan.inference.restorer import crops_to_tensor, tensor_to_crops
+from gfpgan.inference.segments import SegmentWindow
+from gfpgan.motion import identity_affine, relative_affine
+
+__all__ = ["load_temporal_net", "TemporalVideoRestorer"]
+
+ResetHook = Callable[[str, int, int, str], None]
+
+
+def load_temporal_net(temporal: Union[str, os.PathLike], base: Union[str, os.PathLike, nn.Module,
+                                                                    None] = None) -> nn.Module:
+    """The TemporalGFPGAN of a temporal file, on the CPU in eval mode.
+
+    Args:
+        temporal: the temporal file (``.safetensors`` written by temporal training).
+        base: the base generator it was trained on (a model card name, a weights file or a
+            module); None when the file holds its base.
+
+    Raises:
+        UserError: a missing file, not a temporal file, a base with other weights, weights that
+            do not fit the file's own config.
+    """
+    from gfpgan.temporal_file import load_temporal
+
+    path = os.fspath(temporal)
+    if not os.path.isfile(path):
+        raise UserError(f"temporal file '{path}' not found; give the temporal.safetensors that "
+                        f"temporal training wrote.")
+    if base is not None and not isinstance(base, nn.Module):
+        from gfpgan.inference.face_model import _build_from_spec
+
+        base = _build_from_spec(os.fspath(base))
+    try:
+        return load_temporal(path, base)
+    except RuntimeError as exc:  # load_state_dict: a state or weight of another shape
+        if "size mismatch" not in str(exc):
+            raise
+        raise UserError(f"{path} holds temporal weights of other shapes than its config says "
+                        f"(its state would not fit the module); write it again.") from None
+
+
+@dataclass
+class _Track:
+    """The state of one track after its last restored face."""
+
+    state: TemporalState  # one row
+    affine: np.ndarray  # (2, 3) frame -> crop of that face
+    frame: int  # its frame in the whole video
+    first: bool  # that face was the track's first since a reset (its gate says nothing)
+
+
+class TemporalVideoRestorer(VideoFaceRestorer):
+    """Video restoration with one recurrent state per face track (see the module docstring).
+
+    Args:
+        temporal: the temporal file.
+        base: the base generator (see :func:`load_temporal_net`); None when the file holds it.
+        config: a :class:`~gfpgan.inference.config.VideoRestorerConfig` (``temporal_reset`` and
+            ``gate_reset`` are the module's settings); the backend must be torch.
+        on_reset: called as ``on_reset(video, frame, track, reason)`` whenever a track's state
+            starts empty; reason is ``"new"`` (a new track, or one missing in the frame before),
+            ``"gate"`` or ``"period"``.
+        **kwargs: as for :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`.
+    """
+
+    def __init__(self, temporal: Union[str, os.PathLike],
+                 base: Union[str, os.PathLike, nn.Module, None] = None,
+                 config: Optional[VideoRestorerConfig] = None, *,
+                 on_reset: Optional[ResetHook] = None, **kwargs):
+        if (config.backend if config else kwargs.get("backend", "torch")) != "torch":
+            raise UserError("--temporal runs on the torch backend; export one step with "
+                            "gfpgan-export --temporal for ONNX Runtime, or drop --backend.")
+        from gfpgan.model_cards import sha256_file
+
+        self.temporal_sha256 = sha256_file(temporal)
+        self.on_reset = on_reset
+        self._tracks: Dict[int, _Track] = {}
+        super().__init__(load_temporal_net(temporal, base), config, **kwargs)
+        if not isinstance(self.model, TemporalFaceModel):  # pragma: no cover - load_face_model
+            raise TypeError("the temporal restorer needs a TemporalFaceModel")
+
+    def reset(self, window: SegmentWindow = SegmentWindow()) -> None:
+        """Forget all tracks, their states included."""
+        super().reset(window)
+        self._tracks = {}
+
+    def context(self) -> Tuple[int, int]:
+        """The pipeline's context, plus the K - 1 frames back to the last periodic reset."""
+        warmup, tail = super().context()
+        return warmup + self.config.temporal_reset - 1, tail
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """The pipeline's settings, the reset settings and the temporal file's sha256."""
+        cfg = super().fingerprint()
+        cfg.update(temporal=self.temporal_sha256, temporal_reset=self.config.temporal_reset,
+                   gate_reset=self.config.gate_reset)
+        return cfg
+
+    def restore_faces(self, crops: Sequence[np.ndarray], affines: Sequence[np.ndarray],
+                      keys: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+        """Step every track through its faces of the group, tracks batched (in waves)."""
+        if not crops:
+            return []
+        if self.restorer.strength == 0.0:
+            return [c.copy() for c in crops]
+        first = min(frame for frame, _ in keys)
+        self._tracks = {t: s for t, s in self._tracks.items() if s.frame >= first - 1}  # lost
+        out: List[np.ndarray] = []
+        with self.timer.stage("generator"):
+            for i in range(len(keys)):
+                if i and keys[i][0] == keys[i - 1][0]:
+                    continue
+                faces = [k for k in range(i, len(keys)) if keys[k][0] == keys[i][0]]
+                for j in range(0, len(faces), self.restorer.batch_faces):
+                    out += self._step(faces[j:j + self.restorer.batch_faces], crops, affines, keys)
+        return out
+
+    def _start(self, frame: int, tid: int) -> Optional[_Track]:
+        """The track's state to continue from, or None (and ``on_reset``) for an empty one."""
+        prev = self._tracks.get(tid)
+        if prev is None or prev.frame != frame - 1:
+            reason = "new"
+        elif frame % self.config.temporal_reset == 0:
+            reason = "period"
+        elif not prev.first and float(prev.state.gate[0]) < self.config.gate_reset:
+            reason = "gate"
+        else:
+            return prev
+        if self.on_reset is not None:
+            self.on_reset(self.window.video, frame, tid, reason)
+        return None
+
+    def _step(self, chunk: Sequence[int], crops, affines, keys) -> List[np.ndarray]:
+        """One forward pass over faces of distinct tracks; updates their states."""
+        model: TemporalFaceModel = self.model
+        starts = [self._start(*keys[k]) for k in chunk]
+        empty = model.init_state(1)
+        state = cat_states([empty if s is None else s.state for s in starts])
+        rel = np.stack([identity_affine() if s is None else relative_affine(s.affine, affines[k])
+                        for s, k in zip(starts, chunk)])
+        x = crops_to_tensor([crops[k] for k in chunk], model.device)
+        out, new = model.step(x, state, torch.from_numpy(rel))
+        for row, (k, s) in enumerate(zip(chunk, starts)):
+            frame, tid = keys[k]
+            self._tracks[tid] = _Track(select_state(new, [row]), np.asarray(affines[k]), frame,
+                                       s is None)
+        return list(tensor_to_crops(self.restorer.blend(x, out)))
