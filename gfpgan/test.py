@@ -3,6 +3,9 @@
     python -m gfpgan.test -opt options/test_celeba_test.yml [key.sub=value ...]
     torchrun --nproc_per_node=8 -m gfpgan.test -opt options/test_celeba_test.yml
 
+An options file with ``mode: video`` evaluates a video test set instead (clips restored frame to
+frame with an optional temporal module; see :mod:`gfpgan.engine.video_eval`).
+
 The model is a run folder (newest EMA generator), a checkpoint (ours or an official ``.pth``) or a
 model card. A paired dataset (``dataroot_lq`` + ``dataroot_gt``, as ``gfpgan.tools.make_testset``
 writes) gets every metric; an unpaired one (real-world LQ only: LFW-Test, CelebChild, WebPhoto)
@@ -36,6 +39,17 @@ HIGHER_BETTER = {"psnr", "ssim"}
 
 _CONV = Section({"crop_border": Field(int, 0, min=0, help="pixels removed on each side"),
                  "test_y_channel": Field(bool, False, help="measure BT.601 Y instead of RGB")}, nullable=True)
+# the metric sections shared with the video evaluation (gfpgan.engine.video_eval)
+PAIRED_METRIC_SECTIONS = {
+    "psnr": _CONV, "ssim": _CONV,
+    "lpips": Section({"net": Field(str, "alex", choices=["alex", "vgg"]),
+                      "trunk_path": Field(str, None, help="alexnet-owt-7be5be79.pth (or folder)")},
+                     nullable=True),
+    "deg": Section({"arcface_path": Field(str, None, help="arcface_resnet18.pth (or folder)")},
+                   nullable=True),
+    "lmd": Section({"detector": Field(str, "mtcnn", choices=["mtcnn", "retinaface"]),
+                    "weights": Field(str, None, help="RetinaFace weights")}, nullable=True),
+}
 TEST_SCHEMA = Section({
     "name": Field(str, required=True, nullable=False, help="results go to <results_root>/<name>"),
     "model": Field(str, required=True, nullable=False, help="run folder, checkpoint file or model card"),
@@ -48,19 +62,12 @@ TEST_SCHEMA = Section({
         "dataroot_gt": Field(str, None, path="dir", help="ground truth (paired only)"),
     }), required=True, nullable=False, help="name -> dataset"),
     "metrics": Section({
-        "psnr": _CONV, "ssim": _CONV,
-        "lpips": Section({"net": Field(str, "alex", choices=["alex", "vgg"]),
-                          "trunk_path": Field(str, None, help="alexnet-owt-7be5be79.pth (or folder)")},
-                         nullable=True),
+        **PAIRED_METRIC_SECTIONS,
         "fid": Section({"inception_path": Field(str, None, help="pt_inception-2015-12-05-6726825d.pth"),
                         "stats_path": Field(str, None, help=".npz mu/sigma; null: the GT images")},
                        nullable=True),
         "niqe": Section({"crop_border": Field(int, 0, min=0), "params_path": Field(str, None)},
                         nullable=True),
-        "deg": Section({"arcface_path": Field(str, None, help="arcface_resnet18.pth (or folder)")},
-                       nullable=True),
-        "lmd": Section({"detector": Field(str, "mtcnn", choices=["mtcnn", "retinaface"]),
-                        "weights": Field(str, None, help="RetinaFace weights")}, nullable=True),
     }),
     "path": Section({"results_root": Field(str, "results")}),
 })
@@ -116,18 +123,32 @@ def list_images(folder: str) -> List[Path]:
     return files
 
 
-def _restore(model, lq_imgs: List[np.ndarray]) -> List[np.ndarray]:
+def resize_to(imgs: List[np.ndarray], s: int) -> List[np.ndarray]:
+    """Images resized (bicubic) to ``s`` x ``s`` where they differ."""
     import cv2
+
+    return [im if im.shape[:2] == (s, s) else cv2.resize(im, (s, s), interpolation=cv2.INTER_CUBIC)
+            for im in imgs]
+
+
+def _restore(model, lq_imgs: List[np.ndarray]) -> List[np.ndarray]:
     import torch
 
     from gfpgan.utils import img_to_tensor, tensor_to_img
 
-    s = model.size
-    batch = [im if im.shape[:2] == (s, s) else cv2.resize(im, (s, s), interpolation=cv2.INTER_CUBIC)
-             for im in lq_imgs]
+    batch = resize_to(lq_imgs, model.size)
     with torch.no_grad():
         out = model(img_to_tensor(np.stack(batch)).to(model.device))
     return [tensor_to_img(o) for o in out.cpu()]
+
+
+def model_spec(spec: str) -> str:
+    """The model file of a spec: a run folder gives its newest EMA generator, else ``spec`` itself."""
+    if os.path.isdir(spec):
+        from gfpgan.tools.export import find_run_checkpoint
+
+        return str(find_run_checkpoint(Path(spec)))
+    return spec
 
 
 def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, force: bool, say) -> dict:
@@ -160,12 +181,8 @@ def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, for
             if model_box.get("model") is None:
                 from gfpgan.inference.face_model import load_face_model
 
-                spec = opt["model"]
-                if os.path.isdir(spec):  # a run folder: its newest EMA generator
-                    from gfpgan.tools.export import find_run_checkpoint
-
-                    spec = str(find_run_checkpoint(Path(spec)))
-                model_box["model"] = load_face_model(spec, device=str(dist.device), fixed_noise=True)
+                model_box["model"] = load_face_model(model_spec(opt["model"]), device=str(dist.device),
+                                                     fixed_noise=True)
             res = _restore(model_box["model"], [read_image(batch[i]) for i in todo])
             for i, img in zip(todo, res):
                 outs[i] = img
@@ -227,16 +244,21 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def csv_text(rows: List[dict], cols: List[str]) -> str:
+    """CSV of ``rows`` (dicts) with the columns ``cols``; floats with 6 decimals."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
 def write_outputs(opt: dict, summary: dict, out_dirs: Dict[str, Path]) -> Path:
     """Per-image CSV per dataset, then summary.json and summary.md for the run (all atomic)."""
     for dname, d in summary["datasets"].items():
         cols = ["name"] + [m for m in ORDER if m != "fid" and any(m in r for r in d["rows"])]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in d["rows"]:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-        write_text_atomic(out_dirs[dname] / "metrics.csv", buf.getvalue())
+        write_text_atomic(out_dirs[dname] / "metrics.csv", csv_text(d["rows"], cols))
     run_dir = Path(opt["path"]["results_root"]) / opt["name"]
     public = {"name": opt["name"], "model": opt["model"], "conventions": {
         "psnr": opt["metrics"].get("psnr"), "ssim": opt["metrics"].get("ssim"),
@@ -253,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-opt", "--opt", required=True, help="evaluation options YAML")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. batch_size=8")
     p.add_argument("--force", action="store_true", help="restore again even where results exist")
+    p.add_argument("--no-temporal", action="store_true",
+                   help="video sets (mode: video): run the base frame by frame, ignoring the temporal file")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -261,6 +285,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from gfpgan.dist import cleanup, init_dist
 
     args = build_parser().parse_args(argv)
+    raw = load_yaml(args.opt)
+    if isinstance(raw, dict) and raw.get("mode") == "video":  # a video test set: gfpgan.engine.video_eval
+        from gfpgan.engine.video_eval import run_video_eval
+
+        run_video_eval(args.opt, args.overrides, force=args.force, no_temporal=args.no_temporal)
+        return 0
     opt = load_test_options(args.opt, args.overrides)
     dist = init_dist(opt["device"])
 

@@ -1,0 +1,138 @@
+"""Video evaluation (gfpgan.test with ``mode: video``) and the temporal benchmark on a tiny synthetic
+set: an untrained temporal file gives exactly the per-frame numbers, a perturbed one differs, the
+metrics are real values (E_warp of the GT is its floor), 2 gloo ranks equal 1 process, and bad
+input is one sentence."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.helpers import TINY_GFPGAN
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import skimage.data
+
+    from gfpgan.archs import GFPGANv1Clean
+    from gfpgan.archs.temporal_arch import TemporalGFPGAN
+    from gfpgan.checkpoint import save_network
+    from gfpgan.temporal_file import save_temporal
+    from gfpgan.tools.make_video_testset import make_video_testset
+    from gfpgan.utils import write_image_atomic
+
+    root = tmp_path_factory.mktemp("veval")
+    hq = root / "hq"
+    hq.mkdir()
+    for i, f in enumerate(skimage.data.lfw_subset()[:3]):  # real 25x25 gray faces
+        write_image_atomic(hq / f"face{i:02d}.png",
+                           np.repeat((f * 255).round().astype(np.uint8)[..., None], 3, axis=2))
+    make_video_testset(hq, root / "set", frames=4, size=32, codec_prob=0.0, progress=False)
+    torch.manual_seed(0)
+    base = GFPGANv1Clean(**TINY_GFPGAN).eval()
+    save_network(root / "base.safetensors", base, "GFPGANv1Clean", TINY_GFPGAN)
+    net = TemporalGFPGAN(base, num_scales=2, hidden_channels=8).eval()
+    save_temporal(root / "untrained.safetensors", net, base_name="base.safetensors")
+    with torch.no_grad():
+        for p in net.proj.parameters():  # a random projection: the adapter now changes the output
+            p.normal_(0, 0.05)
+    save_temporal(root / "random.safetensors", net, base_name="base.safetensors")
+    return root
+
+
+def _options(root: Path, name: str, temporal: str = "untrained", **over) -> Path:
+    opt = {"mode": "video", "name": name, "model": str(root / "base.safetensors"),
+           "temporal": str(root / f"{temporal}.safetensors") if temporal else None, "device": "cpu",
+           "datasets": {"tiny": {"dataroot": str(root / "set")}},
+           "metrics": {"psnr": {"crop_border": 0, "test_y_channel": False}, "ssim": None,
+                       "lpips": {"net": "alex", "trunk_path": str(root / "missing" / "alexnet.pth")},
+                       "deg": None, "lmd": None},
+           "path": {"results_root": str(root / "results")}, **over}
+    path = root / f"{name}.yml"
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def _summary(root: Path, name: str, mode: str) -> dict:
+    return json.loads((root / "results" / name / mode / "summary.json").read_text())
+
+
+def test_untrained_file_equals_per_frame_and_random_one_differs(setup, capsys):
+    from gfpgan.test import main
+
+    assert main(["-opt", str(_options(setup, "untrained"))]) == 0
+    assert main(["-opt", str(_options(setup, "untrained")), "--no-temporal"]) == 0
+    assert main(["-opt", str(_options(setup, "random", "random"))]) == 0
+    out = capsys.readouterr().out
+    assert "alexnet.pth" in out  # LPIPS skipped with a line naming its file, the rest measured
+    t, f = _summary(setup, "untrained", "temporal"), _summary(setup, "untrained", "per_frame")
+    r = _summary(setup, "random", "temporal")
+    assert t["mode"] == "temporal" and f["mode"] == "per_frame" and f["temporal"] is None
+    tm, fm, rm = (s["datasets"]["tiny"]["metrics"] for s in (t, f, r))
+    assert set(tm) == {"psnr", "ewarp", "ewarp_gt"} and "lpips" not in tm
+    assert tm == fm and rm["psnr"] != fm["psnr"] and rm["ewarp"] != fm["ewarp"]
+    assert 5 < fm["psnr"] < 40 and fm["ewarp"] > 0 and rm["ewarp_gt"] == fm["ewarp_gt"]
+    assert fm["ewarp_gt"] < fm["ewarp"]  # exact flow: the GT's own warping error is the floor
+    d = t["datasets"]["tiny"]
+    assert d["num_clips"] == 3 and d["frames"] == 12 and d["restored"] == 12 and d["sec_per_face"] > 0
+    tdir = setup / "results" / "untrained" / "temporal" / "tiny"
+    rows = list(csv.DictReader((tdir / "metrics.csv").open()))
+    assert [r["name"] for r in rows] == ["face00", "face01", "face02"]
+    assert np.isclose(np.mean([float(r["psnr"]) for r in rows]), tm["psnr"], atol=1e-5)
+    restored = sorted((setup / "results" / "untrained" / "temporal" / "tiny" / "restored").rglob("*.png"))
+    assert len(restored) == 12
+    md = (setup / "results" / "untrained" / "temporal" / "summary.md").read_text()
+    assert "| tiny | 3 |" in md and "ewarp ↓" in md
+
+
+def test_repeat_reuses_frames_and_bad_input_is_one_sentence(setup, tmp_path, capsys):
+    import shutil
+
+    from gfpgan.errors import UserError
+    from gfpgan.test import main
+
+    assert main(["-opt", str(_options(setup, "again", None))]) == 0
+    assert main(["-opt", str(_options(setup, "again", None))]) == 0
+    s = _summary(setup, "again", "per_frame")["datasets"]["tiny"]
+    assert s["restored"] == 0 and s["reused"] == 12 and s["sec_per_face"] is None
+    # a temporal file for another base
+    torch.manual_seed(5)
+    from gfpgan.archs import GFPGANv1Clean
+    from gfpgan.checkpoint import save_network
+
+    save_network(tmp_path / "other.safetensors", GFPGANv1Clean(**TINY_GFPGAN), "GFPGANv1Clean", TINY_GFPGAN)
+    bad = _options(setup, "other", model=str(tmp_path / "other.safetensors"))
+    with pytest.raises(UserError, match="was trained on base.safetensors"):
+        main(["-opt", str(bad), "--force"])
+    # a missing frame
+    broken = tmp_path / "broken"
+    shutil.copytree(setup / "set", broken)
+    (broken / "lq" / "face01" / "00002.png").unlink()
+    opt = _options(setup, "broken", datasets={"tiny": {"dataroot": str(broken)}})
+    with pytest.raises(UserError, match=r"clip face01 .* lacks 1 lq frame"):
+        main(["-opt", str(opt)])
+    assert not (setup / "results" / "broken" / "temporal" / "summary.json").exists()
+
+
+def test_two_gloo_ranks_match_one_process(setup):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "-m", "gfpgan.test", "-opt", str(_options(setup, "ddp", "random"))], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stderr[:3000] + " ... " + r2.stderr[-1000:]
+    from gfpgan.test import main
+
+    assert main(["-opt", str(_options(setup, "single", "random"))]) == 0
+    s1, s2 = _summary(setup, "single", "temporal"), _summary(setup, "ddp", "temporal")
+    assert s2["datasets"]["tiny"]["metrics"] == s1["datasets"]["tiny"]["metrics"]
+    c1 = (setup / "results" / "single" / "temporal" / "tiny" / "metrics.csv").read_text()
+    c2 = (setup / "results" / "ddp" / "temporal" / "tiny" / "metrics.csv").read_text()
+    assert c1 == c2 and c1.count("\n") == 4
