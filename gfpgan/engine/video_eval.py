@@ -10,7 +10,7 @@ by frame over its aligned LQ frames with the manifest's relative transforms, the
 from frame to frame and fresh for every clip (no detection: the frames are aligned crops).
 ``--no-temporal`` runs the same base frame by frame. Metrics:
 
-* per frame, as the image evaluation does them (:func:`gfpgan.test.build_metrics`): PSNR, SSIM,
+* per frame, as the image evaluation does them (:func:`gfpgan.engine.eval_common.build_metrics`): PSNR, SSIM,
   LPIPS, Deg (ArcFace angle to the GT), LMD (landmark distance to the GT); a metric whose weights
   are missing is skipped with one line;
 * per clip: ``ewarp`` (flow-warping error x1000 with the exact flow of the manifest's transforms,
@@ -35,7 +35,8 @@ import torch
 
 from gfpgan.errors import UserError
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
-from gfpgan.test import PAIRED_METRIC_SECTIONS, build_metrics, csv_text, model_spec, resize_to
+from gfpgan.engine.eval_common import (PAIRED_METRIC_SECTIONS, build_metrics, csv_text, model_spec,
+                                       resize_to)
 from gfpgan.utils import write_text_atomic
 
 FRAME_METRICS = ("psnr", "ssim", "lpips", "deg", "lmd")
