@@ -28,7 +28,7 @@ import numpy as np
 from gfpgan.errors import UserError, run_cli
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
 from gfpgan.engine.eval_common import (ORDER, PAIRED_METRIC_SECTIONS, PAIRED_METRICS,
-                                       build_metrics, csv_text, model_spec, resize_to)
+                                       build_metrics, csv_text, model_spec, resize_to, run_on_ranks)
 from gfpgan.utils import write_text_atomic
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -208,8 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from gfpgan.dist import cleanup, init_dist
-
     args = build_parser().parse_args(argv)
     raw = load_yaml(args.opt)
     if isinstance(raw, dict) and raw.get("mode") == "video":  # a video test set: gfpgan.engine.video_eval
@@ -218,14 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_video_eval(args.opt, args.overrides, force=args.force, no_temporal=args.no_temporal)
         return 0
     opt = load_test_options(args.opt, args.overrides)
-    dist = init_dist(opt["device"])
 
-    def say(msg):
-        if dist.is_main:
-            print(msg, flush=True)
-
-    failed = False
-    try:
+    def body(dist, say):
         model_box, summary, out_dirs = {}, {"datasets": {}}, {}
         for dname, ds in opt["datasets"].items():
             part = evaluate_dataset(opt, dname, ds, dist, model_box, args.force, say)
@@ -239,11 +231,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_dir = write_outputs(opt, summary, out_dirs)
             print(markdown_table(summary), end="")
             print(f"results in {run_dir}")
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        cleanup(synchronize=not failed)
+    run_on_ranks(opt["device"], body)
     return 0
 
 

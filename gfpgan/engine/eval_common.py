@@ -6,7 +6,7 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -85,3 +85,25 @@ def csv_text(rows: List[dict], cols: List[str]) -> str:
     for r in rows:
         w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
+
+
+def run_on_ranks(device: str, body: Callable) -> None:
+    """Run ``body(dist, say)`` on every torchrun rank (or the one process): ``say`` prints on rank 0
+    only; the process group is torn down after (with a barrier only on success: a failed rank's
+    peers may never reach one)."""
+    from gfpgan.dist import cleanup, init_dist
+
+    dist = init_dist(device)
+
+    def say(msg):
+        if dist.is_main:
+            print(msg, flush=True)
+
+    failed = False
+    try:
+        body(dist, say)
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        cleanup(synchronize=not failed)

@@ -36,7 +36,7 @@ import torch
 from gfpgan.errors import UserError
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
 from gfpgan.engine.eval_common import (PAIRED_METRIC_SECTIONS, build_metrics, csv_text, model_spec,
-                                       resize_to)
+                                       resize_to, run_on_ranks)
 from gfpgan.utils import write_text_atomic
 
 FRAME_METRICS = ("psnr", "ssim", "lpips", "deg", "lmd")
@@ -293,26 +293,14 @@ def evaluate_video(opt: dict, dist, force: bool = False, no_temporal: bool = Fal
 def run_video_eval(path, overrides: Sequence[str] = (), force: bool = False,
                    no_temporal: bool = False) -> None:
     """The ``gfpgan.test`` hook for ``mode: video`` options: set up ranks, evaluate, print the table."""
-    from gfpgan.dist import cleanup, init_dist
-
     opt = load_video_options(path, overrides)
-    dist = init_dist(opt["device"])
 
-    def say(msg):
-        if dist.is_main:
-            print(msg, flush=True)
-
-    failed = False
-    try:
+    def body(dist, say):
         summary = evaluate_video(opt, dist, force, no_temporal, say)
         if dist.is_main:
             print(markdown_table(summary), end="")
             print(f"results in {summary['run_dir']}")
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        cleanup(synchronize=not failed)
+    run_on_ranks(opt["device"], body)
 
 
 def metric_row(summary: dict, dataset: str) -> Dict[str, float]:
