@@ -74,6 +74,7 @@ CONSOLE_SCRIPTS = [
     "gfpgan-bench-video=gfpgan.tools.bench_video:cli",
     "gfpgan-bench-export=gfpgan.tools.bench_export:cli",
     "gfpgan-bench-compat=gfpgan.tools.bench_compat:cli",
+    "gfpgan-bench-temporal=gfpgan.tools.bench_temporal:cli",
     "gfpgan-demo=gfpgan.demo:cli",
 ]
 

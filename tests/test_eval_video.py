@@ -136,3 +136,40 @@ def test_two_gloo_ranks_match_one_process(setup):
     c1 = (setup / "results" / "single" / "temporal" / "tiny" / "metrics.csv").read_text()
     c2 = (setup / "results" / "ddp" / "temporal" / "tiny" / "metrics.csv").read_text()
     assert c1 == c2 and c1.count("\n") == 4
+
+
+def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
+    """The benchmark's two rows come from the same base: an untrained adapter matches frame by frame
+    exactly on every metric; a random one does not; the cost rows are real timings."""
+    from gfpgan.tools.bench_temporal import main
+
+    common = ["--model", str(setup / "base.safetensors"), "--set", str(setup / "set"), "--repeats", "3",
+              "--lpips-trunk", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "work")]
+    assert main([*common, "--temporal", str(setup / "untrained.safetensors"), "--json", str(tmp_path / "u.json")]) == 0
+    assert main([*common, "--temporal", str(setup / "random.safetensors"), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| frame by frame |" in out and "| change |" in out and "cost at 32 px" in out
+    u, r = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("u", "r"))
+    uq, rq = u["quality"], r["quality"]
+    keys = {"psnr", "ssim", "ewarp", "ewarp_gt"}
+    assert keys <= set(uq["temporal"]) and "lpips" not in uq["temporal"]  # its trunk file is missing
+    assert all(uq["temporal"][k] == uq["per_frame"][k] for k in keys)
+    assert rq["per_frame"]["psnr"] == uq["per_frame"]["psnr"]  # same base, same set
+    assert rq["temporal"]["psnr"] != rq["per_frame"]["psnr"] and rq["temporal"]["ewarp"] != rq["per_frame"]["ewarp"]
+    c = u["cost"]["model"]
+    assert c["size"] == 32 and c["per_frame_s"] > 0 and c["temporal_s"] > 0
+    assert c["state_bytes_per_track"] == 4 * (8 * 8 * 8 + 8 * 16 * 16 + 3 * 16 * 16)
+
+
+def test_bench_temporal_refuses_a_file_for_another_base(setup, tmp_path):
+    from gfpgan.archs import GFPGANv1Clean
+    from gfpgan.checkpoint import save_network
+    from gfpgan.errors import UserError
+    from gfpgan.tools.bench_temporal import main
+
+    torch.manual_seed(7)
+    save_network(tmp_path / "other.safetensors", GFPGANv1Clean(**TINY_GFPGAN), "GFPGANv1Clean", TINY_GFPGAN)
+    with pytest.raises(UserError, match="was trained on base.safetensors"):
+        main(["--model", str(tmp_path / "other.safetensors"), "--temporal", str(setup / "untrained.safetensors"),
+              "--set", str(setup / "set"), "--out", str(tmp_path / "work")])
+    assert not (tmp_path / "work").exists()

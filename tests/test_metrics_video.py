@@ -51,6 +51,24 @@ def test_warping_error_with_flow_estimated_on_the_gt_agrees_with_the_exact_flow(
         temporal.warping_error(steady, rel_affines=rel[:4])
 
 
+def test_warping_error_restricted_to_a_region_measures_only_its_pixels():
+    steady, rel = _clip()
+    noisy = [f.copy() for f in steady]
+    rng = np.random.default_rng(1)
+    for f in noisy[1:]:  # flicker only in the left half
+        f[:, :S // 2] = np.clip(f[:, :S // 2] + rng.normal(0, 12, f[:, :S // 2].shape), 0, 255).astype(np.uint8)
+    left, right = np.zeros((S, S), bool), np.zeros((S, S), bool)
+    left[:, 8:S // 2 - 4], right[:, S // 2 + 4:S - 8] = True, True
+    e_left = temporal.warping_error(noisy, rel_affines=rel, regions=[left] * 5)["mean"]
+    e_right = temporal.warping_error(noisy, rel_affines=rel, regions=[right] * 5)["mean"]
+    e_all = temporal.warping_error(noisy, rel_affines=rel)["mean"]
+    assert e_right < 0.5 < e_all < e_left  # the right half is as steady as the clean clip
+    est = temporal.warping_error(noisy, flow_frames=steady, regions=[right] * 5)["mean"]
+    assert est < e_left / 3
+    with pytest.raises(ValueError, match="4 region masks for 5 frames"):
+        temporal.warping_error(noisy, rel_affines=rel, regions=[right] * 4)
+
+
 def test_tlme_counts_landmark_motion_the_gt_does_not_have():
     gt = [np.array([[10.0 + t, 20.0], [30.0 + t, 20.0]]) for t in range(5)]
     assert temporal.tlme(gt, gt)["mean"] == 0.0

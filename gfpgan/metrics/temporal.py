@@ -67,14 +67,18 @@ def occlusion_mask(flow_bw: np.ndarray, flow_fw: np.ndarray) -> np.ndarray:
     return (lhs < rhs) & inside
 
 
-def warping_error_flows(prev: np.ndarray, cur: np.ndarray, flow_bw: np.ndarray, flow_fw: np.ndarray) -> float:
+def warping_error_flows(prev: np.ndarray, cur: np.ndarray, flow_bw: np.ndarray, flow_fw: np.ndarray,
+                        region: Optional[np.ndarray] = None) -> float:
     """Warping error of a pair under given flows (x1000 on [0, 1] images; NaN if nothing visible).
 
     Args:
         prev, cur: (H, W, 3) RGB uint8 output frames t-1 and t.
         flow_bw: (H, W, 2) with ``cur(x) ~ prev(x + flow_bw(x))``; ``flow_fw`` the reverse.
+        region: optional (H, W) bool mask of the pixels of ``cur`` to measure (a face's box, say).
     """
     mask = occlusion_mask(flow_bw, flow_fw)
+    if region is not None:
+        mask = mask & region
     if not mask.any():
         return float("nan")
     diff = (cur.astype(np.float32) - warp(prev, flow_bw)) / 255.0
@@ -82,24 +86,27 @@ def warping_error_flows(prev: np.ndarray, cur: np.ndarray, flow_bw: np.ndarray, 
 
 
 def warping_error_pair(prev: np.ndarray, cur: np.ndarray, flow_prev: Optional[np.ndarray] = None,
-                       flow_cur: Optional[np.ndarray] = None, method: str = "dis") -> float:
+                       flow_cur: Optional[np.ndarray] = None, method: str = "dis",
+                       region: Optional[np.ndarray] = None) -> float:
     """Flow-warping error between two consecutive output frames (x1000, images in [0, 1]).
 
     Args:
         prev, cur: (H, W, 3) RGB uint8 output frames t-1 and t.
         flow_prev, flow_cur: the frames to estimate the flow on (default: ``prev``, ``cur``).
         method: flow method, see :func:`optical_flow`.
+        region: optional (H, W) bool mask of the pixels of ``cur`` to measure.
     Returns:
         Mean squared error over visible pixels and channels, times 1000 (NaN if none visible).
     """
     fp = prev if flow_prev is None else flow_prev
     fc = cur if flow_cur is None else flow_cur
     # cur(x) ~ prev(x + flow_bw(x))
-    return warping_error_flows(prev, cur, optical_flow(fc, fp, method), optical_flow(fp, fc, method))
+    return warping_error_flows(prev, cur, optical_flow(fc, fp, method), optical_flow(fp, fc, method), region)
 
 
 def warping_error(frames: Sequence[np.ndarray], flow_frames: Optional[Sequence[np.ndarray]] = None,
-                  method: str = "dis", rel_affines: Optional[np.ndarray] = None) -> Dict[str, object]:
+                  method: str = "dis", rel_affines: Optional[np.ndarray] = None,
+                  regions: Optional[Sequence[np.ndarray]] = None) -> Dict[str, object]:
     """Flow-warping error of a clip.
 
     Args:
@@ -108,22 +115,26 @@ def warping_error(frames: Sequence[np.ndarray], flow_frames: Optional[Sequence[n
         method: "dis" or "farneback".
         rel_affines: (T, 2, 3) exact transforms frame t-1 -> frame t in pixels of these frames
             (entry 0 unused); when given, the flows come from them and ``flow_frames`` is ignored.
+        regions: T (H, W) bool masks: measure only these pixels of each frame t >= 1 (e.g. the face).
     Returns:
         ``{"mean": float, "per_pair": [T-1 floats]}``.
     """
     if flow_frames is not None and len(flow_frames) != len(frames):
         raise ValueError(f"flow source has {len(flow_frames)} frames, output has {len(frames)}")
+    if regions is not None and len(regions) != len(frames):
+        raise ValueError(f"{len(regions)} region masks for {len(frames)} frames")
+    region = (lambda i: None) if regions is None else (lambda i: regions[i])
     if rel_affines is not None:
         from gfpgan.motion import affine_flow
 
         if len(rel_affines) != len(frames):
             raise ValueError(f"{len(rel_affines)} transforms for {len(frames)} frames")
         h, w = frames[0].shape[:2]
-        per = [warping_error_flows(frames[i - 1], frames[i], *affine_flow(rel_affines[i], h, w))
+        per = [warping_error_flows(frames[i - 1], frames[i], *affine_flow(rel_affines[i], h, w), region(i))
                for i in range(1, len(frames))]
     else:
         src = frames if flow_frames is None else flow_frames
-        per = [warping_error_pair(frames[i - 1], frames[i], src[i - 1], src[i], method)
+        per = [warping_error_pair(frames[i - 1], frames[i], src[i - 1], src[i], method, region(i))
                for i in range(1, len(frames))]
     return {"mean": float(np.nanmean(per)) if per else float("nan"), "per_pair": per}
 

@@ -1,0 +1,213 @@
+"""Frame by frame vs the temporal module, side by side: quality on held-out clips and cost per face.
+
+    python -m gfpgan.tools.bench_temporal --model results/demo/model/generator.safetensors \\
+        --temporal results/demo/model/temporal.safetensors --faces datasets/demo_faces_heldout
+
+Both contenders use the same base weights; only the temporal file's adapter differs.
+
+* **Quality**: a seeded synthetic video test set (:mod:`gfpgan.tools.make_video_testset`, the
+  CelebA-Test protocol on clips) is built from ``--faces``, which must be faces the base and the
+  adapter never saw in training (or ``--set`` names a set made before); then the video evaluation
+  of ``gfpgan.test`` (:func:`gfpgan.engine.video_eval.evaluate_video`) runs on it twice: frame by
+  frame (``--no-temporal``) and with the temporal file. PSNR, SSIM, LPIPS (when its AlexNet file
+  exists), Deg and identity consistency (with ``--arcface``), LMD and TLME (MTCNN, ships offline),
+  E_warp with the exact flow of the clips' transforms.
+* **Cost**: seconds per face of one forward pass of the base against one step of the temporal
+  module (state carried from the previous step, so the gate and the warps do their full work),
+  batch 1, interleaved A/B/B/A so machine noise hits both alike, median over ``--repeats``. At the
+  model's size, and with ``--cost-512`` also for the GFPGANv1.4 architecture (random weights) with
+  a fresh adapter of the same shape: what the adapter costs at the size people restore at. The
+  state's bytes per track (constant: memory stays flat in video length) are reported too.
+
+Prints one Markdown table (rows: frame by frame, temporal, change) and writes ``--json``.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from gfpgan.errors import UserError, run_cli
+
+COLUMNS = (("psnr", "PSNR ↑", "{:.3f}"), ("ssim", "SSIM ↑", "{:.4f}"), ("lpips", "LPIPS ↓", "{:.4f}"),
+           ("ewarp", "E_warp ↓", "{:.3f}"), ("tlme", "TLME ↓", "{:.3f}"), ("deg", "Deg ↓", "{:.2f}"),
+           ("idc_excess", "ID cons. ↓", "{:.2f}"), ("sec_per_face", "s/face ↓", "{:.4f}"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_temporal",
+                                description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="the base: run folder, checkpoint or model card")
+    p.add_argument("--temporal", required=True, help="temporal file trained on that base")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--faces", help="folder of held-out aligned faces to build the clips from")
+    src.add_argument("--set", help="an existing video test set (gt/, lq/, manifest.json)")
+    p.add_argument("--start", type=int, default=0, help="with --faces: first face (sorted)")
+    p.add_argument("--num", type=int, default=0, help="with --faces: number of faces (0: all)")
+    p.add_argument("--frames", type=int, default=12, help="with --faces: frames per clip")
+    p.add_argument("--size", type=int, default=0, help="with --faces: GT side (0: the model's size)")
+    p.add_argument("--crf", type=int, nargs=2, default=(18, 25), metavar=("LO", "HI"),
+                   help="with --faces: libx264 CRF range")
+    p.add_argument("--codec-prob", type=float, default=1.0, help="with --faces: chance of the libx264 pass")
+    p.add_argument("--seed", type=int, default=0, help="with --faces: seed of the set")
+    p.add_argument("--arcface", default=None, help="arcface_resnet18.pth: adds Deg and identity consistency")
+    p.add_argument("--lpips-trunk", default=None,
+                   help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/); skipped if missing")
+    p.add_argument("--out", default="results/bench_temporal", help="work folder (set, restored frames)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--repeats", type=int, default=30, help="timed steps per contender")
+    p.add_argument("--cost-512", action="store_true", help="also time the adapter on the 512 px architecture")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+# ------------------------------------------------------------------------------ quality
+def quality(args, size: int) -> Dict[str, Dict[str, float]]:
+    """{'per_frame': metrics, 'temporal': metrics} on the held-out set, one process."""
+    from gfpgan.engine.eval_common import run_on_ranks
+    from gfpgan.engine.video_eval import VIDEO_SCHEMA, evaluate_video, metric_row
+    from gfpgan.options import validate
+
+    out = Path(args.out)
+    if args.set:
+        root = Path(args.set)
+    else:
+        from gfpgan.tools.make_video_testset import make_video_testset
+
+        root = out / f"set_{size}px_{args.frames}f_seed{args.seed}"
+        make_video_testset(args.faces, root, args.start, args.num, frames=args.frames, size=args.size or size,
+                           seed=args.seed, crf=args.crf, codec_prob=args.codec_prob, progress=False)
+    opt = validate({
+        "mode": "video", "name": "bench_temporal", "model": args.model, "temporal": args.temporal,
+        "device": args.device, "save_images": False, "datasets": {"heldout": {"dataroot": str(root)}},
+        "metrics": {"psnr": {"crop_border": 0, "test_y_channel": False},
+                    "ssim": {"crop_border": 0, "test_y_channel": False},
+                    "lpips": {"net": "alex", "trunk_path": args.lpips_trunk},
+                    "deg": {"arcface_path": args.arcface} if args.arcface else None,
+                    "lmd": {"detector": "mtcnn"}},
+        "path": {"results_root": str(out)}}, VIDEO_SCHEMA, where="bench_temporal")
+    rows = {}
+
+    def body(dist, say):
+        for mode, off in (("per_frame", True), ("temporal", False)):
+            rows[mode] = metric_row(evaluate_video(opt, dist, force=True, no_temporal=off, say=say), "heldout")
+    run_on_ranks(args.device, body)
+    return rows
+
+
+# ------------------------------------------------------------------------------ cost
+@torch.inference_mode()
+def time_per_face(net, device: torch.device, repeats: int) -> Dict[str, float]:
+    """Median seconds of one base forward vs one temporal step (batch 1, interleaved A/B/B/A)."""
+    torch.manual_seed(0)
+    size = net.out_size
+    x = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    theta = torch.tensor([[[0.999, -0.02, 0.6], [0.02, 0.999, -0.4]]], device=device)  # a small move
+    _, _, state = net(x, None, theta, randomize_noise=False)  # valid state: the gate and warps run
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def base():
+        net.base(x, return_rgb=False, randomize_noise=False)
+
+    def step():
+        net(x, state, theta, randomize_noise=False)
+
+    times: Dict[str, list] = {"per_frame": [], "temporal": []}
+    for fn in (base, step, base, step):  # warm-up
+        fn()
+    for r in range(repeats):
+        for name, fn in ((("per_frame", base), ("temporal", step)) if r % 2 == 0 else
+                         (("temporal", step), ("per_frame", base))):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    state_bytes = sum(t.numel() * t.element_size() for t in (*state.hidden, state.prev_input))
+    pf, tp = statistics.median(times["per_frame"]), statistics.median(times["temporal"])
+    return {"size": size, "per_frame_s": pf, "temporal_s": tp, "overhead": tp / pf - 1,
+            "state_bytes_per_track": state_bytes}
+
+
+def adapter_at_512(net) -> torch.nn.Module:
+    """A fresh adapter of ``net``'s shape around the GFPGANv1.4 architecture (random weights)."""
+    from gfpgan.archs.temporal_arch import TemporalGFPGAN
+    from gfpgan.model_cards import load_card
+    from gfpgan.networks import build_network
+
+    card = load_card("GFPGANv1.4")
+    torch.manual_seed(0)
+    base = build_network({"type": card.arch, **card.kwargs})
+    return TemporalGFPGAN(base, num_scales=net.num_scales, hidden_channels=net.hidden_channels,
+                          gate_sharpness=net.gate_sharpness).eval()
+
+
+def cost(args) -> Dict[str, Dict[str, float]]:
+    from gfpgan.engine.eval_common import model_spec
+    from gfpgan.inference.temporal import load_temporal_net
+
+    device = torch.device(args.device)
+    net = load_temporal_net(args.temporal, model_spec(args.model)).to(device).eval()
+    rows = {"model": time_per_face(net, device, args.repeats)}
+    if args.cost_512:
+        rows["512"] = time_per_face(adapter_at_512(net).to(device), device, args.repeats)
+    return rows
+
+
+# ------------------------------------------------------------------------------ report
+def table(q: Dict[str, Dict[str, float]]) -> str:
+    """Markdown: a row per contender and the change (difference; E_warp and s/face also in %)."""
+    cols = [c for c in COLUMNS if any(c[0] in r and r[c[0]] is not None for r in q.values())]
+    lines = ["| | " + " | ".join(h for _, h, _ in cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+    for name, label in (("per_frame", "frame by frame"), ("temporal", "temporal")):
+        lines.append(f"| {label} | " + " | ".join(
+            fmt.format(q[name][k]) if q[name].get(k) is not None else "–" for k, _, fmt in cols) + " |")
+    change = []
+    for k, _, fmt in cols:
+        a, b = q["per_frame"].get(k), q["temporal"].get(k)
+        if a is None or b is None:
+            change.append("–")
+        elif k in ("ewarp", "sec_per_face", "tlme") and a:
+            change.append(f"{100 * (b / a - 1):+.1f}%")
+        else:
+            change.append(("{:+" + fmt[2:]).format(b - a))
+    lines.append("| change | " + " | ".join(change) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}.")
+    from gfpgan.temporal_file import read_temporal_config
+
+    read_temporal_config(args.temporal)  # a clear sentence for a missing or foreign file, before any work
+    costs = cost(args)  # also checks that the temporal file fits the base
+    q = quality(args, costs["model"]["size"])
+    text = table(q)
+    print(text, end="")
+    for name, c in costs.items():
+        print(f"cost at {c['size']} px ({'the model' if name == 'model' else 'GFPGANv1.4 architecture, random'}): "
+              f"{1000 * c['per_frame_s']:.2f} ms frame by frame, {1000 * c['temporal_s']:.2f} ms temporal "
+              f"({100 * c['overhead']:+.1f}%); state {c['state_bytes_per_track'] / 1024:.0f} KiB per track")
+    if args.json:
+        from gfpgan.utils import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({
+            "model": args.model, "temporal": args.temporal, "device": args.device,
+            "threads": torch.get_num_threads(), "quality": q, "cost": costs, "table": text}, indent=2))
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
