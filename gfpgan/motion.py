@@ -14,7 +14,7 @@ Conventions (one place for the temporal module, its training clips, loss and met
 Importing this module is cheap: numpy and torch only.
 """
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -93,8 +93,8 @@ def affine_to_theta(rel: torch.Tensor, size: int) -> torch.Tensor:
     return (n @ inv @ n_inv)[:, :2, :]
 
 
-def warp_previous(prev: torch.Tensor, rel: torch.Tensor, size: int,
-                  mode: str = "bilinear") -> Tuple[torch.Tensor, torch.Tensor]:
+def warp_previous(prev: torch.Tensor, rel: torch.Tensor, size: int, mode: str = "bilinear",
+                  coverage: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Move a map of frame t-1 into frame t's crop.
 
     Args:
@@ -102,6 +102,7 @@ def warp_previous(prev: torch.Tensor, rel: torch.Tensor, size: int,
         rel: (B, 2, 3) relative transforms (crop t-1 -> crop t) in pixels of a ``size`` crop.
         size: the crop side of ``rel``.
         mode: ``grid_sample`` interpolation.
+        coverage: also compute the coverage (else None is returned in its place).
     Returns:
         (warped (B, C, h, w), coverage (B, 1, h, w) in [0, 1]: 1 where frame t's pixel lies
         inside crop t-1, falling to 0 across the border; zeros padding outside).
@@ -109,6 +110,8 @@ def warp_previous(prev: torch.Tensor, rel: torch.Tensor, size: int,
     theta = affine_to_theta(rel.to(prev.dtype), size)
     grid = F.affine_grid(theta, list(prev.shape), align_corners=False)
     warped = F.grid_sample(prev, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if not coverage:
+        return warped, None
     ones = prev.new_ones(prev.shape[0], 1, prev.shape[2], prev.shape[3])
     coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped, coverage

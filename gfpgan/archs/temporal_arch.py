@@ -175,13 +175,18 @@ class TemporalGFPGAN(nn.Module):
         Returns:
             (confidence (B, 1, g, g) in [0, 1], the current input at the gate scale (B, 3, g, g)).
         """
+        warped, cover = warp_previous(state.prev_input, rel_affine, x.shape[-1])
+        return self._confidence(x, warped, cover, state.valid)
+
+    def _confidence(self, x: torch.Tensor, warped: torch.Tensor, cover: torch.Tensor, valid: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`gate` from the previous input already warped into the current crop."""
         g = self.scales[-1]
         small = F.interpolate(x, size=(g, g), mode="area") if x.shape[-1] != g else x
-        warped, cover = warp_previous(state.prev_input, rel_affine, x.shape[-1])
         err = (small - warped).pow(2).mean(1, keepdim=True)
         # a 3x3 local mean: pixels of two unrelated faces that agree by chance do not open the gate
         err = F.avg_pool2d(err, 3, 1, 1, count_include_pad=False)
-        conf = torch.exp(-self.gate_sharpness * err) * cover * state.valid.view(-1, 1, 1, 1)
+        conf = torch.exp(-self.gate_sharpness * err) * cover * valid.view(-1, 1, 1, 1)
         return conf, small
 
     def forward(self, x: torch.Tensor, state: Optional[TemporalState] = None,
@@ -197,7 +202,12 @@ class TemporalGFPGAN(nn.Module):
         self.check_state(state, x)
         if rel_affine is None:
             rel_affine = torch.eye(2, 3, device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
-        conf, small = self.gate(x, state, rel_affine)
+        size = x.shape[-1]
+        # the previous input and the finest state share a grid: one warp (and one coverage) for both
+        warped, cover = warp_previous(torch.cat([state.prev_input, state.hidden[-1]], 1), rel_affine, size)
+        conf, small = self._confidence(x, warped[:, :3], cover, state.valid)
+        prevs = [warp_previous(h, rel_affine, size, coverage=False)[0] for h in state.hidden[:-1]]
+        prevs.append(warped[:, 3:])
         hidden = []
 
         def adapt(i: int, feat: torch.Tensor) -> torch.Tensor:
@@ -205,8 +215,7 @@ class TemporalGFPGAN(nn.Module):
                 return feat
             k = 2 ** (self.num_scales - 1 - i)  # python ints: the step stays traceable (ONNX)
             c = conf if k == 1 else F.avg_pool2d(conf, k)
-            prev, _ = warp_previous(state.hidden[i], rel_affine, x.shape[-1])
-            h = self.cells[i](feat, prev * c)
+            h = self.cells[i](feat, prevs[i] * c)
             hidden.append(h)
             return feat + self.proj[i](h)
 
