@@ -130,6 +130,29 @@ def test_zero_projection_equals_per_frame_and_a_trained_module_differs(files):
     assert all(np.array_equal(a, b) for a, b in zip(trained, both))
 
 
+def test_the_state_follows_the_face_not_the_background(files):
+    """The crops are aligned on a walking face: the face stays put in them (the relative transform
+    given to the module is the identity, not the frame's shift the other way) and the gate, which
+    compares the previous crop warped by it with the current one, stays open."""
+    restorer = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(faces="a"),
+                                     temporal_reset=100, **FAST)
+    seen = []
+    step = restorer.model.step
+
+    def spy(x, state, rel):
+        out, new = step(x, state, rel)
+        seen.append((rel.numpy().copy(), float(new.gate[0])))
+        return out, new
+
+    restorer.model.step = spy
+    _run(restorer, make_frames(8, faces="a"))  # face a moves 6 px a frame (8.7 px of its 64 px crop)
+    assert len(seen) == 8
+    for rel, gate in seen[1:]:
+        np.testing.assert_allclose(rel[0], np.eye(2, 3), atol=1e-3)
+        assert gate > 0.9, gate
+    assert seen[0][1] == 0.0  # the track's first face: nothing to trust
+
+
 def test_two_crossing_faces_keep_their_own_states(files):
     resets = []
     two = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(),

@@ -454,13 +454,14 @@ class VideoFaceRestorer(FaceStages):
             sink.end_tracks(self.window.video, live)
 
     def restore_faces(self, crops: Sequence[np.ndarray], affines: Sequence[np.ndarray],
-                      keys: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+                      keys: Sequence[Tuple[int, int]], landmarks: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Restore a group's aligned crops (a subclass may keep per-track state).
 
         Args:
             crops: (S, S, 3) uint8 aligned faces, in frame order.
             affines: their frame -> crop (2, 3) matrices.
             keys: ``(frame in the whole video, track id)`` of each crop.
+            landmarks: the (5, 2) frame landmarks each crop was aligned with.
         """
         return self.restore_batch(crops)
 
@@ -478,7 +479,7 @@ class VideoFaceRestorer(FaceStages):
                 affines += a
         restored = self.restore_faces(crops, affines,
                                       [(group[gi].index + self.window.first, tid)
-                                       for gi, _, tid, _ in faces])
+                                       for gi, _, tid, _ in faces], [f[3] for f in faces])
         masks = self.face_masks(restored, [f[2] for f in faces], self.mask_smoother)
         per_frame: List[List[int]] = [[] for _ in group]
         for k, (gi, j, tid, lm) in enumerate(faces):

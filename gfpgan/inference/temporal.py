@@ -3,7 +3,7 @@
 :class:`TemporalVideoRestorer` is a :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`
 whose generator is a :class:`~gfpgan.archs.temporal_arch.TemporalGFPGAN` (loaded from a temporal
 file, :mod:`gfpgan.temporal_file`). Design: the pipeline's one hook, ``restore_faces(crops,
-affines, keys)``, gets every face of a group of frames with its ``(frame, track)``; this subclass
+affines, keys, landmarks)``, gets every face of a group of frames with its ``(frame, track)``; this subclass
 keeps the tracks' states and steps them, and nothing else in the pipeline changes.
 
 * **Order and batching**: one forward pass per frame of the group, over all of the frame's faces
@@ -12,8 +12,12 @@ keeps the tracks' states and steps them, and nothing else in the pipeline change
   ``select_state``. Batching by frame, not across frames, also keeps each pass's batch
   independent of how frames fall into groups and segments (a batch of 1 and of 2 can differ in
   the last bit on the CPU), which the byte-identity of segments needs.
-* **Motion**: the state is warped by the relative similarity between the track's previous and
-  current alignments (``gfpgan.motion.relative_affine`` on the two frame -> crop matrices).
+* **Motion**: the state is warped by the face's motion from the previous crop to the current one:
+  the similarity that takes the landmarks the previous crop was aligned with, in that crop's
+  pixels, onto the current ones in the current crop's pixels. Each crop is aligned on its face, so
+  this is near the identity (what remains is the change of the landmarks' fit residual), not
+  ``A_t A_{t-1}^-1`` of the two frame -> crop matrices: that one moves the *background* (what
+  stays put in the frame), by the opposite of the face's own motion.
 * **Resets** (an empty state, so the frame is restored as a track's first): a new track, a track
   that had no face in the previous frame (lost), a previous step whose gate (trust in the frame
   before) fell below ``--gate-reset`` (a cut, an occlusion), and every ``--temporal-reset`` K
@@ -41,7 +45,8 @@ from gfpgan.inference.face_model import TemporalFaceModel
 from gfpgan.inference.face_pipeline import VideoFaceRestorer
 from gfpgan.inference.restorer import crops_to_tensor, tensor_to_crops
 from gfpgan.inference.segments import SegmentWindow
-from gfpgan.motion import identity_affine, relative_affine
+from gfpgan.inference.alignment import similarity_lstsq
+from gfpgan.motion import identity_affine
 
 __all__ = ["load_temporal_net", "TemporalVideoRestorer"]
 
@@ -85,7 +90,7 @@ class _Track:
     """The state of one track after its last restored face."""
 
     state: TemporalState  # one row
-    affine: np.ndarray  # (2, 3) frame -> crop of that face
+    points: np.ndarray  # (5, 2) that face's alignment landmarks in its crop's pixels
     frame: int  # its frame in the whole video
     first: bool  # that face was the track's first since a reset (its gate says nothing)
 
@@ -138,10 +143,12 @@ class TemporalVideoRestorer(VideoFaceRestorer):
         return cfg
 
     def restore_faces(self, crops: Sequence[np.ndarray], affines: Sequence[np.ndarray],
-                      keys: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+                      keys: Sequence[Tuple[int, int]], landmarks: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Step every track through its faces of the group, tracks batched (in waves)."""
         if not crops:
             return []
+        points = [np.asarray(lm, np.float64) @ np.asarray(a)[:, :2].T + np.asarray(a)[:, 2]
+                  for lm, a in zip(landmarks, affines)]  # in crop pixels
         if self.restorer.strength == 0.0:
             return [c.copy() for c in crops]
         first = min(frame for frame, _ in keys)
@@ -153,7 +160,7 @@ class TemporalVideoRestorer(VideoFaceRestorer):
                     continue
                 faces = [k for k in range(i, len(keys)) if keys[k][0] == keys[i][0]]
                 for j in range(0, len(faces), self.restorer.batch_faces):
-                    out += self._step(faces[j:j + self.restorer.batch_faces], crops, affines, keys)
+                    out += self._step(faces[j:j + self.restorer.batch_faces], crops, points, keys)
         return out
 
     def _start(self, frame: int, tid: int) -> Optional[_Track]:
@@ -171,18 +178,18 @@ class TemporalVideoRestorer(VideoFaceRestorer):
             self.on_reset(self.window.video, frame, tid, reason)
         return None
 
-    def _step(self, chunk: Sequence[int], crops, affines, keys) -> List[np.ndarray]:
+    def _step(self, chunk: Sequence[int], crops, points, keys) -> List[np.ndarray]:
         """One forward pass over faces of distinct tracks; updates their states."""
         model: TemporalFaceModel = self.model
         starts = [self._start(*keys[k]) for k in chunk]
         empty = model.init_state(1)
         state = cat_states([empty if s is None else s.state for s in starts])
-        rel = np.stack([identity_affine() if s is None else relative_affine(s.affine, affines[k])
+        rel = np.stack([identity_affine() if s is None else similarity_lstsq(s.points, points[k]).astype(np.float32)
                         for s, k in zip(starts, chunk)])
         x = crops_to_tensor([crops[k] for k in chunk], model.device)
         out, new = model.step(x, state, torch.from_numpy(rel))
         for row, (k, s) in enumerate(zip(chunk, starts)):
             frame, tid = keys[k]
-            self._tracks[tid] = _Track(select_state(new, [row]), np.asarray(affines[k]), frame,
+            self._tracks[tid] = _Track(select_state(new, [row]), points[k], frame,
                                        s is None)
         return list(tensor_to_crops(self.restorer.blend(x, out)))
