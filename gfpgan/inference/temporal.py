@@ -184,8 +184,8 @@ class TemporalVideoRestorer(VideoFaceRestorer):
         starts = [self._start(*keys[k]) for k in chunk]
         empty = model.init_state(1)
         state = cat_states([empty if s is None else s.state for s in starts])
-        rel = np.stack([identity_affine() if s is None else similarity_lstsq(s.points, points[k]).astype(np.float32)
-                        for s, k in zip(starts, chunk)])
+        rel = np.stack([identity_affine() if s is None else similarity_lstsq(s.points, points[k])
+                        for s, k in zip(starts, chunk)]).astype(np.float32)
         x = crops_to_tensor([crops[k] for k in chunk], model.device)
         out, new = model.step(x, state, torch.from_numpy(rel))
         for row, (k, s) in enumerate(zip(chunk, starts)):
