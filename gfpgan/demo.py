@@ -5,17 +5,24 @@
 
 Steps (each one is a command of the project, run as a subprocess exactly as a user would):
 
-1. a small real-face training set from what ships offline: the 200 LFW faces of scikit-image and
-   aligned, jittered crops of its astronaut portrait (``datasets/demo_faces``);
+1. a small real-face training set from what ships offline: 80 of the LFW faces of scikit-image and
+   aligned, jittered crops of its astronaut portrait (``datasets/demo_faces``); the other 20 LFW
+   faces are held out for the temporal benchmark (``datasets/demo_faces_heldout``);
 2. the tiny recipe (``options/train_gfpgan_tiny.yml``) trained on it (``gfpgan.train``);
 3. the EMA generator exported in the self-describing format (``gfpgan.tools.export``);
-4. a short clip of a real face moving, clean and degraded, with audio (``gfpgan.tools.synth_video``);
-5. the degraded clip restored through the video pipeline with stabilisation on and off
-   (``gfpgan.infer_video``: detection, tracking, landmark smoothing, paste-back, audio kept);
-6. both restorations and the degraded input measured against the clean clip: PSNR, SSIM, LPIPS
-   (when its AlexNet file exists), flow-warping error, landmark jitter
-   (``gfpgan.tools.compare_videos``), written as JSON and Markdown;
-7. one PNG with the training curves and a degraded / restored / ground-truth strip of frames.
+4. the temporal module trained around that generator, frozen (``options/train_temporal_tiny.yml``),
+   its file copied beside it (``model/temporal.safetensors``);
+5. a short clip of a real face moving, clean and degraded, with audio (``gfpgan.tools.synth_video``);
+6. the degraded clip restored through the video pipeline frame by frame, with the temporal module,
+   and with stabilisation off (``gfpgan.infer_video``: detection, tracking, landmark smoothing,
+   paste-back, audio kept);
+7. every restoration and the degraded input measured against the clean clip, over the whole frame
+   and in the face's window: PSNR, SSIM, LPIPS (when its AlexNet file exists), flow-warping
+   error, landmark jitter (``gfpgan.tools.compare_videos``), written as JSON and Markdown;
+8. frame by frame vs temporal on synthetic clips of the held-out faces
+   (``gfpgan.tools.bench_temporal``: PSNR, SSIM, E_warp, TLME, time per face);
+
+then one PNG with the training curves and degraded / restored / ground-truth strips of frames.
 
 The training set and the test clip show the same person (the astronaut is the only colour face that
 ships offline): the demo proves the pipeline works end to end, not that the tiny model generalises.
@@ -28,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -47,7 +54,8 @@ def _run(args: List[str], procs: int = 1) -> None:
 
     A failure stops the demo with its message.
     """
-    launcher = ["torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m"] if procs > 1 else []
+    launcher = (["torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m"]
+                if procs > 1 else [])
     cmd = [sys.executable, "-m", *launcher, *args]
     print("$ python -m " + " ".join(cmd[2:]), flush=True)
     # one thread per process: OpenMP threads that wait on each other cost more than they give on a
@@ -59,28 +67,46 @@ def _run(args: List[str], procs: int = 1) -> None:
 
 
 # ------------------------------------------------------------------------------ 1. face set
-def build_face_set(dest: Path, size: int, jittered: int = 120, seed: int = 0) -> int:
-    """Write the LFW subset (resized) and ``jittered`` aligned astronaut crops to ``dest``.
+def _write_lfw(dest: Path, first: int, stop: int, size: int) -> int:
+    """LFW faces ``first``..``stop``-1 of scikit-image's subset (25x25 gray), resized, as RGB PNGs."""
+    import cv2
+    import skimage.data
+
+    from gfpgan.utils import write_image_atomic
+
+    dest.mkdir(parents=True, exist_ok=True)
+    faces = skimage.data.lfw_subset()
+    for i in range(first, stop):
+        img = (faces[i] * 255).round().astype(np.uint8)
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+        write_image_atomic(dest / f"lfw_{i:03d}.png", np.repeat(img[:, :, None], 3, axis=2))
+    return stop - first
+
+
+def build_face_set(dest: Path, size: int, jittered: int = 120, seed: int = 0, heldout: Optional[Path] = None,
+                   lfw_train: int = 80) -> int:
+    """Write LFW faces 0..``lfw_train``-1 (resized) and ``jittered`` aligned astronaut crops to ``dest``,
+    and the other LFW faces (of the subset's 100; the rest are non-faces) to ``heldout``: test faces
+    that no training sees.
 
     Returns:
-        The number of images written (existing sets of the same size are reused).
+        The number of training images (existing sets of the same recipe are reused).
     """
-    import cv2
     import skimage.data
 
     from gfpgan.inference.alignment import face_template, similarity_lstsq, warp_face
     from gfpgan.inference.detection import build_detector
     from gfpgan.utils import write_image_atomic
 
-    marker = dest / f".complete_lfw100_astronaut{jittered}_{size}"  # names what the set holds
+    if heldout is not None and not (heldout / f".complete_lfw{lfw_train}-99_{size}").exists():
+        _write_lfw(heldout, lfw_train, 100, size)
+        (heldout / f".complete_lfw{lfw_train}-99_{size}").touch()
+    marker = dest / f".complete_lfw{lfw_train}_astronaut{jittered}_{size}"  # names what the set holds
     if marker.exists():
         return len(list(dest.glob("*.png")))
-    dest.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for i, face in enumerate(skimage.data.lfw_subset()[:100]):  # 25x25 gray faces (the rest: non-faces)
-        img = cv2.resize((face * 255).round().astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
-        write_image_atomic(dest / f"lfw_{i:03d}.png", np.repeat(img[:, :, None], 3, axis=2))
-        n += 1
+    for old in list(dest.glob("lfw_[0-9][0-9][0-9].png")) + list(dest.glob("astronaut_[0-9][0-9][0-9].png")):
+        old.unlink()  # an older recipe's set (it may hold today's held-out faces)
+    n = _write_lfw(dest, 0, lfw_train, size)
     photo = skimage.data.astronaut()
     lm = build_detector("mtcnn").detect([photo])[0].landmarks[0].astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -98,7 +124,33 @@ def build_face_set(dest: Path, size: int, jittered: int = 120, seed: int = 0) ->
     return n
 
 
-# ------------------------------------------------------------------------------ 7. the figure
+# ------------------------------------------------------------------------------ 4. temporal module
+TEMPORAL_ITERS = 300
+
+
+def train_temporal(a, base: Path, faces: Path, run_dir: Path, dest: Path, procs: int) -> Path:
+    """Train the temporal recipe (options/train_temporal_tiny.yml) around the frozen ``base`` on
+    ``faces``; copy its temporal file to ``dest`` and return it."""
+    import shutil
+
+    from gfpgan.utils import atomic_path
+
+    iters = a.temporal_iters
+    _run(["gfpgan.train", "-opt", "options/train_temporal_tiny.yml", "--device", a.device, "--force-yml",
+          f"name={run_dir.name}", f"path.experiments_root={run_dir.parent}",
+          f"path.pretrain_network_g={base}",
+          f"datasets.train.dataroot_gt={faces}", f"datasets.val.dataroot_gt={faces}",
+          f"datasets.train.out_size={a.size}", f"datasets.val.out_size={a.size}",
+          f"datasets.train.batch_size_per_gpu={max(1, 4 // procs)}", f"train.total_iter={iters}",
+          f"train.scheduler.milestones=[{int(iters * 0.75)}]", f"logger.save_checkpoint_freq={iters}",
+          f"val.val_freq={iters}", f"logger.print_freq={max(1, iters // 10)}", f"logger.image_freq={iters}",
+          "--auto-resume"], procs)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(run_dir / "models" / "temporal.safetensors", tmp)
+    return dest
+
+
+# ------------------------------------------------------------------------------ 8. the figure
 def training_curves(run_dir: Path) -> dict:
     """{tag: (steps, values)} of the TensorBoard scalars under ``run_dir`` (empty if none)."""
     try:
@@ -181,13 +233,49 @@ def _face_window(det, frame: np.ndarray, grow: float = 1.8):
     return y0, int(min(h, cy + half)), x0, int(min(w, cx + half))
 
 
+# ------------------------------------------------------------------------------ 7. evaluation
+def face_regions(det, gt: List[np.ndarray], grow: float = 1.4) -> List[tuple]:
+    """Per frame, the (y0, y1, x0, x1) window around the GT's largest face (the whole frame if none)."""
+    return [_face_window(det, g, grow) for g in gt]
+
+
+def region_metrics(frames: List[np.ndarray], gt: List[np.ndarray], windows: List[tuple]) -> dict:
+    """PSNR, SSIM and warping error (flow from the GT) inside each frame's face window."""
+    from gfpgan.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+    from gfpgan.metrics.temporal import warping_error
+
+    crops = [(f[y0:y1, x0:x1], g[y0:y1, x0:x1]) for f, g, (y0, y1, x0, x1) in zip(frames, gt, windows)]
+    masks = []
+    for f, (y0, y1, x0, x1) in zip(frames, windows):
+        m = np.zeros(f.shape[:2], bool)
+        m[y0:y1, x0:x1] = True
+        masks.append(m)
+    return {"face_psnr": float(np.mean([calculate_psnr(a, b) for a, b in crops])),
+            "face_ssim": float(np.mean([calculate_ssim(a, b) for a, b in crops])),
+            "face_warping_error": warping_error(frames, flow_frames=gt, regions=masks)["mean"]}
+
+
+COLUMNS = ("psnr", "ssim", "lpips", "warping_error", "landmark_jitter", "face_psnr", "face_ssim",
+           "face_warping_error")
+
+
+def metrics_table(metrics: Dict[str, dict]) -> str:
+    cols = [c for c in COLUMNS if any(c in m for m in metrics.values())]
+    lines = ["| version | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for k, m in metrics.items():
+        lines.append(f"| {k} | " + " | ".join(f"{m[c]:.4f}" if c in m else "-" for c in cols) + " |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ the job
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step after the other)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="results/demo", help="output folder")
     p.add_argument("--weights", help="skip training: a model card name or a checkpoint path")
     p.add_argument("--iters", type=int, default=1000, help="training iterations of the tiny recipe")
+    p.add_argument("--temporal-iters", type=int, default=TEMPORAL_ITERS,
+                   help="training iterations of the temporal module (0: no temporal module)")
     p.add_argument("--size", type=int, default=64, help="face size of the tiny model")
     p.add_argument("--gan-weight", type=float, default=0.01, help="weight of the global GAN loss")
     p.add_argument("--frames", type=int, default=48, help="frames of the test clip")
@@ -196,16 +284,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--procs", type=int, default=min(2, os.cpu_count() or 1),
                    help="training processes on a CPU (torchrun, gloo; global batch 8 is split)")
     p.add_argument("--name", default="demo_tiny", help="experiment name (run folder under --runs-dir)")
-    p.add_argument("--runs-dir", default="experiments", help="where the training run folder goes")
+    p.add_argument("--runs-dir", default="experiments", help="where the training run folders go")
     p.add_argument("--data-dir", default="datasets/demo_faces", help="where the face set is built")
+    p.add_argument("--heldout-dir", default="datasets/demo_faces_heldout",
+                   help="where the held-out faces of the temporal benchmark go")
     p.add_argument("--debug", action="store_true")
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     summary: dict = {"steps": {}}
+    procs = a.procs if a.device == "cpu" else 1
 
     run_dir = Path(a.runs_dir).resolve() / a.name
+    temporal = None
     if a.weights:
         model = a.weights
         if not Path(model).is_file():  # else a model card whose weights file must be present
@@ -218,16 +310,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary["model"] = f"given: {model}"
         # a model card's face size decides the clip scale; ours may differ from the tiny model
     else:
-        t = _step("1/6 building a real-face training set")
-        faces = Path(a.data_dir).resolve()
-        n = build_face_set(faces, a.size)
-        print(f"{n} faces in {faces}")
+        t = _step("1/8 building a real-face training set (and held-out test faces)")
+        faces, heldout = Path(a.data_dir).resolve(), Path(a.heldout_dir).resolve()
+        n = build_face_set(faces, a.size, heldout=heldout)
+        print(f"{n} faces in {faces}, held-out faces in {heldout}")
         summary["steps"]["face_set_s"] = round(time.time() - t, 1)
 
-        t = _step("2/6 training the tiny recipe")
-        procs = a.procs if a.device == "cpu" else 1
+        t = _step("2/8 training the tiny recipe")
         _run(["gfpgan.train", "-opt", "options/train_gfpgan_tiny.yml", "--device", a.device, "--force-yml",
-              f"name={a.name}", f"path.experiments_root={run_dir.parent}", f"datasets.train.dataroot_gt={faces}", f"train.total_iter={a.iters}",
+              f"name={a.name}", f"path.experiments_root={run_dir.parent}",
+              f"datasets.train.dataroot_gt={faces}",
+              f"train.total_iter={a.iters}",
               f"train.scheduler.milestones=[{int(a.iters * 0.75)}]",
               f"train.remove_pyramid_loss={a.iters // 2}", f"logger.save_checkpoint_freq={a.iters}",
               f"logger.print_freq={max(1, a.iters // 10)}", f"logger.image_freq={a.iters}",
@@ -238,65 +331,91 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "--auto-resume"], procs)
         summary["steps"]["train_s"] = round(time.time() - t, 1)
 
-        t = _step("3/6 exporting the EMA generator")
+        t = _step("3/8 exporting the EMA generator")
         _run(["gfpgan.tools.export", "--ckpt", str(run_dir), "--out", str(out / "model"),
               "--formats", "safetensors", "--name", "generator"])
         model = str(out / "model" / "generator.safetensors")
         summary["model"] = model
         summary["steps"]["export_s"] = round(time.time() - t, 1)
 
-    t = _step("4/6 making a degraded clip of a moving face (with audio)")
+        if a.temporal_iters:
+            t = _step("4/8 training the temporal module around the frozen tiny model")
+            temporal = train_temporal(a, Path(model), faces, run_dir.parent / f"{a.name}_temporal",
+                                      out / "model" / "temporal.safetensors", procs)
+            summary["temporal"] = str(temporal)
+            summary["steps"]["train_temporal_s"] = round(time.time() - t, 1)
+
+    t = _step("5/8 making a degraded clip of a moving face (with audio)")
     from gfpgan.tools.synth_video import make_clip_pair
 
     clip = make_clip_pair(out / "clip", frames=a.frames, size=a.frame_size, jpeg=70)
     summary["clip"] = clip
     summary["steps"]["clip_s"] = round(time.time() - t, 1)
 
-    t = _step("5/6 restoring it through the video pipeline")
+    t = _step("6/8 restoring it through the video pipeline")
     # x264's MB-tree rate control is not reproducible run to run: without it, so is the demo
     common = ["--model", model, "--device", a.device, "--no-progress",
               "--codec-option", "x264-params=mbtree=0"]
     _run(["gfpgan.infer_video", "-i", clip["degraded"], "-o", str(out / "restored.mp4"),
           "--side-by-side", str(out / "side_by_side.mp4"), *common])
+    if temporal is not None:
+        _run(["gfpgan.infer_video", "-i", clip["degraded"], "-o", str(out / "restored_temporal.mp4"),
+              "--temporal", str(temporal), *common])
     _run(["gfpgan.infer_video", "-i", clip["degraded"], "-o", str(out / "restored_no_stabilization.mp4"),
           "--no-stabilize", "--no-mask-smoothing", "--detect-every", "1", *common])
     summary["steps"]["restore_s"] = round(time.time() - t, 1)
 
-    t = _step("6/6 evaluating against the clean clip")
+    t = _step("7/8 evaluating against the clean clip (whole frame and face region)")
     from gfpgan.tools.compare_videos import measure, read_frames
     from gfpgan.inference.detection import build_detector
 
     gt = read_frames(clip["clean"])
-    versions = {"degraded input": read_frames(clip["degraded"]), "restored": read_frames(out / "restored.mp4"),
-                "restored, no stabilization": read_frames(out / "restored_no_stabilization.mp4")}
+    versions = {"degraded input": read_frames(clip["degraded"]),
+                "restored, frame by frame": read_frames(out / "restored.mp4")}
+    if temporal is not None:
+        versions["restored, temporal"] = read_frames(out / "restored_temporal.mp4")
+    versions["restored, no stabilization"] = read_frames(out / "restored_no_stabilization.mp4")
     det = build_detector("mtcnn")
-    metrics = {k: {m: v for m, v in measure(f, gt, det, None).items() if not isinstance(v, (list, dict))}
+    windows = face_regions(det, gt)
+    metrics = {k: dict({m: v for m, v in measure(f, gt, det, None).items()
+                        if not isinstance(v, (list, dict))}, **region_metrics(f, gt, windows))
                for k, f in versions.items()}
     for k, v in lpips_scores(versions, gt).items():
         metrics[k]["lpips"] = v
-    cols = [c for c in ("psnr", "ssim", "lpips", "warping_error", "landmark_jitter")
-            if any(c in m for m in metrics.values())]
-    lines = ["| version | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for k, m in metrics.items():
-        lines.append(f"| {k} | " + " | ".join(f"{m[c]:.4f}" if c in m else "-" for c in cols) + " |")
-    table = "\n".join(lines)
+    table = metrics_table(metrics)
     print(table)
     summary["metrics"] = metrics
     summary["steps"]["evaluate_s"] = round(time.time() - t, 1)
+
+    bench = ""
+    if temporal is not None:
+        t = _step("8/8 benchmark: frame by frame vs temporal on held-out clips")
+        _run(["gfpgan.tools.bench_temporal", "--model", model, "--temporal", str(temporal),
+              "--faces", str(Path(a.heldout_dir).resolve()), "--device", a.device,
+              "--out", str(out / "bench_temporal"),
+              "--json", str(out / "bench_temporal.json")])
+        bench = json.loads((out / "bench_temporal.json").read_text())
+        summary["bench_temporal"] = {k: bench[k] for k in ("quality", "cost")}
+        bench = bench["table"]
+        summary["steps"]["bench_temporal_s"] = round(time.time() - t, 1)
     summary["total_s"] = round(time.time() - t0, 1)
     from gfpgan.utils import write_bytes_atomic
 
     write_bytes_atomic(out / "metrics.json", json.dumps(summary, indent=2).encode())
-    write_bytes_atomic(out / "metrics.md", (table + "\n").encode())
+    md = "## The demo clip (whole frame; face_*: the face's window)\n\n" + table + "\n"
+    if bench:
+        md += "\n## Held-out synthetic clips: frame by frame vs temporal\n\n" + bench
+    write_bytes_atomic(out / "metrics.md", md.encode())
 
     picks = np.linspace(0, len(gt) - 1, 5).round().astype(int)
-    crops = [_face_window(det, gt[i]) for i in picks]  # the same window in all three rows
-    strips = [[versions[k][i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(picks, crops)]
-              for k in ("degraded input", "restored")] + [
-              [gt[i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(picks, crops)]]
+    rows = [k for k in ("degraded input", "restored, frame by frame", "restored, temporal") if k in versions]
+    crops = [_face_window(det, gt[i]) for i in picks]  # the same window in every row
+    strips = [[frames[i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(picks, crops)]
+              for frames in [versions[k] for k in rows] + [gt]]
     make_figure(out / "demo.png", {} if a.weights else training_curves(run_dir), strips,
-                ["degraded", "restored", "ground truth"], table)
+                [k.replace("restored, ", "") for k in rows] + ["ground truth"], table)
     print(f"\nDone in {summary['total_s']:.0f} s. Outputs in {out}: restored.mp4, side_by_side.mp4, "
+          f"{'restored_temporal.mp4, bench_temporal.json, ' if temporal else ''}"
           f"restored_no_stabilization.mp4, metrics.json, metrics.md, demo.png")
     return 0
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import av
-import numpy as np
 import pytest
 import torch
 
@@ -19,7 +18,8 @@ OUTPUTS = ("restored.mp4", "side_by_side.mp4", "restored_no_stabilization.mp4", 
 
 def _demo(tmp_path, *args):
     cmd = [sys.executable, "-m", "gfpgan.demo", "--out", str(tmp_path / "out"), "--frames", "6",
-           "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "faces"), *args]
+           "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "faces"),
+           "--heldout-dir", str(tmp_path / "heldout"), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return tmp_path / "out"
@@ -30,13 +30,16 @@ def _check_outputs(out, trained: bool):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "metrics.json").read_text())
     metrics = summary["metrics"]
-    assert set(metrics) == {"degraded input", "restored", "restored, no stabilization"}
+    versions = {"degraded input", "restored, frame by frame", "restored, no stabilization"}
+    assert set(metrics) == versions | ({"restored, temporal"} if trained else set())
     for row in metrics.values():
         assert 5 < row["psnr"] < 60 and 0 < row["ssim"] <= 1 and row["frames"] == 6
+        # the face's window is a part of the frame: its scores differ from the whole frame's
+        assert 5 < row["face_psnr"] < 60 and row["face_psnr"] != row["psnr"]
     # the restored clip is really another video than the degraded input
-    assert metrics["restored"]["psnr"] != metrics["degraded input"]["psnr"]
+    assert metrics["restored, frame by frame"]["psnr"] != metrics["degraded input"]["psnr"]
     table = (out / "metrics.md").read_text()
-    assert f"{metrics['restored']['psnr']:.4f}" in table
+    assert f"{metrics['restored, frame by frame']['face_psnr']:.4f}" in table
     with av.open(str(out / "restored.mp4")) as c:  # frames and audio survive
         assert c.streams.video[0].frames in (0, 6) and len(c.streams.audio) == 1
         assert sum(1 for _ in c.decode(video=0)) == 6
@@ -48,11 +51,20 @@ def _check_outputs(out, trained: bool):
 
 @pytest.mark.slow
 def test_demo_trains_exports_restores_and_evaluates(tmp_path):
-    out = _demo(tmp_path, "--iters", "4", "--procs", "1")
+    out = _demo(tmp_path, "--iters", "4", "--temporal-iters", "4", "--procs", "1")
     _check_outputs(out, trained=True)
     assert (out / "model" / "generator.safetensors").exists()
     assert list((tmp_path / "runs" / "demo_tiny" / "models").glob("net_g_ema_*.safetensors"))
-    assert len(list((tmp_path / "faces").glob("*.png"))) == 220  # 100 LFW faces + 120 astronaut crops
+    assert len(list((tmp_path / "faces").glob("*.png"))) == 200  # 80 LFW faces + 120 astronaut crops
+    heldout = sorted(f.name for f in (tmp_path / "heldout").glob("*.png"))
+    assert heldout == [f"lfw_{i:03d}.png" for i in range(80, 100)]  # never seen in training
+    # the temporal module: trained around the frozen base, restored with, benchmarked on held-out clips
+    assert (out / "model" / "temporal.safetensors").exists()
+    with av.open(str(out / "restored_temporal.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 6 and len(c.streams.audio) == 1
+    bench = json.loads((out / "bench_temporal.json").read_text())
+    assert set(bench["quality"]) == {"per_frame", "temporal"}
+    assert "| frame by frame |" in (out / "metrics.md").read_text()
 
 
 def test_demo_with_given_weights_skips_training(tmp_path):
@@ -64,6 +76,7 @@ def test_demo_with_given_weights_skips_training(tmp_path):
     out = _demo(tmp_path, "--weights", str(tmp_path / "given.safetensors"))
     _check_outputs(out, trained=False)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "faces").exists()
+    assert not (out / "restored_temporal.mp4").exists() and not (tmp_path / "heldout").exists()
 
 
 def test_demo_bad_weights_is_one_sentence(tmp_path):

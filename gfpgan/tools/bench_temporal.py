@@ -80,9 +80,10 @@ def quality(args, size: int) -> Dict[str, Dict[str, float]]:
     else:
         from gfpgan.tools.make_video_testset import make_video_testset
 
-        root = out / f"set_{size}px_{args.frames}f_seed{args.seed}"
+        root = out / f"set_{size}px_{args.frames}f_seed{args.seed}"  # the work folder's: made anew each run
         make_video_testset(args.faces, root, args.start, args.num, frames=args.frames, size=args.size or size,
-                           seed=args.seed, crf=args.crf, codec_prob=args.codec_prob, progress=False)
+                           seed=args.seed, crf=args.crf, codec_prob=args.codec_prob, overwrite=True,
+                           progress=False)
     opt = validate({
         "mode": "video", "name": "bench_temporal", "model": args.model, "temporal": args.temporal,
         "device": args.device, "save_images": False, "datasets": {"heldout": {"dataroot": str(root)}},
@@ -139,11 +140,11 @@ def adapter_at_512(net) -> torch.nn.Module:
     """A fresh adapter of ``net``'s shape around the GFPGANv1.4 architecture (random weights)."""
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
     from gfpgan.model_cards import load_card
-    from gfpgan.networks import build_network
+    from gfpgan.registry import ARCH_REGISTRY
 
     card = load_card("GFPGANv1.4")
     torch.manual_seed(0)
-    base = build_network({"type": card.arch, **card.kwargs})
+    base = ARCH_REGISTRY.build({"type": card.arch, **card.kwargs})
     return TemporalGFPGAN(base, num_scales=net.num_scales, hidden_channels=net.hidden_channels,
                           gate_sharpness=net.gate_sharpness).eval()
 
