@@ -234,11 +234,6 @@ def _face_window(det, frame: np.ndarray, grow: float = 1.8):
 
 
 # ------------------------------------------------------------------------------ 7. evaluation
-def face_regions(det, gt: List[np.ndarray], grow: float = 1.4) -> List[tuple]:
-    """Per frame, the (y0, y1, x0, x1) window around the GT's largest face (the whole frame if none)."""
-    return [_face_window(det, g, grow) for g in gt]
-
-
 def region_metrics(frames: List[np.ndarray], gt: List[np.ndarray], windows: List[tuple]) -> dict:
     """PSNR, SSIM and warping error (flow from the GT) inside each frame's face window."""
     from gfpgan.metrics.psnr_ssim import calculate_psnr, calculate_ssim
@@ -376,7 +371,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
         versions["restored, temporal"] = read_frames(out / "restored_temporal.mp4")
     versions["restored, no stabilization"] = read_frames(out / "restored_no_stabilization.mp4")
     det = build_detector("mtcnn")
-    windows = face_regions(det, gt)
+    windows = [_face_window(det, g, grow=1.4) for g in gt]  # per frame, around the GT's face
     metrics = {k: dict({m: v for m, v in measure(f, gt, det, None).items()
                         if not isinstance(v, (list, dict))}, **region_metrics(f, gt, windows))
                for k, f in versions.items()}
@@ -387,7 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
     summary["metrics"] = metrics
     summary["steps"]["evaluate_s"] = round(time.time() - t, 1)
 
-    bench = ""
+    bench_table = ""
     if temporal is not None:
         t = _step("8/8 benchmark: frame by frame vs temporal on held-out clips")
         _run(["gfpgan.tools.bench_temporal", "--model", model, "--temporal", str(temporal),
@@ -396,15 +391,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
               "--json", str(out / "bench_temporal.json")])
         bench = json.loads((out / "bench_temporal.json").read_text())
         summary["bench_temporal"] = {k: bench[k] for k in ("quality", "cost")}
-        bench = bench["table"]
+        bench_table = bench["table"]
         summary["steps"]["bench_temporal_s"] = round(time.time() - t, 1)
     summary["total_s"] = round(time.time() - t0, 1)
     from gfpgan.utils import write_bytes_atomic
 
     write_bytes_atomic(out / "metrics.json", json.dumps(summary, indent=2).encode())
     md = "## The demo clip (whole frame; face_*: the face's window)\n\n" + table + "\n"
-    if bench:
-        md += "\n## Held-out synthetic clips: frame by frame vs temporal\n\n" + bench
+    if bench_table:
+        md += "\n## Held-out synthetic clips: frame by frame vs temporal\n\n" + bench_table
     write_bytes_atomic(out / "metrics.md", md.encode())
 
     picks = np.linspace(0, len(gt) - 1, 5).round().astype(int)

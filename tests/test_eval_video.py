@@ -161,6 +161,19 @@ def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
     assert c["state_bytes_per_track"] == 4 * (8 * 8 * 8 + 8 * 16 * 16 + 3 * 16 * 16)
 
 
+def test_bench_temporal_cost_512_wraps_the_v14_architecture():
+    """--cost-512 times an adapter of the trained one's shape around the GFPGANv1.4 architecture."""
+    from gfpgan.archs import GFPGANv1Clean, TemporalGFPGAN
+    from gfpgan.tools.bench_temporal import adapter_at_512
+
+    small = TemporalGFPGAN(GFPGANv1Clean(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125),
+                           num_scales=2, hidden_channels=8, gate_sharpness=20.0)
+    big = adapter_at_512(small)
+    assert isinstance(big.base, GFPGANv1Clean) and big.out_size == 512 and not big.training
+    assert (big.num_scales, big.hidden_channels, big.gate_sharpness) == (2, 8, 20.0)
+    assert big.base.conv_body_first.weight.shape[0] == 32  # channel_multiplier 2 at 512 px: 32 channels
+
+
 def test_bench_temporal_refuses_a_file_for_another_base(setup, tmp_path):
     from gfpgan.archs import GFPGANv1Clean
     from gfpgan.checkpoint import save_network

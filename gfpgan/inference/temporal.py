@@ -3,8 +3,8 @@
 :class:`TemporalVideoRestorer` is a :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`
 whose generator is a :class:`~gfpgan.archs.temporal_arch.TemporalGFPGAN` (loaded from a temporal
 file, :mod:`gfpgan.temporal_file`). Design: the pipeline's one hook, ``restore_faces(crops,
-affines, keys, landmarks)``, gets every face of a group of frames with its ``(frame, track)``; this subclass
-keeps the tracks' states and steps them, and nothing else in the pipeline changes.
+affines, keys, landmarks)``, gets every face of a group of frames with its ``(frame, track)``; this
+subclass keeps the tracks' states and steps them, and nothing else in the pipeline changes.
 
 * **Order and batching**: one forward pass per frame of the group, over all of the frame's faces
   (up to ``batch_faces`` tracks), so each track is stepped frame after frame while tracks are
@@ -40,12 +40,12 @@ from torch import nn
 
 from gfpgan.archs.temporal_arch import TemporalState, cat_states, select_state
 from gfpgan.errors import UserError
+from gfpgan.inference.alignment import similarity_lstsq
 from gfpgan.inference.config import VideoRestorerConfig
 from gfpgan.inference.face_model import TemporalFaceModel
 from gfpgan.inference.face_pipeline import VideoFaceRestorer
 from gfpgan.inference.restorer import crops_to_tensor, tensor_to_crops
 from gfpgan.inference.segments import SegmentWindow
-from gfpgan.inference.alignment import similarity_lstsq
 from gfpgan.motion import identity_affine
 
 __all__ = ["load_temporal_net", "TemporalVideoRestorer"]
@@ -147,10 +147,10 @@ class TemporalVideoRestorer(VideoFaceRestorer):
         """Step every track through its faces of the group, tracks batched (in waves)."""
         if not crops:
             return []
-        points = [np.asarray(lm, np.float64) @ np.asarray(a)[:, :2].T + np.asarray(a)[:, 2]
-                  for lm, a in zip(landmarks, affines)]  # in crop pixels
         if self.restorer.strength == 0.0:
             return [c.copy() for c in crops]
+        points = [np.asarray(lm, np.float64) @ np.asarray(a)[:, :2].T + np.asarray(a)[:, 2]
+                  for lm, a in zip(landmarks, affines)]  # in crop pixels
         first = min(frame for frame, _ in keys)
         self._tracks = {t: s for t, s in self._tracks.items() if s.frame >= first - 1}  # lost
         out: List[np.ndarray] = []
