@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported only when the name is first used
 _LAZY = {
-    "GFPGANer": "gfpgan.inference.gfpganer",
+    "GFPGANer": "gfpgan.compat.gfpganer",
     "load_file_from_url": "gfpgan.utils",
     "GFPGANv1Clean": "gfpgan.archs.gfpganv1_clean_arch",
     "StyleGAN2GeneratorCSFT": "gfpgan.archs.gfpganv1_clean_arch",

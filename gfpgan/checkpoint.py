@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gfpgan.errors import UserError
-from gfpgan.utils import atomic_path
+from gfpgan.files import atomic_path
 
 FORMAT = "gfpgan-video/1"
 METADATA_KEY = "gfpgan_video"

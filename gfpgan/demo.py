@@ -72,7 +72,7 @@ def _write_lfw(dest: Path, first: int, stop: int, size: int) -> int:
     import cv2
     import skimage.data
 
-    from gfpgan.utils import write_image_atomic
+    from gfpgan.images import write_image_atomic
 
     dest.mkdir(parents=True, exist_ok=True)
     faces = skimage.data.lfw_subset()
@@ -94,9 +94,9 @@ def build_face_set(dest: Path, size: int, jittered: int = 120, seed: int = 0, he
     """
     import skimage.data
 
-    from gfpgan.inference.alignment import face_template, similarity_lstsq, warp_face
-    from gfpgan.inference.detection import build_detector
-    from gfpgan.utils import write_image_atomic
+    from gfpgan.images import write_image_atomic
+    from gfpgan.inference.faces.alignment import face_template, similarity_lstsq, warp_face
+    from gfpgan.inference.faces.detection import build_detector
 
     if heldout is not None and not (heldout / f".complete_lfw{lfw_train}-99_{size}").exists():
         _write_lfw(heldout, lfw_train, 100, size)
@@ -133,7 +133,7 @@ def train_temporal(a, base: Path, faces: Path, run_dir: Path, dest: Path, procs:
     ``faces``; copy its temporal file to ``dest`` and return it."""
     import shutil
 
-    from gfpgan.utils import atomic_path
+    from gfpgan.files import atomic_path
 
     iters = a.temporal_iters
     _run(["gfpgan.train", "-opt", "options/train_temporal_tiny.yml", "--device", a.device, "--force-yml",
@@ -201,7 +201,7 @@ def make_figure(path: Path, curves: dict, strips: Sequence[Sequence[np.ndarray]]
                 a.set_ylabel(label)
     fig.suptitle(table, fontsize=8, family="monospace", y=0.995, va="top")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    from gfpgan.utils import atomic_path
+    from gfpgan.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
@@ -361,8 +361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
     summary["steps"]["restore_s"] = round(time.time() - t, 1)
 
     t = _step("7/8 evaluating against the clean clip (whole frame and face region)")
+    from gfpgan.inference.faces.detection import build_detector
     from gfpgan.tools.compare_videos import measure, read_frames
-    from gfpgan.inference.detection import build_detector
 
     gt = read_frames(clip["clean"])
     versions = {"degraded input": read_frames(clip["degraded"]),
@@ -394,7 +394,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
         bench_table = bench["table"]
         summary["steps"]["bench_temporal_s"] = round(time.time() - t, 1)
     summary["total_s"] = round(time.time() - t0, 1)
-    from gfpgan.utils import write_bytes_atomic
+    from gfpgan.images import write_bytes_atomic
 
     write_bytes_atomic(out / "metrics.json", json.dumps(summary, indent=2).encode())
     md = "## The demo clip (whole frame; face_*: the face's window)\n\n" + table + "\n"

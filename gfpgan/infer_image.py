@@ -22,14 +22,14 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.compat.cli import add_reference_options, apply_reference_options
 from gfpgan.errors import UserError, run_cli
-from gfpgan.reference_cli import add_reference_options, apply_reference_options
 
 DEFAULT_MODEL = "GFPGANv1.4"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gfpgan.inference.config import add_face_arguments
+    from gfpgan.inference.settings import add_face_arguments
 
     p = argparse.ArgumentParser(prog="gfpgan-infer-image", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def list_inputs(spec: str) -> List[Path]:
     """Image files named by a file, a folder or a glob pattern (sorted)."""
-    from gfpgan.utils import IMAGE_EXTENSIONS, list_images
+    from gfpgan.images import IMAGE_EXTENSIONS, list_images
 
     path = Path(spec.rstrip("/") or "/")
     if path.is_file():
@@ -69,14 +69,14 @@ def list_inputs(spec: str) -> List[Path]:
 
 
 def _save(path: Path, img: np.ndarray) -> None:
-    from gfpgan.utils import write_image_atomic
+    from gfpgan.images import write_image_atomic
 
     write_image_atomic(path, img)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = apply_reference_options(build_parser().parse_args(argv), DEFAULT_MODEL)
-    from gfpgan.inference.config import RestorerConfig
+    from gfpgan.inference.settings import RestorerConfig
 
     config = RestorerConfig.from_args(args)
     if not args.debug:  # OpenCV prints its own decoder warnings; the one-line error is ours
@@ -86,13 +86,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = list_inputs(args.input)
     out = Path(args.output)
 
-    from gfpgan.inference.face_model import resolve_device
-    from gfpgan.inference.face_pipeline import FaceRestorer
-    from gfpgan.utils import read_image
+    from gfpgan.images import read_image
+    from gfpgan.inference.faces.model import resolve_device
+    from gfpgan.inference.faces.pipeline import FaceRestorer
 
     background = "resize"
     if args.bg_upsampler and not args.aligned:
-        from gfpgan.inference.restorer import BackgroundUpsampler
+        from gfpgan.inference.faces.background import BackgroundUpsampler
 
         background = BackgroundUpsampler(args.bg_upsampler, resolve_device(config.device),
                                          outscale=config.upscale, tile=args.bg_tile,

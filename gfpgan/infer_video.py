@@ -5,7 +5,7 @@ out with every frame at the input's timestamps, rotation, aspect ratio, colour t
 streams. Work is cut into segments (``--segment-frames``) kept in ``.<output>.parts`` next to the
 output, so ``--resume`` continues an interrupted job, and ``torchrun --nproc_per_node=N -m
 gfpgan.infer_video ...`` shares segments (and a list of videos) among N processes or GPUs; the
-output appears only when complete. See :mod:`gfpgan.inference.video_job` for the pipeline.
+output appears only when complete. See :mod:`gfpgan.inference.job.video_job` for the pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_MODEL = "GFPGANv1.4"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gfpgan.inference.config import add_face_arguments, add_video_arguments
+    from gfpgan.inference.settings import add_face_arguments, add_video_arguments
 
     p = argparse.ArgumentParser(prog="gfpgan-infer-video", description=__doc__.split("\n")[0])
     p.add_argument("-i", "--input", nargs="+", required=True,
@@ -88,14 +88,14 @@ def _outputs(inputs: Sequence[str], output: str) -> List[str]:
 
 def _processor(args, config, sinks):
     """The segment processor the arguments ask for: per frame, or with the temporal module."""
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
     if args.temporal is None:
         if args.no_temporal:
             raise UserError("--no-temporal compares with a temporal file's base; give --temporal "
                             "FILE too, or drop --no-temporal.")
         return VideoFaceRestorer(args.model, config, sinks=sinks)
-    from gfpgan.inference.temporal import TemporalVideoRestorer, load_temporal_net
+    from gfpgan.inference.tracks.temporal_step import TemporalVideoRestorer, load_temporal_net
     from gfpgan.temporal_file import read_temporal_config
 
     base = args.model  # --model left at its default: the file's own base, when it holds one
@@ -109,7 +109,7 @@ def _processor(args, config, sinks):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from gfpgan.inference import video_job as vj  # heavy imports after argument parsing
+    from gfpgan.inference.job import video_job as vj  # heavy imports after argument parsing
     outputs = _outputs(args.input, args.output)
     if args.side_by_side and len(args.input) > 1:
         raise UserError("--side-by-side takes one input video; run the inputs one by one.")
@@ -123,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         codec_options[key] = value
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, barrier = 0, None
-    from gfpgan.inference.config import VideoRestorerConfig
+    from gfpgan.inference.settings import VideoRestorerConfig
 
     config = VideoRestorerConfig.from_args(args)
     if world > 1:
@@ -133,12 +133,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = dataclasses.replace(config, device=str(info.device))
     sinks, collector = [], None
     if args.collect:
-        from gfpgan.inference.collect import FaceCollector
+        from gfpgan.inference.tracks.face_database import FaceCollector
         collector = FaceCollector(args.collect if world == 1 else
                                   Path(args.collect) / f"rank{rank}")
         sinks.append(collector)
     if args.save_faces:
-        from gfpgan.inference.sinks import FaceSaver
+        from gfpgan.inference.tracks.sinks import FaceSaver
         sinks.append(FaceSaver(args.save_faces))
     processor = _processor(args, config, sinks)
     opts = vj.VideoJobOptions(

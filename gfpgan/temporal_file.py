@@ -18,8 +18,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import nn
 
-from gfpgan.checkpoint import (instantiate, load_safetensors, read_config, save_network,
-                               state_dict_sha256)
+from gfpgan.checkpoint import instantiate, load_safetensors, read_config, save_network, state_dict_sha256
 from gfpgan.errors import UserError
 
 __all__ = ["ARCH", "save_temporal", "read_temporal_config", "load_temporal", "adapter_kwargs"]

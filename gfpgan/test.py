@@ -25,11 +25,19 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.engine.eval_common import (
+    ORDER,
+    PAIRED_METRIC_SECTIONS,
+    PAIRED_METRICS,
+    build_metrics,
+    csv_text,
+    model_spec,
+    resize_to,
+    run_on_ranks,
+)
 from gfpgan.errors import UserError, run_cli
+from gfpgan.files import write_text_atomic
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
-from gfpgan.engine.eval_common import (ORDER, PAIRED_METRIC_SECTIONS, PAIRED_METRICS,
-                                       build_metrics, csv_text, model_spec, resize_to, run_on_ranks)
-from gfpgan.utils import write_text_atomic
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 HIGHER_BETTER = {"psnr", "ssim"}
@@ -79,7 +87,7 @@ def list_images(folder: str) -> List[Path]:
 def _restore(model, lq_imgs: List[np.ndarray]) -> List[np.ndarray]:
     import torch
 
-    from gfpgan.utils import img_to_tensor, tensor_to_img
+    from gfpgan.images import img_to_tensor, tensor_to_img
 
     batch = resize_to(lq_imgs, model.size)
     with torch.no_grad():
@@ -89,7 +97,7 @@ def _restore(model, lq_imgs: List[np.ndarray]) -> List[np.ndarray]:
 
 def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, force: bool, say) -> dict:
     """Restore and measure this rank's share of one dataset; returns rows/features to gather."""
-    from gfpgan.utils import read_image, write_image_atomic
+    from gfpgan.images import read_image, write_image_atomic
 
     paired = ds["type"] == "paired"
     out_dir = Path(opt["path"]["results_root"]) / opt["name"] / dname
@@ -115,7 +123,7 @@ def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, for
         outs = {i: read_image(t) for i, t in enumerate(targets) if i not in todo}
         if todo:
             if model_box.get("model") is None:
-                from gfpgan.inference.face_model import load_face_model
+                from gfpgan.inference.faces.model import load_face_model
 
                 model_box["model"] = load_face_model(model_spec(opt["model"]), device=str(dist.device),
                                                      fixed_noise=True)

@@ -6,9 +6,10 @@ import pytest
 import skimage.data
 
 from gfpgan.errors import UserError
-from gfpgan.inference import alignment as al
-from gfpgan.inference.detection import Detections, build_detector
-from gfpgan.utils import atomic_path, decode_image, encode_image, img_to_tensor, read_image, tensor_to_img
+from gfpgan.files import atomic_path
+from gfpgan.images import decode_image, encode_image, img_to_tensor, read_image, tensor_to_img
+from gfpgan.inference.faces import alignment as al
+from gfpgan.inference.faces.detection import Detections, build_detector
 
 
 def _rot(theta):

@@ -8,9 +8,9 @@ import torch
 
 from gfpgan.archs import GFPGANv1, GFPGANv1Clean, TemporalGFPGAN
 from gfpgan.archs.temporal_arch import TemporalStep, cat_states, reset_state, select_state
-from gfpgan.networks import build_network
 from gfpgan.errors import UserError
 from gfpgan.motion import relative_affine, similarity, valid_mask, warp_previous
+from gfpgan.networks import build_network
 
 KW = dict(num_style_feat=64, channel_multiplier=1, narrow=0.125, input_is_latent=True, different_w=True,
           sft_half=True, fix_decoder=False)

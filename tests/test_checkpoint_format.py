@@ -13,9 +13,9 @@ from torch import nn
 
 from gfpgan import legacy
 from gfpgan.checkpoint import atomic_save_safetensors, atomic_save_torch, read_config, save_network
+from gfpgan.errors import UserError
 from gfpgan.legacy import check_state_dict, load_state_dict
 from gfpgan.networks import build_network
-from gfpgan.errors import UserError
 from gfpgan.registry import ARCH_REGISTRY
 
 ARCH = "_CheckpointTestNet"

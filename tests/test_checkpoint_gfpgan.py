@@ -9,9 +9,9 @@ import torch
 
 from gfpgan.archs import GFPGANv1, GFPGANv1Clean
 from gfpgan.checkpoint import read_config
+from gfpgan.errors import UserError
 from gfpgan.legacy import infer_arch, load_checkpoint
 from gfpgan.networks import build_network
-from gfpgan.errors import UserError
 from gfpgan.tools import convert_checkpoint
 from tests.oracle import run_oracle
 

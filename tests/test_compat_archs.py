@@ -13,10 +13,10 @@ from gfpgan.archs.arcface_arch import BasicBlock, Bottleneck, IRBlock, ResNetArc
 from gfpgan.archs.gfpgan_bilinear_arch import GFPGANBilinear
 from gfpgan.archs.gfpganv1_arch import FacialComponentDiscriminator, GFPGANv1, StyleGAN2GeneratorSFT
 from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean, StyleGAN2GeneratorCSFT
-from gfpgan.archs.reference_api import weight_to_strength
 from gfpgan.archs.restoreformer_arch import RestoreFormer
 from gfpgan.archs.stylegan2_arch import _StyleGAN2Base
 from gfpgan.archs.stylegan2_clean_arch import StyleGAN2GeneratorClean
+from gfpgan.compat.archs import weight_to_strength
 from gfpgan.errors import UserError
 
 # what GFPGANer passes (the reference's utils.py)

@@ -7,9 +7,9 @@ import pytest
 import skimage.data
 import torch
 
+from gfpgan.compat.cli import apply_reference_options
 from gfpgan.errors import UserError
 from gfpgan.infer_image import DEFAULT_MODEL, build_parser, main
-from gfpgan.reference_cli import apply_reference_options
 
 TINY = dict(out_size=32, num_style_feat=16, channel_multiplier=0.25, narrow=0.125,
             different_w=True, sft_half=True, input_is_latent=True, fix_decoder=False)

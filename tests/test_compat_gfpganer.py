@@ -15,8 +15,8 @@ import torch
 import gfpgan
 from gfpgan import GFPGANer
 from gfpgan.archs import gfpganv1_clean_arch
+from gfpgan.compat import gfpganer as gfpganer_module
 from gfpgan.errors import UserError
-from gfpgan.inference import gfpganer as gfpganer_module
 
 NARROW = dict(num_style_feat=16, channel_multiplier=1, narrow=1 / 8)
 

@@ -13,7 +13,7 @@ import pytest
 
 import gfpgan.utils
 from gfpgan import GFPGANer
-from gfpgan.compat import download_weights, resolve_model_path
+from gfpgan.compat.weights import download_weights, resolve_model_path
 from gfpgan.errors import UserError
 from tests.test_compat_gfpganer import _narrow_net, narrow  # noqa: F401  (fixture)
 

@@ -14,8 +14,8 @@ import skimage.data
 from gfpgan.data.components import boxes_from_5, boxes_from_68, component_locations, load_components
 from gfpgan.data.file_backends import LmdbBackend, LmdbWriter, read_landmarks
 from gfpgan.errors import UserError
+from gfpgan.images import decode_image, read_image
 from gfpgan.tools import component_boxes, make_testset, prepare_faces, to_lmdb
-from gfpgan.utils import decode_image, read_image
 
 # Hand-annotated from a zoomed view of skimage.data.astronaut(): pupils and the middle of the mouth.
 ASTRONAUT_LEFT_PUPIL = (204.0, 101.0)
@@ -137,7 +137,7 @@ def prepared(tmp_path_factory):
 
 
 def test_prepare_finds_and_aligns_the_astronaut(prepared):
-    from gfpgan.inference.alignment import face_template
+    from gfpgan.inference.faces.alignment import face_template
 
     faces = prepared / "faces"
     assert sorted(p.name for p in faces.iterdir()) == ["astronaut_00.png", "landmarks.json"]
@@ -154,7 +154,7 @@ def test_prepare_finds_and_aligns_the_astronaut(prepared):
 
 
 def test_component_boxes_from_5_points_land_on_the_astronauts_eyes_and_mouth(prepared, tmp_path):
-    from gfpgan.inference.alignment import similarity_lstsq, transform_points
+    from gfpgan.inference.faces.alignment import similarity_lstsq, transform_points
 
     assert component_boxes.main(["--landmarks", str(prepared / "faces"), "-o", str(tmp_path / "b.pth"),
                                  "--quiet"]) == 0
@@ -182,7 +182,7 @@ def test_prepare_skips_small_faces_and_says_so(prepared, tmp_path):
 
 
 def test_boxes_from_5_scale_with_the_crop():
-    from gfpgan.inference.alignment import face_template
+    from gfpgan.inference.faces.alignment import face_template
 
     a, b = boxes_from_5(face_template(512), 512), boxes_from_5(face_template(256), 256)
     for p in a:

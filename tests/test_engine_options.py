@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gfpgan.errors import UserError
 from gfpgan.engine.run_info import write_run_info
+from gfpgan.errors import UserError
 from gfpgan.options import (
     Block,
     Field,

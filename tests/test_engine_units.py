@@ -177,8 +177,8 @@ def test_logger_is_silent_off_rank_zero(tmp_path):
 # ----------------------------------------------------------------------------- validation
 def test_validator_means_over_the_set(tmp_path):
     from gfpgan.engine.validation import Validator
+    from gfpgan.images import tensor_to_img
     from gfpgan.metrics.psnr_ssim import calculate_psnr, calculate_ssim
-    from gfpgan.utils import tensor_to_img
 
     g = torch.Generator().manual_seed(0)
     gts = torch.rand(5, 3, 16, 16, generator=g) * 2 - 1

@@ -17,16 +17,15 @@ import yaml
 from tests.helpers import TINY_GFPGAN
 
 
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     import skimage.data
     import torchvision
 
     from gfpgan.archs import GFPGANv1Clean
+    from gfpgan.images import write_image_atomic
     from gfpgan.tools.export import save_ema_only
     from gfpgan.tools.make_testset import main as make_testset
-    from gfpgan.utils import write_image_atomic
 
     root = tmp_path_factory.mktemp("eval")
     hq = root / "hq"
@@ -62,9 +61,9 @@ def _options(root: Path, name: str, **metric_over) -> Path:
 
 
 def test_outputs_agree_and_missing_weight_skips_only_that_metric(setup, capsys):
+    from gfpgan.images import read_image
     from gfpgan.metrics import calculate_psnr
     from gfpgan.test import main
-    from gfpgan.utils import read_image
 
     assert main(["-opt", str(_options(setup, "one"))]) == 0
     out = capsys.readouterr().out

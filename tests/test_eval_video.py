@@ -25,9 +25,9 @@ def setup(tmp_path_factory):
     from gfpgan.archs import GFPGANv1Clean
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
     from gfpgan.checkpoint import save_network
+    from gfpgan.images import write_image_atomic
     from gfpgan.temporal_file import save_temporal
     from gfpgan.tools.make_video_testset import make_video_testset
-    from gfpgan.utils import write_image_atomic
 
     root = tmp_path_factory.mktemp("veval")
     hq = root / "hq"

@@ -8,10 +8,9 @@ import torch
 
 from gfpgan.checkpoint import read_config
 from gfpgan.errors import UserError
-from gfpgan.inference.segments import images
+from gfpgan.inference.job.segments import images
 from gfpgan.tools.export import save_ema_only
 from tests.helpers import TINY_GFPGAN
-
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def test_run_folder_picks_newest_ema(run_dir):
 
 
 def test_each_export_matches_pytorch(run_dir, exported):
-    from gfpgan.inference.onnx_backend import OnnxFaceModel
+    from gfpgan.inference.faces.onnx_model import OnnxFaceModel
 
     _, ema = run_dir
     report = json.loads((exported / "export_report.json").read_text())
@@ -101,7 +100,7 @@ def test_bad_format_and_missing_ckpt_are_user_errors(run_dir, tmp_path):
 def test_onnx_model_restores_a_clip_through_the_video_pipeline(exported):
     import skimage.data
 
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
     path = next(exported.glob("*.onnx"))
     base = skimage.data.astronaut()[:320, 60:380]

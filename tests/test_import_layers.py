@@ -11,11 +11,12 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parents[1]
 # the weights stack, bottom first: each may import only the ones before it
 WEIGHT_LAYERS = ["gfpgan.checkpoint", "gfpgan.legacy", "gfpgan.model_cards", "gfpgan.networks"]
-# The reference's API names (``gfpgan.GFPGANer``, ``gfpgan.utils.GFPGANer``,
-# ``gfpgan.utils.load_file_from_url``) must live where its clients import them, at the bottom of
-# the package; these functions reach up to them lazily, on use. They are the only imports not
-# counted as edges of the graph.
-FACADES = {"gfpgan": {"__getattr__"}, "gfpgan.utils": {"__getattr__", "load_file_from_url"}}
+# The inference layers, bottom first: a module of one may import the layers before it (and the
+# shared settings and timing), never one after it; video and faces are independent of each other.
+INFERENCE_LAYERS = ["gfpgan.inference.video", "gfpgan.inference.job", "gfpgan.inference.faces",
+                    "gfpgan.inference.tracks"]
+INDEPENDENT = [("gfpgan.inference.video", "gfpgan.inference.faces"),
+               ("gfpgan.inference.faces", "gfpgan.inference.job")]
 
 
 def _modules() -> Dict[str, Path]:
@@ -32,12 +33,7 @@ def _imports(name: str, path: Path, known) -> List[str]:
     """Every gfpgan module ``name`` imports, at any depth (functions included)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef)
-            and f.name in FACADES.get(name, ()) for n in ast.walk(f)}
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -106,7 +102,38 @@ def test_weights_stack_points_one_way():
     for i, name in enumerate(WEIGHT_LAYERS):
         above = set(WEIGHT_LAYERS[i + 1:])
         assert not above & set(graph[name]), f"{name} imports a layer above it: {above & set(graph[name])}"
-    assert "gfpgan.networks" in graph["gfpgan.inference.face_model"]  # inference builds through the top
+    assert "gfpgan.networks" in graph["gfpgan.inference.faces.model"]  # inference builds through the top
+
+
+def _layer(module: str, layers: List[str]) -> int:
+    return next((i for i, p in enumerate(layers) if module == p or module.startswith(p + ".")), -1)
+
+
+def test_inference_layers_point_one_way():
+    graph = _graph()
+    assert graph["gfpgan.inference.tracks.video_restorer"]  # the parse sees this layer's imports
+    for name, deps in graph.items():
+        here = _layer(name, INFERENCE_LAYERS)
+        if here < 0:
+            continue
+        for dep in deps:
+            there = _layer(dep, INFERENCE_LAYERS)
+            assert there <= here, f"{name} (layer {INFERENCE_LAYERS[here]}) imports {dep} above it"
+            for a, b in INDEPENDENT:
+                assert not (name.startswith(a + ".") and dep.startswith(b + ".")), f"{name} imports {dep}"
+    # the reference's API sits on top: only entry points, tools and the reference's own module
+    # paths (facades) import it
+    facades = {"gfpgan", "gfpgan.utils"}
+    top = ("gfpgan.compat", "gfpgan.tools.", "gfpgan.infer_image", "gfpgan.infer_video")
+    for name, deps in graph.items():
+        if name.startswith(top) or name in facades or name == "gfpgan.archs" or name.endswith("_arch"):
+            continue
+        assert not [d for d in deps if d.startswith("gfpgan.compat") or d in facades], name
+
+
+def test_the_layer_check_can_fail():
+    assert _layer("gfpgan.inference.faces.paste", INFERENCE_LAYERS) == 2
+    assert _layer("gfpgan.inference.settings", INFERENCE_LAYERS) == -1
 
 
 def _duck_typing(source: str) -> List[str]:

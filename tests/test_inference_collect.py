@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from gfpgan.inference.collect import METADATA_FILE, FaceCollector, sharpness
-from gfpgan.inference.detection import Detections
-from gfpgan.inference.face_pipeline import VideoFaceRestorer
-from gfpgan.inference.segments import images
+from gfpgan.inference.faces.detection import Detections
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.tracks.face_database import METADATA_FILE, FaceCollector, sharpness
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
 
 class Identity(torch.nn.Module):
@@ -88,7 +88,7 @@ def test_collect_keeps_sharpest_per_track_and_loads_in_training_dataset(tmp_path
 
     lms = read_landmarks(dest / "landmarks.json")
     assert lms["size"] == 64 and set(lms["landmarks"]) == set(keys)
-    from gfpgan.inference.alignment import face_template
+    from gfpgan.inference.faces.alignment import face_template
 
     # crop-pixel landmarks sit near the template (synthetic landmarks are not FFHQ-shaped)
     assert np.abs(lms["landmarks"][keys[0]] - face_template(64)).max() < 12

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.face_model import TorchFaceModel, load_face_model
+from gfpgan.inference.faces.model import TorchFaceModel, load_face_model
 
 TINY = dict(out_size=32, num_style_feat=16, channel_multiplier=0.25, narrow=0.125,
             different_w=True, sft_half=True, input_is_latent=True, fix_decoder=False)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from gfpgan.inference.detection import Detections, Tracked, build_detector
-from gfpgan.inference.face_pipeline import VideoFaceRestorer, select_indices
-from gfpgan.inference.keyframes import KeyframeDetector
-from gfpgan.inference.segments import images
-from gfpgan.inference.sinks import FaceList
-from gfpgan.inference.tracking import box_iou, landmark_jitter
+from gfpgan.inference.faces.detection import Detections, Tracked, build_detector
+from gfpgan.inference.faces.pipeline import select_indices
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.tracks.keyframes import KeyframeDetector
+from gfpgan.inference.tracks.sinks import FaceList
+from gfpgan.inference.tracks.tracking import box_iou, landmark_jitter
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 from tests.test_inference_pipeline import Identity
 
 
@@ -219,7 +220,7 @@ def test_bench_video_runs_the_four_contenders_side_by_side(capsys, tmp_path):
 
 
 def test_retinaface_track_maps_window_detections_back_to_the_frame():
-    from gfpgan.inference.detection import RetinaFaceDetector
+    from gfpgan.inference.faces.detection import RetinaFaceDetector
 
     class WhiteSquare:  # stands in for facexlib's RetinaFace: "detects" the white pixels
         def detect_faces(self, bgr, conf_threshold):

@@ -10,9 +10,9 @@ import pytest
 import skimage.data
 import torch
 
-from gfpgan.inference.face_pipeline import VideoFaceRestorer
-from gfpgan.inference.overlap import in_order, prefetch
-from gfpgan.inference.segments import images
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.job.threads import in_order, prefetch
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
 
 def test_prefetch_runs_ahead_in_another_thread_and_keeps_order():

@@ -6,11 +6,12 @@ import skimage.data
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.alignment import face_template, transform_points
-from gfpgan.inference.detection import Detections
-from gfpgan.inference.face_model import FaceModel
-from gfpgan.inference.face_pipeline import FaceRestorer, VideoFaceRestorer, select_faces
-from gfpgan.inference.segments import images
+from gfpgan.inference.faces.alignment import face_template, transform_points
+from gfpgan.inference.faces.detection import Detections
+from gfpgan.inference.faces.model import FaceModel
+from gfpgan.inference.faces.pipeline import FaceRestorer, select_faces
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
 
 class Identity(torch.nn.Module):
@@ -56,7 +57,7 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def mtcnn():
-    from gfpgan.inference.detection import build_detector
+    from gfpgan.inference.faces.detection import build_detector
 
     return build_detector("mtcnn")
 
@@ -78,7 +79,7 @@ def test_astronaut_face_is_found_aligned_and_pasted_back(astronaut, mtcnn):
     x1, y1, x2, y2 = res.detections.boxes[0]
     assert 150 < (x1 + x2) / 2 < 300 and 60 < (y1 + y2) / 2 < 200  # the astronaut's face
     # the crop's landmarks land on the template
-    from gfpgan.inference.alignment import estimate_affine
+    from gfpgan.inference.faces.alignment import estimate_affine
 
     m = estimate_affine(res.detections.landmarks[0], 128)
     assert np.abs(transform_points(res.detections.landmarks[0], m) - face_template(128)).max() < 4
@@ -163,7 +164,7 @@ def test_bad_options(astronaut):
 
 def test_parse_masks_are_feathered_and_smoothed_per_track():
     """ParseNet itself is too slow for a CPU test; a stub parser checks the mask plumbing."""
-    from gfpgan.inference.paste import MaskSmoother, feather_mask
+    from gfpgan.inference.faces.paste import MaskSmoother, feather_mask
 
     class StubParser:
         device = torch.device("cpu")

@@ -7,10 +7,10 @@ import skimage.data
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.alignment import estimate_affine, face_template, warp_face
-from gfpgan.inference.face_model import FaceModel
-from gfpgan.inference.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
-from gfpgan.inference.restorer import FaceBatchRestorer, crops_to_tensor, tensor_to_crops
+from gfpgan.inference.faces.alignment import estimate_affine, face_template, warp_face
+from gfpgan.inference.faces.batch import FaceBatchRestorer, crops_to_tensor, tensor_to_crops
+from gfpgan.inference.faces.model import FaceModel
+from gfpgan.inference.faces.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 
 
 class Negate(FaceModel):

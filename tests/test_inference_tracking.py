@@ -6,10 +6,10 @@ import pytest
 import skimage.data
 import torch
 
-from gfpgan.inference.alignment import transform_points
-from gfpgan.inference.segments import images
-from gfpgan.inference.sinks import FaceList
-from gfpgan.inference.tracking import IoUTracker, LandmarkSmoother, box_iou, landmark_jitter
+from gfpgan.inference.faces.alignment import transform_points
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.tracks.sinks import FaceList
+from gfpgan.inference.tracks.tracking import IoUTracker, LandmarkSmoother, box_iou, landmark_jitter
 
 
 def lm_for_box(box):
@@ -102,7 +102,7 @@ class Identity(torch.nn.Module):
 
 def moving_face_clip(n=32, size=256, noise=6.0, seed=0):
     """astronaut() warped along a smooth sub-pixel path (translation, rotation, zoom) + noise."""
-    from gfpgan.inference.detection import build_detector
+    from gfpgan.inference.faces.detection import build_detector
 
     base = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
     det = build_detector("mtcnn")
@@ -121,7 +121,7 @@ def moving_face_clip(n=32, size=256, noise=6.0, seed=0):
 
 
 def test_stabilisation_halves_landmark_jitter_on_a_moving_face():
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
     frames, truth, det = moving_face_clip()
     found = det.detect(frames)  # detect once (batched); both runs see the same detections
@@ -148,8 +148,8 @@ def test_stabilisation_halves_landmark_jitter_on_a_moving_face():
 
 @pytest.mark.parametrize("lookahead", [0, 3])
 def test_video_output_order_and_delay(lookahead):
-    from gfpgan.inference.detection import Detections
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.faces.detection import Detections
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
     class FakeDetector:
         """One face in even frames, none in odd ones."""

@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from gfpgan.inference.detection import Detections
+from gfpgan.inference.faces.detection import Detections
 from gfpgan.metrics import (
     FIDMetric,
     IdentityMetric,

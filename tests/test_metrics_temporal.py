@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 import torch
 
-from gfpgan.inference.detection import Detections
+from gfpgan.inference.faces.detection import Detections
 from gfpgan.metrics import temporal
 
 
@@ -71,8 +71,8 @@ def test_tracks_jitter_and_identity_drift():
 
 
 def test_compare_videos_writes_table_json_and_plot(tmp_path):
+    from gfpgan.images import write_image_atomic
     from gfpgan.tools.compare_videos import main
-    from gfpgan.utils import write_image_atomic
 
     for name, frames in (("gt", _pan()), ("steady", _pan()), ("flicker", _pan(noise=10))):
         (tmp_path / name).mkdir()
@@ -90,9 +90,9 @@ def test_compare_videos_writes_table_json_and_plot(tmp_path):
 
 
 def test_fid_stats_tool(tmp_path):
+    from gfpgan.images import write_image_atomic
     from gfpgan.metrics.fid import build_fid_inception
     from gfpgan.tools.fid_stats import main
-    from gfpgan.utils import write_image_atomic
 
     torch.manual_seed(0)
     net = build_fid_inception()

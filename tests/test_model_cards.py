@@ -8,8 +8,15 @@ import torch
 
 from gfpgan.checkpoint import save_network
 from gfpgan.errors import UserError
-from gfpgan.model_cards import (REPO_ROOT, ModelCard, list_cards, load_card, resolve_weights, sha256_file,
-                                verify_sha256)
+from gfpgan.model_cards import (
+    REPO_ROOT,
+    ModelCard,
+    list_cards,
+    load_card,
+    resolve_weights,
+    sha256_file,
+    verify_sha256,
+)
 from gfpgan.registry import ARCH_REGISTRY
 
 # name -> (arch, sha256 prefix, bytes, release) as published (shared/reference/GFPGAN.md section 4.6)

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from gfpgan.errors import UserError
 from gfpgan.models import GFPGANModel
-from gfpgan.models.components import (build_optimizer, component_crop_size, crop_components,
-                                      image_pyramid)
+from gfpgan.models.components import build_optimizer, component_crop_size, crop_components, image_pyramid
 from tests.helpers import CPU, S, one_thread, tiny_batch, tiny_opt  # noqa: F401  (autouse fixture)
 
 RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style", "l_g_gan", "l_g_gan_left_eye",

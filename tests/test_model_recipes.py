@@ -12,7 +12,6 @@ from gfpgan.models import GFPGANModel
 from gfpgan.options import LOADER_KEYS, load_train_options
 from tests.helpers import CPU, one_thread  # noqa: F401  (one_thread: autouse)
 
-
 ROOT = Path(__file__).resolve().parents[1] / "options"
 
 

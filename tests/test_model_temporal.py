@@ -24,8 +24,16 @@ from gfpgan.models import TemporalGFPGANModel
 from gfpgan.networks import build_network
 from gfpgan.options import load_train_options
 from gfpgan.temporal_file import load_temporal
-from tests.helpers import CPU, SIZE, TINY_GFPGAN, final_weights, make_faces, one_thread, train_main  # noqa: F401
-from tests.helpers import write_options
+from tests.helpers import (  # noqa: F401
+    CPU,
+    SIZE,
+    TINY_GFPGAN,
+    final_weights,
+    make_faces,
+    one_thread,
+    train_main,
+    write_options,
+)
 from tests.test_train_ddp import run_torchrun
 
 RECIPES = Path(__file__).resolve().parents[1] / "options"

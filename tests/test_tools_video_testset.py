@@ -12,9 +12,9 @@ import torch
 from gfpgan.data import FaceTrackClipDataset
 from gfpgan.data.clip_degradations import degrade_clip
 from gfpgan.errors import UserError, run_cli
+from gfpgan.images import read_image
 from gfpgan.motion import valid_mask, warp_previous
 from gfpgan.tools import make_video_testset as mvt
-from gfpgan.utils import read_image
 
 ARGS = ["--size", "48", "--frames", "3", "--seed", "2", "--quiet"]
 

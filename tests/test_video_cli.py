@@ -87,7 +87,7 @@ def test_resume_after_the_model_file_changed_restarts_instead_of_splicing(
         tmp_path, tiny, monkeypatch, capsys):
     import torch
 
-    from gfpgan.inference import video_io as vio
+    from gfpgan.inference import video as vio
 
     src = tmp_path / "in.mp4"
     make_clip(src, n=8, audio=())
@@ -119,7 +119,7 @@ def test_the_fingerprint_follows_the_weight_files_contents(tmp_path, tiny):
     import torch
     from facexlib.parsing.parsenet import ParseNet
 
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
     def parsenet(path, seed):
         torch.manual_seed(seed)
@@ -145,7 +145,7 @@ def test_the_fingerprint_follows_the_weight_files_contents(tmp_path, tiny):
 
 def test_the_image_and_video_commands_share_every_face_option():
     from gfpgan.infer_image import build_parser as image_parser
-    from gfpgan.inference.config import FACE_OPTIONS, RestorerConfig
+    from gfpgan.inference.settings import FACE_OPTIONS, RestorerConfig
 
     image, video = image_parser(), build_parser()
     flags = [o.flag for o in FACE_OPTIONS] + ["--model"]
@@ -161,6 +161,6 @@ def test_the_image_and_video_commands_share_every_face_option():
 
 
 def test_the_readme_shows_the_face_options_table():
-    from gfpgan.inference.config import markdown_table
+    from gfpgan.inference.settings import markdown_table
 
     assert markdown_table() in (ROOT / "README.md").read_text()

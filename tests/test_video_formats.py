@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from gfpgan.infer_video import main as infer_video
-from gfpgan.tools.check_formats import check_file, main as check_main, measure
+from gfpgan.tools.check_formats import check_file, measure
+from gfpgan.tools.check_formats import main as check_main
 from tests.formats_corpus import CASES, FFMPEG, framemd5, make_corpus
 from tests.test_video_job import ROOT, _tiny_model
 

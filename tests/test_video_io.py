@@ -17,9 +17,9 @@ import pytest
 import skimage.data
 
 from gfpgan.errors import UserError
-from gfpgan.inference import video_io as vio
-from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.video_job import VideoJobOptions, run_videos, work_dir
+from gfpgan.inference import video as vio
+from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
+from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
 
 NTSC = Fraction(30000, 1001)
 
@@ -280,8 +280,8 @@ def test_full_disk_leaves_nothing_at_destination(tmp_path, monkeypatch):
     class Boom:
         def __init__(self, *a, **k):
             raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr("gfpgan.inference.video_job.run_videos", Boom)
-    monkeypatch.setattr("gfpgan.inference.face_pipeline.VideoFaceRestorer",
+    monkeypatch.setattr("gfpgan.inference.job.video_job.run_videos", Boom)
+    monkeypatch.setattr("gfpgan.inference.tracks.video_restorer.VideoFaceRestorer",
                         lambda *a, **k: type("V", (), {"collector": None, "lookahead": 0})())
     with pytest.raises(UserError, match="no space left"):
         infer_video.main(["-i", str(src), "-o", str(dst), "--no-progress"])

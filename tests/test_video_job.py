@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from gfpgan.errors import UserError
-from gfpgan.inference import video_io as vio
-from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.video_job import VideoJobOptions, run_videos, work_dir
+from gfpgan.inference import video as vio
+from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
+from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
 from tests.test_video_io import audio_packets, make_clip, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOW_JOB = """
 import sys, time
 sys.path.insert(0, {root!r})
-from gfpgan.inference.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.video_job import VideoJobOptions, run_videos
+from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
+from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
 class Slow(IdentityProcessor):
     def process(self, frames, window):
         for f in frames:

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.detection import Detections
-from gfpgan.inference.face_pipeline import VideoFaceRestorer
-from gfpgan.inference.segments import images
-from gfpgan.inference.sinks import FaceList
-from gfpgan.inference.temporal import TemporalVideoRestorer
+from gfpgan.inference.faces.detection import Detections
+from gfpgan.inference.job.segments import images
+from gfpgan.inference.tracks.sinks import FaceList
+from gfpgan.inference.tracks.temporal_step import TemporalVideoRestorer
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 from tests.test_inference_tracking import lm_for_box
 from tests.test_video_job import ROOT, _tiny_model
 
@@ -179,8 +179,8 @@ def test_two_crossing_faces_keep_their_own_states(files):
 
 
 def test_segments_and_resume_are_byte_identical_with_the_module_on(files, tmp_path):
-    from gfpgan.inference.segments import SegmentWindow
-    from gfpgan.inference.video_job import VideoJobOptions, run_videos, work_dir
+    from gfpgan.inference.job.segments import SegmentWindow
+    from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
 
     frames = make_frames(14)
 
@@ -247,8 +247,8 @@ def test_a_temporal_file_for_another_base_exits_2_with_one_line(files, tmp_path)
 
 
 def test_a_wrong_state_shape_is_one_sentence(files):
-    from gfpgan.inference.face_model import load_face_model
-    from gfpgan.inference.temporal import load_temporal_net
+    from gfpgan.inference.faces.model import load_face_model
+    from gfpgan.inference.tracks.temporal_step import load_temporal_net
 
     model = load_face_model(load_temporal_net(files["trained"], files["base"]), device="cpu")
     x = torch.zeros(2, 3, 64, 64)

@@ -4,7 +4,7 @@
 The modules named as the reference's (``gfpganv1_clean_arch``, ``gfpganv1_arch``,
 ``stylegan2_clean_arch``, ``gfpgan_bilinear_arch``, ``stylegan2_bilinear_arch``,
 ``restoreformer_arch``, ``arcface_arch``) give programs written for TencentARC/GFPGAN its classes,
-constructor keywords and forward signatures (see :mod:`gfpgan.archs.reference_api`).
+constructor keywords and forward signatures (see :mod:`gfpgan.compat.archs`).
 """
 
 from gfpgan.archs import (  # noqa: F401  (registration; the reference's module paths too)

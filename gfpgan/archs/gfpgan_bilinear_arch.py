@@ -13,12 +13,12 @@ from typing import Optional
 from torch import nn
 
 from gfpgan.archs.gfpgan_arch import GFPGANv1 as _GFPGANv1
-from gfpgan.archs.reference_api import ReferenceRestorer
 from gfpgan.archs.stylegan2_bilinear_arch import (
     BilinearSynthesis,
     ResBlockBilinear,
     StyleGAN2GeneratorBilinearSFT,
 )
+from gfpgan.compat.archs import ReferenceRestorer
 from gfpgan.registry import ARCH_REGISTRY
 
 __all__ = ["GFPGANBilinear", "StyleGAN2GeneratorBilinearSFT"]

@@ -8,7 +8,7 @@ runs without BasicSR's compiled ops, on CPU too, and loads ``GFPGANv1.pth`` with
 from gfpgan.archs import gfpgan_arch, stylegan2_arch
 from gfpgan.archs.discriminator_arch import FacialComponentDiscriminator
 from gfpgan.archs.gfpgan_arch import ConvUpLayer, ResUpBlock
-from gfpgan.archs.reference_api import ReferenceRestorer, ReferenceSFTGenerator
+from gfpgan.compat.archs import ReferenceRestorer, ReferenceSFTGenerator
 
 __all__ = ["GFPGANv1", "StyleGAN2GeneratorSFT", "FacialComponentDiscriminator", "ConvUpLayer", "ResUpBlock"]
 

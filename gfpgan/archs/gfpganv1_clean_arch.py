@@ -2,12 +2,12 @@
 
 Thin subclasses of this project's networks (:mod:`gfpgan.archs.gfpgan_arch`,
 :mod:`gfpgan.archs.stylegan2_arch`) with the reference's constructor keywords, state-dict keys and
-forward signatures (see :mod:`gfpgan.archs.reference_api`), so ``GFPGANv1Clean(**kwargs)`` built
+forward signatures (see :mod:`gfpgan.compat.archs`), so ``GFPGANv1Clean(**kwargs)`` built
 as the reference builds it loads the v1.2/v1.3/v1.4 checkpoints with ``strict=True``.
 """
 
 from gfpgan.archs import gfpgan_arch, stylegan2_arch
-from gfpgan.archs.reference_api import ReferenceRestorer, ReferenceSFTGenerator
+from gfpgan.compat.archs import ReferenceRestorer, ReferenceSFTGenerator
 
 __all__ = ["GFPGANv1Clean", "StyleGAN2GeneratorCSFT"]
 

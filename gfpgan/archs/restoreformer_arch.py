@@ -10,7 +10,7 @@ the decoder's own (high-quality) features. Residual blocks use GroupNorm(32) and
 The module layout and parameter names are the reference's (``encoder.down.0.block.0.norm1.weight``,
 ``quantize.embedding.weight`` ...), so ``RestoreFormer.pth`` loads with ``strict=True``.
 Attention uses ``scaled_dot_product_attention``. The forward accepts the reference restorer's
-keywords (``weight=`` blends as :func:`gfpgan.archs.reference_api.weight_to_strength`).
+keywords (``weight=`` blends as :func:`gfpgan.compat.archs.weight_to_strength`).
 """
 
 from typing import Dict, Optional, Sequence, Tuple
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gfpgan.archs.reference_api import weight_to_strength
+from gfpgan.compat.archs import weight_to_strength
 from gfpgan.registry import ARCH_REGISTRY
 
 __all__ = ["RestoreFormer", "VectorQuantizer"]

@@ -13,7 +13,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gfpgan.archs.reference_api import ReferenceGenerator, ReferenceSFTGenerator
 from gfpgan.archs.stylegan2_arch import (
     ModulatedConv2dOrig,
     StyleConvOrig,
@@ -29,6 +28,7 @@ from gfpgan.archs.stylegan2_ops import (
     ResBlock,
     ScaledLeakyReLU,
 )
+from gfpgan.compat.archs import ReferenceGenerator, ReferenceSFTGenerator
 from gfpgan.registry import ARCH_REGISTRY
 
 __all__ = ["StyleGAN2GeneratorBilinear", "StyleGAN2GeneratorBilinearSFT", "ModulatedConv2d", "StyleConv",

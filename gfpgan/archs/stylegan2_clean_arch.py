@@ -1,11 +1,11 @@
 """The reference's ``gfpgan.archs.stylegan2_clean_arch``: StyleGAN2GeneratorClean.
 
 This project's clean StyleGAN2 generator (:mod:`gfpgan.archs.stylegan2_arch`) with the reference's
-forward signature, ``randomize_noise=True`` by default (see :mod:`gfpgan.archs.reference_api`).
+forward signature, ``randomize_noise=True`` by default (see :mod:`gfpgan.compat.archs`).
 """
 
 from gfpgan.archs import stylegan2_arch
-from gfpgan.archs.reference_api import ReferenceGenerator
+from gfpgan.compat.archs import ReferenceGenerator
 
 __all__ = ["StyleGAN2GeneratorClean"]
 

@@ -29,8 +29,8 @@ from gfpgan.data import degradations as deg
 from gfpgan.data.clip_degradations import make_clip, synthetic_clip
 from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset, to_tensor
 from gfpgan.errors import UserError
+from gfpgan.images import IMAGE_EXTENSIONS, read_image
 from gfpgan.registry import DATASET_REGISTRY
-from gfpgan.utils import IMAGE_EXTENSIONS, read_image
 
 
 def _clip_item(gts: List[np.ndarray], clip: Dict, rel: np.ndarray, path: str, mean, std) -> Dict:

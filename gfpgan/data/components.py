@@ -94,7 +94,7 @@ def load_components(path: Union[str, os.PathLike]) -> Dict[str, Dict[str, np.nda
 
 def save_components(path: Union[str, os.PathLike], boxes: Mapping[str, Mapping[str, np.ndarray]]) -> None:
     """Save boxes in the reference's format (float64 tensors (3,)), atomically."""
-    from gfpgan.utils import atomic_path
+    from gfpgan.files import atomic_path
 
     data = {k: {p: torch.as_tensor(np.asarray(v[p], np.float64).reshape(3)) for p in PARTS}
             for k, v in boxes.items()}

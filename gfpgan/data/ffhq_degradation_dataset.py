@@ -29,8 +29,8 @@ from gfpgan.data import degradations as deg
 from gfpgan.data.components import component_key, component_locations, load_components
 from gfpgan.data.file_backends import make_backend
 from gfpgan.errors import UserError
+from gfpgan.images import decode_image
 from gfpgan.registry import DATASET_REGISTRY
-from gfpgan.utils import decode_image
 
 logger = logging.getLogger("gfpgan.data")
 

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from gfpgan.errors import UserError
-from gfpgan.utils import IMAGE_EXTENSIONS, decode_image, write_bytes_atomic
+from gfpgan.images import IMAGE_EXTENSIONS, decode_image, write_bytes_atomic
 
 LANDMARKS_FILE = "landmarks.json"
 META_FILE = "meta_info.txt"

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from gfpgan.errors import UserError
+from gfpgan.files import write_text_atomic
 from gfpgan.options import dump_yaml
-from gfpgan.utils import write_text_atomic
 
 
 def git_commit() -> str:

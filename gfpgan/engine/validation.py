@@ -86,7 +86,7 @@ class Validator:
             suffix: File-name suffix of the saved images.
             max_images: Validate at most this many images per rank.
         """
-        from gfpgan.utils import tensor_to_img, write_image_atomic
+        from gfpgan.images import tensor_to_img, write_image_atomic
 
         sums = torch.zeros(len(self.metrics) + 1, dtype=torch.float64)
         done = 0

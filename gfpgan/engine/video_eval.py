@@ -33,11 +33,17 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from gfpgan.engine.eval_common import (
+    PAIRED_METRIC_SECTIONS,
+    build_metrics,
+    csv_text,
+    model_spec,
+    resize_to,
+    run_on_ranks,
+)
 from gfpgan.errors import UserError
+from gfpgan.files import write_text_atomic
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
-from gfpgan.engine.eval_common import (PAIRED_METRIC_SECTIONS, build_metrics, csv_text, model_spec,
-                                       resize_to, run_on_ranks)
-from gfpgan.utils import write_text_atomic
 
 FRAME_METRICS = ("psnr", "ssim", "lpips", "deg", "lmd")
 CLIP_METRICS = ("ewarp", "ewarp_gt", "tlme", "idc", "idc_excess")
@@ -120,7 +126,7 @@ class ClipRestorer:
     """
 
     def __init__(self, spec: str, temporal: Optional[str], device):
-        from gfpgan.inference.face_model import TorchFaceModel, load_face_model
+        from gfpgan.inference.faces.model import TorchFaceModel, load_face_model
 
         self.device = torch.device(device)
         face = load_face_model(model_spec(spec), device="cpu", fixed_noise=True)
@@ -136,7 +142,7 @@ class ClipRestorer:
     @torch.inference_mode()
     def __call__(self, frames: List[np.ndarray], rel_affines: np.ndarray):
         """Restore (S, S, 3) uint8 frames of one clip in order; returns (frames, forward seconds)."""
-        from gfpgan.utils import img_to_tensor, tensor_to_img
+        from gfpgan.images import img_to_tensor, tensor_to_img
 
         rel = torch.as_tensor(rel_affines, dtype=torch.float32, device=self.device)
         state, outs, seconds = None, [], 0.0
@@ -191,7 +197,7 @@ def clip_metrics(outs: List[np.ndarray], gts: List[np.ndarray], rel: np.ndarray,
 def evaluate_video_set(opt: dict, dname: str, root, restorer_box: dict, dist, force: bool,
                        no_temporal: bool, metrics: dict, out_dir: Path) -> dict:
     """Restore and measure this rank's share of the clips of one set; returns what to gather."""
-    from gfpgan.utils import read_image, write_image_atomic
+    from gfpgan.images import read_image, write_image_atomic
 
     clips = read_video_set(root)
     rows, seconds, restored, reused = [], 0.0, 0, 0

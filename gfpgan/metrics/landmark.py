@@ -1,7 +1,7 @@
 """LMD: landmark distance between restored and reference faces (GFP-GAN paper, Sec. 4).
 
 Landmarks are detected independently on the restored image and on its ground truth with the
-project's detector (:mod:`gfpgan.inference.detection`, five points: eyes, nose, mouth corners;
+project's detector (:mod:`gfpgan.inference.faces.detection`, five points: eyes, nose, mouth corners;
 MTCNN works offline), and LMD is the mean Euclidean distance between corresponding points, in
 pixels of the evaluated image. When no face is found in either image the value is NaN, which
 the evaluation reports as a count and leaves out of the mean.
@@ -49,7 +49,7 @@ class LandmarkMetric:
     def __init__(self, detector="mtcnn", device: str = "cpu", weights: Optional[str] = None,
                  min_face: int = 20):
         if isinstance(detector, str):
-            from gfpgan.inference.detection import build_detector
+            from gfpgan.inference.faces.detection import build_detector
 
             detector = build_detector(detector, device=device, weights=weights, min_face=min_face,
                                       max_side=None)

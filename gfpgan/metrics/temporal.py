@@ -11,8 +11,8 @@
   pixels that leave the frame are masked).
 * **TLME** (temporal landmark motion error, as in PGTFormer's tables): the mean over frames and
   points of ``||(L_t - L_t-1) - (G_t - G_t-1)||``, landmark motion the ground truth does not have.
-* **Landmark jitter** per face track (pixels; see :func:`gfpgan.inference.tracking.landmark_jitter`):
-  tracks are built with the pipeline's :class:`~gfpgan.inference.tracking.IoUTracker`.
+* **Landmark jitter** per face track (pixels; see :func:`gfpgan.inference.tracks.tracking.landmark_jitter`):
+  tracks are built with the pipeline's :class:`~gfpgan.inference.tracks.tracking.IoUTracker`.
 * **Identity consistency**: the ArcFace angle (degrees) between consecutive crops of a track; with
   the ground truth's embeddings, also the excess over the ground truth's own change.
 """
@@ -167,11 +167,11 @@ def face_tracks(detections, iou_threshold: float = 0.3) -> Dict[int, Dict[str, l
     """Group per-frame detections into tracks with the pipeline's tracker.
 
     Args:
-        detections: list (one per frame) of :class:`~gfpgan.inference.detection.Detections`.
+        detections: list (one per frame) of :class:`~gfpgan.inference.faces.detection.Detections`.
     Returns:
         track id -> {"frames": [t...], "landmarks": [(5,2)...], "boxes": [(4,)...]}.
     """
-    from gfpgan.inference.tracking import IoUTracker
+    from gfpgan.inference.tracks.tracking import IoUTracker
 
     tracker, tracks = IoUTracker(iou_threshold=iou_threshold), {}
     for t, det in enumerate(detections):
@@ -186,7 +186,7 @@ def face_tracks(detections, iou_threshold: float = 0.3) -> Dict[int, Dict[str, l
 
 def track_jitter(tracks: Dict[int, Dict[str, list]], min_length: int = 3) -> Dict[int, float]:
     """Landmark jitter (pixels) of every track of at least ``min_length`` frames."""
-    from gfpgan.inference.tracking import landmark_jitter
+    from gfpgan.inference.tracks.tracking import landmark_jitter
 
     return {tid: landmark_jitter(np.stack(tr["landmarks"])) for tid, tr in tracks.items()
             if len(tr["frames"]) >= min_length}
@@ -222,7 +222,7 @@ def identity_consistency(embeddings: np.ndarray, gt_embeddings: Optional[np.ndar
 
 def crop_track(frames: Sequence[np.ndarray], track: Dict[str, list], size: int = 128) -> List[np.ndarray]:
     """Aligned (size, size, 3) face crops of a track, for the identity embedder."""
-    from gfpgan.inference.alignment import estimate_affine, warp_face
+    from gfpgan.inference.faces.alignment import estimate_affine, warp_face
 
     return [warp_face(frames[t], estimate_affine(lm, size), size)
             for t, lm in zip(track["frames"], track["landmarks"])]

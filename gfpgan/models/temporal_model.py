@@ -44,9 +44,14 @@ from torch import nn
 from gfpgan.dist import DistInfo, all_ranks, get_dist_info, mean_over_ranks
 from gfpgan.engine.ema import ModelEMA
 from gfpgan.errors import UserError
-from gfpgan.models.components import (build_identity_loss, build_optimizer, build_scheduler,
-                                      unused_without_pyramid)
-from gfpgan.models.gfpgan_model import OPTION_SCHEMA as GFPGAN_SCHEMA, GFPGANModel, _weight
+from gfpgan.models.components import (
+    build_identity_loss,
+    build_optimizer,
+    build_scheduler,
+    unused_without_pyramid,
+)
+from gfpgan.models.gfpgan_model import OPTION_SCHEMA as GFPGAN_SCHEMA
+from gfpgan.models.gfpgan_model import GFPGANModel, _weight
 from gfpgan.registry import MODEL_REGISTRY
 from gfpgan.schema import LOSS_BLOCK, Field, Section, validate_part
 

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_weights(path: Path) -> None:
     """Random GFPGANv1Clean weights at the released size (v1.3/v1.4), in the official layout."""
-    from gfpgan.inference.gfpganer import build_reference_net
+    from gfpgan.compat.gfpganer import build_reference_net
 
     torch.manual_seed(0)
     net = build_reference_net("clean", 2)
@@ -92,7 +92,7 @@ def make_faces(n: int) -> np.ndarray:
 
 
 def time_ours(weights: Path, faces: np.ndarray, device: str, warmup: int):
-    from gfpgan.inference.gfpganer import GFPGANer
+    from gfpgan.compat.gfpganer import GFPGANer
 
     r = GFPGANer(model_path=str(weights), upscale=2, arch="clean", channel_multiplier=2, device=device)
     for _ in range(warmup):
@@ -154,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         speed = "-" if r["speed_vs_reference"] is None else f"{r['speed_vs_reference']:.2f}x"
         print(f"{r['impl']:<11}{r['s_per_face']:>9.3f}{1 / r['s_per_face']:>9.3f}{speed:>14}")
     if args.json:
-        from gfpgan.utils import write_bytes_atomic
+        from gfpgan.images import write_bytes_atomic
 
         write_bytes_atomic(args.json, json.dumps({"device": args.device, "threads": torch.get_num_threads(),
                                                   "faces": args.faces, "rows": rows}, indent=1).encode())

@@ -51,7 +51,7 @@ def _time(fn, x, iters: int, sync) -> float:
 def run(model: str = "tiny", device: str = "cpu", batch: int = 4, iters: int = 10, threads: int = 0,
         torchscript: bool = True) -> dict:
     """Time each backend; returns ``{backend: {"faces_per_s", "ms_per_face", "max_abs_diff"}}``."""
-    from gfpgan.inference.onnx_backend import OnnxFaceModel
+    from gfpgan.inference.faces.onnx_model import OnnxFaceModel
     from gfpgan.tools.export import InferenceGraph, export_onnx, export_torchscript
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -113,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{name:26s} {r['faces_per_s']:9.2f} {r['ms_per_face']:9.1f} {r['speed_vs_pytorch']:10.2f}x "
               f"{r['max_abs_diff']:10.2e}")
     if args.json:
-        from gfpgan.utils import write_text_atomic
+        from gfpgan.files import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(res, indent=2))
     return 0

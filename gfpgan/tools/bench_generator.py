@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import write_text_atomic
+from gfpgan.files import write_text_atomic
 
 DEFAULT_ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

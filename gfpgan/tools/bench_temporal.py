@@ -151,7 +151,7 @@ def adapter_at_512(net) -> torch.nn.Module:
 
 def cost(args) -> Dict[str, Dict[str, float]]:
     from gfpgan.engine.eval_common import model_spec
-    from gfpgan.inference.temporal import load_temporal_net
+    from gfpgan.inference.tracks.temporal_step import load_temporal_net
 
     device = torch.device(args.device)
     net = load_temporal_net(args.temporal, model_spec(args.model)).to(device).eval()
@@ -198,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{1000 * c['per_frame_s']:.2f} ms frame by frame, {1000 * c['temporal_s']:.2f} ms temporal "
               f"({100 * c['overhead']:+.1f}%); state {c['state_bytes_per_track'] / 1024:.0f} KiB per track")
     if args.json:
-        from gfpgan.utils import write_text_atomic
+        from gfpgan.files import write_text_atomic
 
         write_text_atomic(args.json, json.dumps({
             "model": args.model, "temporal": args.temporal, "device": args.device,

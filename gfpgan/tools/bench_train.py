@@ -225,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"| {mode} | {r['it_per_s']:.3f} | {r['s_per_it']:.3f} | {r['peak_gib']:.2f} | "
               f"{r['speedup']:.2f}x |")
     if args.json:
-        from gfpgan.utils import write_text_atomic
+        from gfpgan.files import write_text_atomic
 
         write_text_atomic(args.json, json.dumps({"opt": args.opt, "device": name, "batch": batch,
                                                  "results": results}, indent=2))

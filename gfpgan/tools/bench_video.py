@@ -8,7 +8,7 @@ one face, with audio) with the same network and weights:
 * **naive**: what the reference's FaceRestoreHelper does, frame after frame: decode, detect
   (one frame), align, restore one face per forward pass, paste back with full-frame warps and
   blurs, encode, write;
-* **ours**: :func:`gfpgan.inference.video_job.run_videos` with :class:`VideoFaceRestorer`
+* **ours**: :func:`gfpgan.inference.job.video_job.run_videos` with :class:`VideoFaceRestorer`
   (key-frame detection every ``--detect-every`` frames with O-Net tracking in between, batched
   restoration, box-local paste-back; decoding, detection, restoration, paste-back and encoding
   in threads of their own);
@@ -51,6 +51,7 @@ def _model(spec: str):
     if spec not in ARCHS:
         return spec
     import torch
+
     from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
     torch.manual_seed(0)
     return GFPGANv1Clean(**ARCHS[spec]).eval()
@@ -58,11 +59,12 @@ def _model(spec: str):
 
 def make_clip(path: Path, frames: int, width: int, height: int) -> None:
     """One face (astronaut, about half the frame height) moving across a 30000/1001 fps clip."""
+    from fractions import Fraction
+
     import av
     import cv2
     import numpy as np
     import skimage.data
-    from fractions import Fraction
     side = height // 2
     face = cv2.resize(skimage.data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
     with av.open(str(path), "w") as out:
@@ -96,7 +98,7 @@ class _Clock:
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """A :class:`~gfpgan.inference.segments.StageTimer`: sums each stage's busy seconds; an
+        """A :class:`~gfpgan.inference.timing.StageTimer`: sums each stage's busy seconds; an
         "encode" run is one frame out (for :func:`naive <run_naive>`, :meth:`frame_out`)."""
         t = time.perf_counter()
         try:
@@ -130,9 +132,10 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
     import cv2
     import numpy as np
     import torch
-    from gfpgan.inference.alignment import estimate_affine, invert_affine, warp_face
-    from gfpgan.inference.detection import build_detector
-    from gfpgan.inference.face_model import load_face_model
+
+    from gfpgan.inference.faces.alignment import estimate_affine, invert_affine, warp_face
+    from gfpgan.inference.faces.detection import build_detector
+    from gfpgan.inference.faces.model import load_face_model
     net = load_face_model(model, device=device)
     det = build_detector("mtcnn", device=device)
     n = 0
@@ -170,8 +173,8 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
 
 def run_ours(src: Path, dst: Path, model, device: str, batch_faces: int, detect_every: int,
              half: bool, overlap: bool, clock: _Clock) -> int:
-    from gfpgan.inference.face_pipeline import VideoFaceRestorer
-    from gfpgan.inference.video_job import VideoJobOptions, run_videos
+    from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
     vfr = VideoFaceRestorer(model, device=device, batch_faces=batch_faces, detect_batch_size=8,
                             detect_every=detect_every, half="fp16" if half else None,
                             overlap=overlap, timer=clock)

@@ -45,11 +45,12 @@ class Measure:
 
 def measure(path) -> Measure:
     """Decode every video frame of ``path`` and count its streams and chapters."""
-    from gfpgan.inference import video_io as vio
+    from gfpgan.inference import video as vio
+    from gfpgan.inference.video.streams import av_open
 
     info = vio.probe_video(path)
     frames = sum(1 for _ in vio.iter_frames(info, int(info.pts[0]), None))
-    with vio.mux.av_open(path) as c:
+    with av_open(path) as c:
         subs, chapters = len(c.streams.subtitles), len(c.chapters())
     note = info.stamps.note() if info.stamps is not None else ""
     return Measure(info.codec, frames, info.duration, float(info.rate), len(info.audio), subs,
@@ -101,8 +102,8 @@ def check_file(src: Path, dst: Path, restore: Callable[[Path, Path], List[str]])
 
 
 def _io_only(src: Path, dst: Path) -> List[str]:
-    from gfpgan.inference.segments import IdentityProcessor
-    from gfpgan.inference.video_job import VideoJobOptions, run_videos
+    from gfpgan.inference.job.segments import IdentityProcessor
+    from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
     [s] = run_videos([(str(src), str(dst))], IdentityProcessor(),
                      VideoJobOptions(progress=False, preset="veryfast"))
     return list(s.notes)

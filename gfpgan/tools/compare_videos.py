@@ -20,12 +20,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import atomic_path, write_text_atomic
+from gfpgan.files import atomic_path, write_text_atomic
 
 
 def read_frames(path, max_frames: int = 0) -> List[np.ndarray]:
     """Every frame (RGB uint8) of a video file or frame folder, up to ``max_frames`` (0: all)."""
-    from gfpgan.inference.video_io import iter_frames, probe_video
+    from gfpgan.inference.video import iter_frames, probe_video
 
     info = probe_video(path)
     frames = []
@@ -120,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gt = read_frames(args.gt, args.max_frames) if args.gt else None
     detector = embedder = None
     if not args.no_landmarks:
-        from gfpgan.inference.detection import build_detector
+        from gfpgan.inference.faces.detection import build_detector
 
         detector = build_detector("mtcnn", device=args.device, max_side=None)
     if args.arcface:

@@ -19,9 +19,9 @@ from typing import Optional, Sequence
 import torch
 
 from gfpgan import checkpoint, legacy, model_cards
-from gfpgan.networks import build_network
-from gfpgan.utils import atomic_path
 from gfpgan.errors import UserError, run_cli
+from gfpgan.files import atomic_path
+from gfpgan.networks import build_network
 
 
 def _card_for(path: Path, name: Optional[str]) -> Optional[model_cards.ModelCard]:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import atomic_path, write_text_atomic
+from gfpgan.files import atomic_path, write_text_atomic
 
 FORMATS = ("safetensors", "onnx", "torchscript")
 
@@ -136,7 +136,7 @@ def verify(fmt: str, path: Path, graph: nn.Module, size: int, batches=(1, 3)) ->
     """Max |exported - PyTorch| over random inputs of several batch sizes."""
     ref_inputs = _inputs(size, batches, seed=1)
     if fmt == "onnx":
-        from gfpgan.inference.onnx_backend import OnnxFaceModel
+        from gfpgan.inference.faces.onnx_model import OnnxFaceModel
 
         model = OnnxFaceModel(str(path))
         run = model
@@ -227,7 +227,7 @@ def export_temporal_step(temporal, out_dir, base=None, opset: int = 20, tol: flo
             does not match PyTorch within ``tol`` (nothing is written then).
     """
     from gfpgan.archs.temporal_arch import TemporalStep
-    from gfpgan.inference.temporal import load_temporal_net
+    from gfpgan.inference.tracks.temporal_step import load_temporal_net
 
     if opset < 20:
         raise UserError(f"--opset {opset}: one temporal step needs ONNX opset 20 or later (affine_grid).")

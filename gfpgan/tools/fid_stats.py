@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import atomic_path
+from gfpgan.files import atomic_path
 
 IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -25,8 +25,8 @@ def folder_stats(folder, inception_path: Optional[str] = None, device: str = "cp
     """Mean (2048,), covariance (2048, 2048) and count of the FID features of a folder's images."""
     from tqdm import tqdm
 
+    from gfpgan.images import read_image
     from gfpgan.metrics.fid import FIDMetric, feature_stats
-    from gfpgan.utils import read_image
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMG_EXT)
     if num:

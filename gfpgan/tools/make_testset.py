@@ -95,7 +95,7 @@ def start_build(src: Path, out: Path, overwrite: bool, resume: bool) -> Path:
 
 def read_hq(path: Path, size: int, bad: list) -> Optional[np.ndarray]:
     """The face at ``path`` as RGB uint8 ``size`` x ``size``, or None (named in ``bad``) if unreadable."""
-    from gfpgan.utils import read_image
+    from gfpgan.images import read_image
 
     try:
         img = read_image(path)
@@ -119,7 +119,7 @@ def publish(tmp: Path, out: Path) -> None:
 def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int = 512, num: int = 0,
                  color: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
     """Build the test set; returns {'images': n, 'resumed': n, 'bad': [names]}."""
-    from gfpgan.utils import list_images, write_image_atomic
+    from gfpgan.images import list_images, write_image_atomic
 
     src, out = Path(src), Path(out)
     tmp = start_build(src, out, overwrite, resume)

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def select_faces(src: Path, start: int = 0, num: int = 0,
                  names: Optional[Sequence[str]] = None) -> List[Path]:
     """The test faces: ``names`` from ``src`` when given, else ``num`` faces from ``start`` (sorted)."""
-    from gfpgan.utils import list_images
+    from gfpgan.images import list_images
 
     files = list_images(src)
     if names is not None:
@@ -105,7 +105,7 @@ def make_video_testset(src, out, start: int = 0, num: int = 0, names: Optional[S
                        crf: Sequence[int] = (18, 25), codec_prob: float = 1.0, color: bool = False,
                        overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
     """Build the video test set; returns {'clips': n, 'resumed': n, 'bad': [names]}."""
-    from gfpgan.utils import write_image_atomic
+    from gfpgan.images import write_image_atomic
 
     src, out = Path(src), Path(out)
     tmp = start_build(src, out, overwrite, resume)

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> List[Path]:
     """Photo files from files and folders, in a stable order."""
-    from gfpgan.utils import list_images
+    from gfpgan.images import list_images
 
     files: List[Path] = []
     for item in inputs:
@@ -72,7 +72,7 @@ def align_faces(img: np.ndarray, det, size: int, min_size: float, max_faces: int
         (faces, n_small): faces as a list of (crop uint8 (size, size, 3), landmarks (5, 2) in crop
         pixels), in detector order; n_small is the number of faces skipped as too small.
     """
-    from gfpgan.inference.alignment import estimate_affine, transform_points, warp_face
+    from gfpgan.inference.faces.alignment import estimate_affine, transform_points, warp_face
 
     faces, n_small = [], 0
     for lm in det.landmarks:
@@ -90,8 +90,8 @@ def align_faces(img: np.ndarray, det, size: int, min_size: float, max_faces: int
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from gfpgan.data.file_backends import FolderWriter, LmdbWriter
-    from gfpgan.inference.detection import build_detector
-    from gfpgan.utils import read_image
+    from gfpgan.images import read_image
+    from gfpgan.inference.faces.detection import build_detector
 
     files = collect_inputs(args.input, args.recursive)
     stems = [f.stem for f in files]

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from gfpgan.errors import UserError, run_cli
-from gfpgan.utils import atomic_path, read_image, write_text_atomic
+from gfpgan.files import atomic_path, write_text_atomic
+from gfpgan.images import read_image
 
 
 def face_path_frames(photo: np.ndarray, n: int, size: int, zoom: float = 1.0) -> List[np.ndarray]:

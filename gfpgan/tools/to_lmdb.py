@@ -37,7 +37,7 @@ def folder_to_lmdb(src, dest, compress_level: int = 1, overwrite: bool = False, 
                    progress: bool = True) -> dict:
     """Pack ``src`` into the LMDB ``dest``; returns counts {'written', 'resumed', 'bad': [names]}."""
     from gfpgan.data.file_backends import LANDMARKS_FILE, LmdbWriter, read_landmarks
-    from gfpgan.utils import list_images, read_image
+    from gfpgan.images import list_images, read_image
 
     src = Path(src)
     if not src.is_dir():

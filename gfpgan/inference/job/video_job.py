@@ -6,10 +6,10 @@ video is):
 
     decode thread --q_in--> restore thread (``processor.process``) --q_out--> encode (caller)
 
-(:class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer` splits its stage further: face
+(:class:`~gfpgan.inference.tracks.video_restorer.VideoFaceRestorer` splits its stage further: face
 detection in a thread ahead of the generator, paste-back on a pool behind it.)
 
-The processor (:class:`~gfpgan.inference.segments.SegmentProcessor`) says how many frames it
+The processor (:class:`~gfpgan.inference.job.segments.SegmentProcessor`) says how many frames it
 needs before and after a segment (restored but not written) so that its tracking and look-ahead
 have the same context whatever the split; with a deterministic processor whose state reaches
 back at most that far, a segment's frames do not depend on where segments start. A frame the
@@ -44,10 +44,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from gfpgan.errors import UserError
-from gfpgan.inference import video_io as vio
-from gfpgan.inference.overlap import put_unless_stopped
-from gfpgan.inference.segments import (NO_TIMER, ProcessedFrame, SegmentProcessor,
-                                      SegmentWindow, StageTimer)
+from gfpgan.inference import video as vio
+from gfpgan.inference.job.segments import ProcessedFrame, SegmentProcessor, SegmentWindow
+from gfpgan.inference.job.threads import put_unless_stopped
+from gfpgan.inference.timing import NO_TIMER, StageTimer
 
 __all__ = ["VideoJobOptions", "VideoSummary", "run_videos", "work_dir"]
 
@@ -138,7 +138,7 @@ def _trim_heap() -> None:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    from gfpgan.utils import write_text_atomic
+    from gfpgan.files import write_text_atomic
 
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
@@ -389,7 +389,7 @@ def _prepare(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions,
 
 def _join(info: vio.VideoInfo, dest: Path, opts: VideoJobOptions, nseg: int
           ) -> Tuple[List[dict], List[str]]:
-    from gfpgan.utils import atomic_path
+    from gfpgan.files import atomic_path
     wdir = work_dir(dest)
     markers = [json.loads((wdir / f"seg_{s:05d}.json").read_text()) for s in range(nseg)]
     audio = None if info.files else info.path
@@ -415,7 +415,7 @@ def run_videos(jobs: Sequence[Tuple[str, str]], processor: SegmentProcessor,
 
     Args:
         jobs: ``(input, output)`` pairs; input is a video file or a folder of frames.
-        processor: the :class:`~gfpgan.inference.segments.SegmentProcessor`, called once per
+        processor: the :class:`~gfpgan.inference.job.segments.SegmentProcessor`, called once per
             segment with the context frames it asks for.
         opts: :class:`VideoJobOptions`.
         rank, world_size, barrier: torchrun placement (barrier: a callable, e.g.

@@ -11,7 +11,7 @@ paste-back dominate video time (CodeFormer #408). Here:
 * the optional ParseNet mask (facexlib weights from a local file) is blurred on the crop, batched,
   and can be averaged over time per track (:class:`MaskSmoother`) so it does not flicker.
 
-Affines follow ``gfpgan.inference.alignment``: a (2, 3) matrix mapping frame pixels to crop pixels
+Affines follow ``gfpgan.inference.faces.alignment``: a (2, 3) matrix mapping frame pixels to crop pixels
 (pixel centres at integer coordinates, as in OpenCV).
 """
 

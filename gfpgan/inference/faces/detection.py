@@ -12,7 +12,7 @@ cost bounded at 1080p and beyond.
 
 Both also ``track`` known faces into a new frame far more cheaply than a detection (MTCNN: its
 O-Net alone on each predicted box; RetinaFace: detection in a window around it), which
-:mod:`gfpgan.inference.keyframes` uses between key frames.
+:mod:`gfpgan.inference.tracks.keyframes` uses between key frames.
 """
 
 import os
@@ -24,11 +24,30 @@ import numpy as np
 import torch
 
 from gfpgan.errors import UserError
-from gfpgan.inference.tracking import box_iou
 
 RETINAFACE_FILE = "detection_Resnet50_Final.pth"
 RETINAFACE_URL = ("https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
                   "detection_Resnet50_Final.pth")
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes.
+
+    Args:
+        a: (N, 4) x1, y1, x2, y2.
+        b: (M, 4) x1, y1, x2, y2.
+
+    Returns:
+        (N, M) float64 IoU in [0, 1].
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 @dataclass

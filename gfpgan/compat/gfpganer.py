@@ -10,14 +10,14 @@ SadTalker, older webui and Deep-Live-Cam ...) call::
 
 with BGR uint8 images (also RGBA, 16-bit, gray and non-contiguous views). This class keeps that
 contract and runs the project's stages instead of facexlib's helper: detection
-(:func:`~gfpgan.inference.detection.build_detector`: RetinaFace when its weights are on the
+(:func:`~gfpgan.inference.faces.detection.build_detector`: RetinaFace when its weights are on the
 machine, else MTCNN, whose weights ship with its wheel), deterministic alignment, all faces of an
 image in one batch through the network with its fixed noise buffers, and paste-back limited to
 each face's box. What differs from the reference, on purpose:
 
 * nothing is downloaded for detection or parsing; the model's URL resolves to a local file first;
 * the StyleGAN2 noise is fixed (the same image gives the same result every time);
-* ``weight`` works (see :func:`gfpgan.archs.reference_api.weight_to_strength`; 0.5, the default,
+* ``weight`` works (see :func:`gfpgan.compat.archs.weight_to_strength`; 0.5, the default,
   is the reference's full restoration);
 * ``enhance`` keeps its state per call, so threads may share one restorer, and the returned lists
   are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing.
@@ -105,7 +105,7 @@ class FaceHelper:
 
     Detection and parsing weights are looked up locally (never downloaded): RetinaFace's
     ``detection_Resnet50_Final.pth`` (else MTCNN) and ``parsing_parsenet.pth`` (else a feathered
-    square mask), in :func:`gfpgan.compat.weight_dirs`.
+    square mask), in :func:`gfpgan.compat.weights.weight_dirs`.
 
     Args:
         device: torch device of the detector and parser.
@@ -113,9 +113,9 @@ class FaceHelper:
     """
 
     def __init__(self, device: torch.device, upscale: float):
-        from gfpgan.compat import find_weights
-        from gfpgan.inference.detection import RETINAFACE_FILE, build_detector
-        from gfpgan.inference.paste import ParseMasker
+        from gfpgan.compat.weights import find_weights
+        from gfpgan.inference.faces.detection import RETINAFACE_FILE, build_detector
+        from gfpgan.inference.faces.paste import ParseMasker
 
         self.upscale_factor = upscale
         self.face_size = FACE_SIZE
@@ -142,7 +142,7 @@ class FaceHelper:
 
     def detect(self, rgb: np.ndarray, only_center_face: bool):
         """Faces of one RGB frame: eye distance >= 5 px, then all or the centre one."""
-        from gfpgan.inference.face_pipeline import select_faces
+        from gfpgan.inference.faces.pipeline import select_faces
 
         with self.lock:
             net = self.detector.net
@@ -155,8 +155,8 @@ class FaceHelper:
         """ParseNet blend masks for RGB crops (None: the paste's feathered square)."""
         if self.parser is None or not restored:
             return None
-        from gfpgan.inference.paste import feather_mask
-        from gfpgan.inference.restorer import crops_to_tensor
+        from gfpgan.inference.faces.batch import crops_to_tensor
+        from gfpgan.inference.faces.paste import feather_mask
 
         parsed = self.parser(crops_to_tensor(restored, self.parser.device)).cpu().numpy()
         return [np.minimum(m, feather_mask(m.shape[0])) for m in parsed]
@@ -183,9 +183,9 @@ class GFPGANer:
 
     def __init__(self, model_path, upscale: float = 2, arch: str = "clean", channel_multiplier: float = 2,
                  bg_upsampler=None, device: Union[str, torch.device, None] = None):
+        from gfpgan.compat.weights import resolve_model_path
+        from gfpgan.inference.faces.model import resolve_device
         from gfpgan.legacy import check_state_dict, load_checkpoint
-        from gfpgan.compat import resolve_model_path
-        from gfpgan.inference.face_model import resolve_device
 
         if not upscale or float(upscale) <= 0:
             raise UserError(f"GFPGANer upscale {upscale} must be positive.")
@@ -204,7 +204,7 @@ class GFPGANer:
 
     def _model(self):
         """The network wrapped for inference (fixed noise), rebuilt if a caller moved ``gfpgan``."""
-        from gfpgan.inference.face_model import TorchFaceModel
+        from gfpgan.inference.faces.model import TorchFaceModel
 
         with self._model_lock:
             dev = _module_device(self.gfpgan)
@@ -216,8 +216,8 @@ class GFPGANer:
 
     def _restore(self, crops_rgb: List[np.ndarray], weight: float) -> List[np.ndarray]:
         """Restore RGB crops in one batch; a RuntimeError keeps the crops (one warning)."""
-        from gfpgan.archs.reference_api import weight_to_strength
-        from gfpgan.inference.restorer import FaceBatchRestorer
+        from gfpgan.compat.archs import weight_to_strength
+        from gfpgan.inference.faces.batch import FaceBatchRestorer
 
         restorer = FaceBatchRestorer(self._model(), batch_faces=8, strength=weight_to_strength(weight))
         try:
@@ -258,7 +258,7 @@ class GFPGANer:
             crops = [cv2.cvtColor(cv2.resize(bgr, (FACE_SIZE, FACE_SIZE)), cv2.COLOR_BGR2RGB)]
             affines = []
         else:
-            from gfpgan.inference.alignment import estimate_affine, warp_face
+            from gfpgan.inference.faces.alignment import estimate_affine, warp_face
 
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             det = self.face_helper.detect(rgb, only_center_face)
@@ -273,7 +273,7 @@ class GFPGANer:
 
     def _paste(self, img: np.ndarray, bgr: np.ndarray, restored: List[np.ndarray],
                affines: List[np.ndarray]) -> np.ndarray:
-        from gfpgan.inference.paste import paste_face, scale_affine
+        from gfpgan.inference.faces.paste import paste_face, scale_affine
 
         h, w = bgr.shape[:2]
         size = (int(w * self.upscale), int(h * self.upscale))

@@ -20,27 +20,9 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["box_iou", "IoUTracker", "LandmarkSmoother", "landmark_jitter"]
+from gfpgan.inference.faces.detection import box_iou
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes.
-
-    Args:
-        a: (N, 4) x1, y1, x2, y2.
-        b: (M, 4) x1, y1, x2, y2.
-
-    Returns:
-        (N, M) float64 IoU in [0, 1].
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+__all__ = ["IoUTracker", "LandmarkSmoother", "landmark_jitter"]
 
 
 class IoUTracker:

@@ -83,7 +83,7 @@ def download_weights(url: str, model_dir: Optional[PathLike] = None, progress: b
         UserError: no network (one sentence naming the file and where to put it), or a file that
             does not match its card.
     """
-    from gfpgan.utils import atomic_path
+    from gfpgan.files import atomic_path
 
     name = file_name or _file_name(url)
     dest = Path(model_dir or CACHE_DIR).expanduser() / name
@@ -127,10 +127,11 @@ def resolve_model_path(model_path: PathLike) -> Path:
         local = find_weights(_file_name(text))
         if local is not None:
             return local
-        import gfpgan.utils  # looked up at call time: callers may have replaced load_file_from_url
-
-        return Path(gfpgan.utils.load_file_from_url(url=text, model_dir=str(CACHE_DIR.expanduser()),
-                                                    progress=True, file_name=None))
+        # a program may have replaced ``gfpgan.utils.load_file_from_url`` (webui does): the facade,
+        # when loaded, is read at call time, not imported from here (it sits above this module)
+        download = getattr(sys.modules.get("gfpgan.utils"), "load_file_from_url", load_file_from_url)
+        return Path(download(url=text, model_dir=str(CACHE_DIR.expanduser()), progress=True,
+                             file_name=None))
     path = Path(text).expanduser()
     if path.is_file():
         return path
@@ -148,3 +149,17 @@ def resolve_model_path(model_path: PathLike) -> Path:
             return model_cards.resolve_weights(card, search_dirs=WEIGHT_DIRS)
     raise UserError(f"model_path {text} not found; give the path of a .pth file, its release URL or a "
                     f"model card name (e.g. GFPGANv1.4), or put the file in experiments/pretrained_models/.")
+
+
+def load_file_from_url(url: str, model_dir: Optional[str] = None, progress: bool = True,
+                       file_name: Optional[str] = None) -> str:
+    """Download a weights file unless it is already in ``model_dir`` (the reference's helper).
+
+    ``GFPGANer`` looks this name up in ``gfpgan.utils`` at call time (when that module is loaded), so programs that replace it
+    (AUTOMATIC1111's webui redirects ``model_dir``) keep working. See
+    :func:`gfpgan.compat.weights.download_weights` (atomic, checked against the model card's sha256).
+
+    Returns:
+        The local path.
+    """
+    return download_weights(url, model_dir=model_dir, progress=progress, file_name=file_name)

@@ -68,12 +68,12 @@ def apply_reference_options(args: argparse.Namespace, default_model: str) -> arg
     if args.ref_only_center_face:
         args.only = "center"
     if args.ref_weight is not None:
-        from gfpgan.archs.reference_api import weight_to_strength
+        from gfpgan.compat.archs import weight_to_strength
 
         args.strength = weight_to_strength(args.ref_weight)
     if args.ref_bg_upsampler is not None and args.bg_upsampler is None:
         if args.ref_bg_upsampler.lower() == "realesrgan":
-            from gfpgan.compat import WEIGHT_DIRS
+            from gfpgan.compat.weights import WEIGHT_DIRS
             from gfpgan.model_cards import resolve_weights
 
             args.bg_upsampler = str(resolve_weights("RealESRGAN_x2plus", search_dirs=WEIGHT_DIRS))

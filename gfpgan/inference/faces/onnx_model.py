@@ -1,6 +1,6 @@
 """ONNX Runtime backend of the face model, for CPU deployment without PyTorch kernels.
 
-:class:`OnnxFaceModel` follows the :class:`~gfpgan.inference.face_model.FaceModel` protocol, so
+:class:`OnnxFaceModel` follows the :class:`~gfpgan.inference.faces.model.FaceModel` protocol, so
 the image and video pipelines run an exported ``.onnx`` generator (``gfpgan-export``) with
 ``--backend onnxruntime``. onnxruntime is imported only here, and only when this backend is used.
 """

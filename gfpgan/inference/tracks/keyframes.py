@@ -29,8 +29,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from gfpgan.inference.detection import Detections
-from gfpgan.inference.tracking import box_iou
+from gfpgan.inference.faces.detection import Detections
+from gfpgan.inference.tracks.tracking import box_iou
 
 __all__ = ["KeyframeDetector"]
 

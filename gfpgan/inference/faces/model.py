@@ -219,7 +219,7 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
         path = os.fspath(spec)
         if not os.path.isfile(path):
             raise UserError(f"ONNX model '{path}' not found; export one with gfpgan-export.")
-        from gfpgan.inference.onnx_backend import OnnxFaceModel  # lazy: onnxruntime is optional
+        from gfpgan.inference.faces.onnx_model import OnnxFaceModel  # lazy: onnxruntime is optional
         dev = resolve_device(device)
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if dev.type == "cuda"
                      else ["CPUExecutionProvider"])

@@ -1,6 +1,6 @@
 """Video restoration with the learned temporal module: one recurrent state per face track.
 
-:class:`TemporalVideoRestorer` is a :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`
+:class:`TemporalVideoRestorer` is a :class:`~gfpgan.inference.tracks.video_restorer.VideoFaceRestorer`
 whose generator is a :class:`~gfpgan.archs.temporal_arch.TemporalGFPGAN` (loaded from a temporal
 file, :mod:`gfpgan.temporal_file`). Design: the pipeline's one hook, ``restore_faces(crops,
 affines, keys, landmarks)``, gets every face of a group of frames with its ``(frame, track)``; this
@@ -40,12 +40,12 @@ from torch import nn
 
 from gfpgan.archs.temporal_arch import TemporalState, cat_states, select_state
 from gfpgan.errors import UserError
-from gfpgan.inference.alignment import similarity_lstsq
-from gfpgan.inference.config import VideoRestorerConfig
-from gfpgan.inference.face_model import TemporalFaceModel
-from gfpgan.inference.face_pipeline import VideoFaceRestorer
-from gfpgan.inference.restorer import crops_to_tensor, tensor_to_crops
-from gfpgan.inference.segments import SegmentWindow
+from gfpgan.inference.faces.alignment import similarity_lstsq
+from gfpgan.inference.faces.batch import crops_to_tensor, tensor_to_crops
+from gfpgan.inference.faces.model import TemporalFaceModel
+from gfpgan.inference.job.segments import SegmentWindow
+from gfpgan.inference.settings import VideoRestorerConfig
+from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 from gfpgan.motion import identity_affine
 
 __all__ = ["load_temporal_net", "TemporalVideoRestorer"]
@@ -73,7 +73,7 @@ def load_temporal_net(temporal: Union[str, os.PathLike], base: Union[str, os.Pat
         raise UserError(f"temporal file '{path}' not found; give the temporal.safetensors that "
                         f"temporal training wrote.")
     if base is not None and not isinstance(base, nn.Module):
-        from gfpgan.inference.face_model import _build_from_spec
+        from gfpgan.inference.faces.model import _build_from_spec
 
         base = _build_from_spec(os.fspath(base))
     try:
@@ -101,12 +101,12 @@ class TemporalVideoRestorer(VideoFaceRestorer):
     Args:
         temporal: the temporal file.
         base: the base generator (see :func:`load_temporal_net`); None when the file holds it.
-        config: a :class:`~gfpgan.inference.config.VideoRestorerConfig` (``temporal_reset`` and
+        config: a :class:`~gfpgan.inference.settings.VideoRestorerConfig` (``temporal_reset`` and
             ``gate_reset`` are the module's settings); the backend must be torch.
         on_reset: called as ``on_reset(video, frame, track, reason)`` whenever a track's state
             starts empty; reason is ``"new"`` (a new track, or one missing in the frame before),
             ``"gate"`` or ``"period"``.
-        **kwargs: as for :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer`.
+        **kwargs: as for :class:`~gfpgan.inference.tracks.video_restorer.VideoFaceRestorer`.
     """
 
     def __init__(self, temporal: Union[str, os.PathLike],

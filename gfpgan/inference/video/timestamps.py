@@ -1,7 +1,7 @@
 """Frame timestamps as FFmpeg's player shows them, repaired where a file's own are broken.
 
 Most files give every frame a presentation timestamp (``pts``) that the demuxer already knows,
-so the frame table is read from packets without decoding (:func:`gfpgan.inference.video_io
+so the frame table is read from packets without decoding (:func:`gfpgan.inference.video
 .probe_video`). Some do not: DivX/Xvid AVIs with packed B-frames hand out display-order frames
 carrying decode-order stamps (some missing, some going backwards), raw elementary streams have no
 stamps at all, a damaged file may repeat one. For those the whole stream is decoded once and each

@@ -1,6 +1,6 @@
 """The contract between the video job and what restores its frames.
 
-:func:`gfpgan.inference.video_job.run_videos` cuts each video into segments and hands every
+:func:`gfpgan.inference.job.video_job.run_videos` cuts each video into segments and hands every
 segment to a :class:`SegmentProcessor`, together with the frames around it that the processor
 asked for (:meth:`SegmentProcessor.context`). The processor starts each segment from a clean
 state, so a segment's output does not depend on which process ran which segment before it; it
@@ -10,16 +10,13 @@ never splices segments restored two different ways.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from dataclasses import dataclass
-from typing import (Any, ContextManager, Dict, Iterable, Iterator, List, NamedTuple, Protocol,
-                    Tuple)
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Protocol, Tuple
 
 import numpy as np
 
-__all__ = ["SegmentWindow", "ProcessedFrame", "images", "SegmentProcessor", "IdentityProcessor",
-           "StageTimer", "NO_TIMER"]
+__all__ = ["SegmentWindow", "ProcessedFrame", "images", "SegmentProcessor", "IdentityProcessor"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ def images(frames: Iterable[ProcessedFrame]) -> List[np.ndarray]:
 
 
 class SegmentProcessor(Protocol):
-    """What :func:`~gfpgan.inference.video_job.run_videos` drives, once per segment."""
+    """What :func:`~gfpgan.inference.job.video_job.run_videos` drives, once per segment."""
 
     def context(self) -> Tuple[int, int]:
         """``(warmup, tail)``: frames needed before and after a segment for the same result as
@@ -87,23 +84,3 @@ class IdentityProcessor(SegmentProcessor):
 
     def fingerprint(self) -> Dict[str, Any]:
         return {"processor": "identity"}
-
-
-class StageTimer(Protocol):
-    """Observes the pipeline's stages (benchmarks): ``with timer.stage("generator"): ...``.
-
-    Stages: detect, track, align, generator, paste (face pipeline) and encode (video job, once
-    per written frame). Stages run in several threads at once, so an implementation must be
-    thread-safe.
-    """
-
-    def stage(self, name: str) -> ContextManager[None]:
-        """A context manager around one run of stage ``name``."""
-
-
-class _NoTimer(StageTimer):
-    def stage(self, name: str) -> ContextManager[None]:
-        return contextlib.nullcontext()
-
-
-NO_TIMER: StageTimer = _NoTimer()

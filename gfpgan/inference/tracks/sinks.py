@@ -1,8 +1,8 @@
 """What the video pipeline tells the world about the faces it restores: records and sinks.
 
-:class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer` emits one :class:`FaceRecord` per
+:class:`~gfpgan.inference.tracks.video_restorer.VideoFaceRestorer` emits one :class:`FaceRecord` per
 restored face to each :class:`FaceSink` it was given, and tells them when tracks end (so a sink
-can bound its memory). The face database (:class:`~gfpgan.inference.collect.FaceCollector`,
+can bound its memory). The face database (:class:`~gfpgan.inference.tracks.face_database.FaceCollector`,
 ``--collect``), the crop saver (:class:`FaceSaver`, ``--save-faces``) and an in-memory list
 (:class:`FaceList`, for callers that want landmarks or crops) are sinks; so is anything that
 follows the two-method protocol below.
@@ -75,7 +75,7 @@ class FaceSaver(FaceSink):
 
     def add(self, record: FaceRecord) -> None:
         if record.written:
-            from gfpgan.utils import write_image_atomic
+            from gfpgan.images import write_image_atomic
 
             write_image_atomic(self.folder / safe_name(record.video)
                                / f"f{record.frame:06d}_t{record.track:03d}.png", record.restored)

@@ -1,6 +1,6 @@
 """Overlapping the stages of one stream: a prefetching thread and in-order futures.
 
-Two small tools :class:`~gfpgan.inference.face_pipeline.VideoFaceRestorer` uses so that face
+Two small tools :class:`~gfpgan.inference.tracks.video_restorer.VideoFaceRestorer` uses so that face
 detection, the generator and paste-back run at the same time (on a GPU the generator waits for
 none of the CPU-side work), while every frame still comes out in order:
 

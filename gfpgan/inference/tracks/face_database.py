@@ -32,8 +32,8 @@ from typing import Collection, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from gfpgan.inference.alignment import transform_points
-from gfpgan.inference.sinks import FaceRecord, FaceSink, safe_name
+from gfpgan.inference.faces.alignment import transform_points
+from gfpgan.inference.tracks.sinks import FaceRecord, FaceSink, safe_name
 
 __all__ = ["sharpness", "FaceCollector", "METADATA_FILE"]
 
@@ -51,7 +51,7 @@ def sharpness(img: np.ndarray) -> float:
 class FaceCollector(FaceSink):
     """Collect the best faces per track of one or more videos into an LMDB dataset.
 
-    A :class:`~gfpgan.inference.sinks.FaceSink`: it keeps the faces of written frames only.
+    A :class:`~gfpgan.inference.tracks.sinks.FaceSink`: it keeps the faces of written frames only.
 
     Args:
         out_dir: ``DIR`` of ``--collect DIR`` (a path ending in .lmdb is used as the LMDB itself).

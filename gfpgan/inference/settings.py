@@ -3,7 +3,7 @@
 Every setting has exactly one default, written once in :data:`FACE_OPTIONS`: the dataclasses
 below take their defaults from it, :func:`add_face_arguments` builds the one argument group both
 ``gfpgan.infer_image`` and ``gfpgan.infer_video`` use, and :func:`markdown_table` prints the
-README's table of those options (``python -m gfpgan.inference.config`` prints it again after a
+README's table of those options (``python -m gfpgan.inference.settings`` prints it again after a
 change). A config is frozen and validated once, when it is made; the video job hashes it into
 its resume fingerprint.
 """
