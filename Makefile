@@ -23,6 +23,7 @@ ffmpeg:
 	  echo "ffmpeg CLI not installed: the format-corpus tests will be skipped"
 
 test: install oracle ffmpeg
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 
 demo: install

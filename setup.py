@@ -50,7 +50,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.4"],
+    "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.4,<1"],
 }
 
 CONSOLE_SCRIPTS = [
