@@ -95,7 +95,7 @@ def _processor(args, config, sinks):
             raise UserError("--no-temporal compares with a temporal file's base; give --temporal "
                             "FILE too, or drop --no-temporal.")
         return VideoFaceRestorer(args.model, config, sinks=sinks)
-    from gfpgan.inference.tracks.temporal_step import TemporalVideoRestorer, load_temporal_net
+    from gfpgan.inference.tracks.temporal_step import load_temporal_net, temporal_restorer
     from gfpgan.temporal_file import read_temporal_config
 
     base = args.model  # --model left at its default: the file's own base, when it holds one
@@ -104,7 +104,7 @@ def _processor(args, config, sinks):
     if args.no_temporal:  # the very base the file names (checked), frame by frame
         net = load_temporal_net(args.temporal, base)
         return VideoFaceRestorer(base or net.base, config, sinks=sinks)
-    return TemporalVideoRestorer(args.temporal, base, config, sinks=sinks)
+    return temporal_restorer(args.temporal, base, config, sinks=sinks)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -7,6 +7,10 @@ Conventions (one place for the temporal module, its training clips, loss and met
 * The *relative transform* between consecutive crops is ``R_t = A_t A_{t-1}^-1`` (2x3): it maps a
   pixel of crop t-1 to the pixel of crop t that shows the same point of the face. With rigid
   motion, ``cv2.warpAffine(crop_{t-1}, R_t, size)`` reproduces crop t.
+* Where the alignments are known (synthetic training clips), :func:`relative_affine` gives ``R_t``
+  exactly; where only the crops' landmarks are (a video), :func:`landmark_motion` fits it to the
+  landmarks of the two crops. Both the temporal module's training and its inference take their
+  motion from here.
 * :func:`warp_previous` moves a (B, C, h, w) map of frame t-1 into frame t with ``R_t`` at any
   resolution h (the transform is given in pixels of a ``size`` x ``size`` crop), and says which
   pixels of frame t saw frame t-1 (inside the previous crop).
@@ -47,6 +51,55 @@ def relative_affine(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         float32 (..., 2, 3) ``cur o prev^-1`` (crop t-1 pixels -> crop t pixels).
     """
     return compose_affine(cur, invert_affine(prev)).astype(np.float32)
+
+
+def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, translation) mapping src to dst.
+
+    Args:
+        src: (N, 2) points, N >= 2.
+        dst: (N, 2) points.
+    Returns:
+        (2, 3) float64 matrix M with dst ~= M[:, :2] @ src + M[:, 2].
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s ** 2).sum() / len(src)
+    if var_s < 1e-12:
+        raise ValueError("landmarks are degenerate (all points coincide)")
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sig) @ sign) / var_s
+    m = np.empty((2, 3), np.float64)
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
+
+
+def transform_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to (N, 2) points."""
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    return pts @ np.asarray(m)[:, :2].T + np.asarray(m)[:, 2]
+
+
+def landmark_motion(prev_points: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The transform from crop t-1 to crop t fitted to the face's landmarks in both crops.
+
+    What a video gives: the (5, 2) landmarks each crop was aligned with, in that crop's pixels.
+    Each crop is aligned on its own face, so this is near the identity (what remains is the
+    change of the landmarks' fit residual), unlike ``A_t A_{t-1}^-1`` of the two frame -> crop
+    matrices, which moves the *background* by the opposite of the face's motion.
+
+    Returns:
+        float32 (2, 3), crop t-1 pixels -> crop t pixels.
+    """
+    return similarity_lstsq(prev_points, points).astype(np.float32)
 
 
 def identity_affine(batch: int = 0) -> np.ndarray:

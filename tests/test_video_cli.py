@@ -143,6 +143,26 @@ def test_the_fingerprint_follows_the_weight_files_contents(tmp_path, tiny):
     assert fingerprint()["parse_weights"] != second["parse_weights"]
 
 
+def test_a_callers_own_detector_is_part_of_the_fingerprint(tiny):
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+
+    class BoxDetector:
+        def detect(self, frames):
+            return []
+
+    class OtherDetector(BoxDetector):
+        pass
+
+    def fingerprint(detector):
+        return VideoFaceRestorer(str(tiny), device="cpu", detector=detector).fingerprint()
+
+    named = fingerprint("mtcnn")
+    own, other = fingerprint(BoxDetector()), fingerprint(OtherDetector())
+    assert named["detector"] == "mtcnn"
+    assert own["detector"].endswith("BoxDetector") and other["detector"].endswith("OtherDetector")
+    assert len({repr(named), repr(own), repr(other)}) == 3  # a resume never mixes their segments
+
+
 def test_the_image_and_video_commands_share_every_face_option():
     from gfpgan.infer_image import build_parser as image_parser
     from gfpgan.inference.settings import FACE_OPTIONS, RestorerConfig

@@ -14,8 +14,9 @@ import torch
 from gfpgan.errors import UserError
 from gfpgan.inference.faces.detection import Detections
 from gfpgan.inference.job.segments import images
+from gfpgan.inference.settings import VideoRestorerConfig
 from gfpgan.inference.tracks.sinks import FaceList
-from gfpgan.inference.tracks.temporal_step import TemporalVideoRestorer
+from gfpgan.inference.tracks.temporal_step import TemporalStep, temporal_restorer
 from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 from tests.test_inference_tracking import lm_for_box
 from tests.test_video_job import ROOT, _tiny_model
@@ -117,16 +118,16 @@ def _run(restorer, frames):
 def test_zero_projection_equals_per_frame_and_a_trained_module_differs(files):
     frames = make_frames(10)
     ref, ref_faces = _run(VideoFaceRestorer(files["base"], detector=FakeDetector(), **FAST), frames)
-    zero, zero_faces = _run(TemporalVideoRestorer(files["zero"], files["base"],
+    zero, zero_faces = _run(temporal_restorer(files["zero"], files["base"],
                                                   detector=FakeDetector(), **FAST), frames)
     assert len(ref_faces) == 17 and zero_faces.keys() == ref_faces.keys()
     assert all(np.array_equal(a, b) for a, b in zip(ref, zero))
-    trained, faces = _run(TemporalVideoRestorer(files["trained"], files["base"],
+    trained, faces = _run(temporal_restorer(files["trained"], files["base"],
                                                 detector=FakeDetector(), **FAST), frames)
     diffs = [np.abs(faces[k].astype(int) - ref_faces[k]).mean() for k in faces]
     assert faces.keys() == ref_faces.keys() and min(diffs) > 0.5, diffs
     # the file that holds its base gives the same frames without --model
-    both, _ = _run(TemporalVideoRestorer(files["both"], detector=FakeDetector(), **FAST), frames)
+    both, _ = _run(temporal_restorer(files["both"], detector=FakeDetector(), **FAST), frames)
     assert all(np.array_equal(a, b) for a, b in zip(trained, both))
 
 
@@ -134,7 +135,7 @@ def test_the_state_follows_the_face_not_the_background(files):
     """The crops are aligned on a walking face: the face stays put in them (the relative transform
     given to the module is the identity, not the frame's shift the other way) and the gate, which
     compares the previous crop warped by it with the current one, stays open."""
-    restorer = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(faces="a"),
+    restorer = temporal_restorer(files["trained"], files["base"], detector=FakeDetector(faces="a"),
                                      temporal_reset=100, **FAST)
     seen = []
     step = restorer.model.step
@@ -155,7 +156,7 @@ def test_the_state_follows_the_face_not_the_background(files):
 
 def test_two_crossing_faces_keep_their_own_states(files):
     resets = []
-    two = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(),
+    two = temporal_restorer(files["trained"], files["base"], detector=FakeDetector(),
                                 on_reset=lambda *a: resets.append(a[1:]), temporal_reset=100, **FAST)
     _, faces = _run(two, make_frames(12))
     tracks = sorted({k[1] for k in faces})
@@ -163,14 +164,14 @@ def test_two_crossing_faces_keep_their_own_states(files):
     assert resets == [(0, tracks[0], "new"), (3, tracks[1], "new")]  # each on its own start only
     # face a alone gives its crops (to the last bit: a pass of 1 face or 2 rounds differently):
     # face b's state never leaks into a's, though b is batched with a from frame 3 on
-    one = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(faces="a"),
+    one = temporal_restorer(files["trained"], files["base"], detector=FakeDetector(faces="a"),
                                 temporal_reset=100, **FAST)
     _, alone = _run(one, make_frames(12, faces="a"))
     assert alone.keys() == {k for k in faces if k[1] == tracks[0]}
     assert max(np.abs(alone[k].astype(int) - faces[k]).max() for k in alone) <= 1
     # a cut (face a's texture changes at frame 6): its gate collapses, its state restarts once
     resets.clear()
-    cut = TemporalVideoRestorer(files["trained"], files["base"], detector=FakeDetector(cut_at=6),
+    cut = temporal_restorer(files["trained"], files["base"], detector=FakeDetector(cut_at=6),
                                 on_reset=lambda *a: resets.append(a[1:]), temporal_reset=4,
                                 gate_reset=0.3, **FAST)
     _run(cut, make_frames(12, cut_at=6))
@@ -184,7 +185,7 @@ def test_segments_and_resume_are_byte_identical_with_the_module_on(files, tmp_pa
 
     frames = make_frames(14)
 
-    class Interrupted(TemporalVideoRestorer):
+    class Interrupted(VideoFaceRestorer):
         stop_at = None
 
         def process(self, frames, window=SegmentWindow()):
@@ -193,8 +194,9 @@ def test_segments_and_resume_are_byte_identical_with_the_module_on(files, tmp_pa
             yield from super().process(frames, window)
 
     def proc():  # states carry over segment boundaries: K = 6 > 4 frames per segment
-        return Interrupted(files["trained"], files["base"], detector=FakeDetector(), temporal_reset=6,
-                           detect_every=1, **FAST)
+        step = TemporalStep(files["trained"], files["base"], temporal_reset=6,
+                            gate_reset=VideoRestorerConfig().gate_reset)
+        return Interrupted(step.net, detector=FakeDetector(), step=step, detect_every=1, **FAST)
 
     # the frames of segments of 4 (each fed from its warm-up to its tail, as the job does) are
     # those of one pass over the whole clip
@@ -243,7 +245,7 @@ def test_a_temporal_file_for_another_base_exits_2_with_one_line(files, tmp_path)
     assert len(lines) == 1 and "was trained on tiny" in lines[0], r.stderr
     assert not dst.exists() and not list(tmp_path.glob(".out.mp4.parts*"))
     with pytest.raises(UserError, match="holds only the temporal module"):
-        TemporalVideoRestorer(files["trained"], None, device="cpu")
+        temporal_restorer(files["trained"], None, device="cpu")
 
 
 def test_a_wrong_state_shape_is_one_sentence(files):

@@ -12,6 +12,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from gfpgan.motion import invert_affine, similarity_lstsq, transform_points
+
 # Left eye, right eye, nose tip, left mouth corner, right mouth corner ("left" = smaller x in the
 # image), in pixels of a 512x512 FFHQ-aligned crop (the template facexlib and GFPGAN use).
 FFHQ_TEMPLATE_512 = np.array(
@@ -27,49 +29,9 @@ def face_template(size: int = 512) -> np.ndarray:
     return FFHQ_TEMPLATE_512 * (size / 512.0)
 
 
-def similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (rotation, uniform scale, translation) mapping src to dst.
-
-    Args:
-        src: (N, 2) points, N >= 2.
-        dst: (N, 2) points.
-    Returns:
-        (2, 3) float64 matrix M with dst ~= M[:, :2] @ src + M[:, 2].
-    """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var_s = (s ** 2).sum() / len(src)
-    if var_s < 1e-12:
-        raise ValueError("landmarks are degenerate (all points coincide)")
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    scale = np.trace(np.diag(sig) @ sign) / var_s
-    m = np.empty((2, 3), np.float64)
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
-
-
 def estimate_affine(landmarks5: np.ndarray, size: int = 512) -> np.ndarray:
     """The image -> crop transform that aligns ``landmarks5`` (5, 2) to the template at ``size``."""
     return similarity_lstsq(np.asarray(landmarks5).reshape(5, 2), face_template(size))
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Inverse of a (2, 3) affine matrix, as a (2, 3) matrix."""
-    return cv2.invertAffineTransform(np.asarray(m, np.float64))
-
-
-def transform_points(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Apply a (2, 3) affine to (N, 2) points."""
-    pts = np.asarray(pts, np.float64).reshape(-1, 2)
-    return pts @ np.asarray(m)[:, :2].T + np.asarray(m)[:, 2]
 
 
 def warp_face(img: np.ndarray, m: np.ndarray, size: int, border: str = "constant") -> np.ndarray:

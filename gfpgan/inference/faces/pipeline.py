@@ -119,6 +119,7 @@ class FaceStages:
                  background: Union[str, Callable] = "resize", timer: StageTimer = NO_TIMER,
                  **settings):
         self.config, self._detector = _settings(self.config_type, config, detector, settings)
+        self.own_detector = self._detector is not None  # the caller's object, not the config's name
         self.timer = timer
         cfg = self.config
         self.model_spec = model

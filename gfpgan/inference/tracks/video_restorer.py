@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
+from gfpgan.inference.faces.batch import FaceBatchRestorer
 from gfpgan.inference.faces.detection import Detections
 from gfpgan.inference.faces.model import weights_digest
 from gfpgan.inference.faces.paste import MaskSmoother
@@ -30,6 +31,7 @@ from gfpgan.inference.tracks.tracking import IoUTracker, LandmarkSmoother
 __all__ = ["VideoFaceRestorer"]
 
 _TRACK_STRIDE = 100000  # track ids of a segment count up from its first written frame x this
+_WHOLE = SegmentWindow()  # a stream restored on its own: the whole of a video
 
 
 def _on_own_stream(items: Iterable, device) -> Iterator:
@@ -54,6 +56,54 @@ class _Pending:
     track_ids: np.ndarray
 
 
+class FaceStep(Protocol):
+    """How the video face restorer restores the aligned faces of a group of frames.
+
+    The restorer hands its step every face of a group, in frame order, with its ``(frame,
+    track)`` key and alignment; a step may keep per-track state (the temporal module does), which
+    :meth:`reset` clears at the start of every segment. It says what it adds to the segment's
+    context and to the resume fingerprint.
+    """
+
+    def reset(self, window: SegmentWindow) -> None:
+        """Start from a clean state for the segment ``window``."""
+
+    def context(self) -> Tuple[int, int]:
+        """Frames the step needs before and after a segment, besides the restorer's own."""
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """The step's settings that change pixels."""
+
+    def restore(self, restorer: FaceBatchRestorer, crops: Sequence[np.ndarray],
+                affines: Sequence[np.ndarray], keys: Sequence[Tuple[int, int]],
+                landmarks: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Restored crops for a group's aligned crops.
+
+        Args:
+            restorer: the batch restorer (the model, ``batch_faces`` and ``strength``).
+            crops: (S, S, 3) uint8 aligned faces, in frame order.
+            affines: their frame -> crop (2, 3) matrices.
+            keys: ``(frame in the whole video, track id)`` of each crop.
+            landmarks: the (5, 2) frame landmarks each crop was aligned with.
+        """
+
+
+class FrameStep(FaceStep):
+    """Each face on its own, frame by frame: the restorer's batches, no state."""
+
+    def reset(self, window: SegmentWindow) -> None:
+        pass
+
+    def context(self) -> Tuple[int, int]:
+        return 0, 0
+
+    def fingerprint(self) -> Dict[str, Any]:
+        return {}
+
+    def restore(self, restorer, crops, affines, keys, landmarks) -> List[np.ndarray]:
+        return restorer.restore(crops)
+
+
 class VideoFaceRestorer(FaceStages):
     """Streaming face restoration of video frames with tracking and temporal stabilisation.
 
@@ -67,24 +117,28 @@ class VideoFaceRestorer(FaceStages):
         sinks: :class:`~gfpgan.inference.tracks.sinks.FaceSink` objects that receive a
             :class:`~gfpgan.inference.tracks.sinks.FaceRecord` for every restored face (face database,
             crop saver, ...).
+        step: how a group's faces are restored (:class:`FaceStep`); frame by frame by default,
+            :class:`~gfpgan.inference.tracks.temporal_step.TemporalStep` with the temporal module.
     """
 
     config_type = VideoRestorerConfig
 
     def __init__(self, model, config: Optional[VideoRestorerConfig] = None, *,
-                 sinks: Sequence[FaceSink] = (), **kwargs):
+                 sinks: Sequence[FaceSink] = (), step: Optional[FaceStep] = None, **kwargs):
         super().__init__(model, config, **kwargs)
         cfg = self.config
         self.sinks = list(sinks)
+        self.step = step if step is not None else FrameStep()
         self.lookahead = cfg.lookahead if cfg.stabilize else 0
         self._pool: Optional[ThreadPoolExecutor] = None
         self._keyframes: Optional[KeyframeDetector] = None
         self.reset()
 
-    def reset(self, window: SegmentWindow = SegmentWindow()) -> None:
+    def reset(self, window: SegmentWindow = _WHOLE) -> None:
         """Forget all tracks and smoothing state; track ids of ``window`` are unique in its video."""
         cfg = self.config
         self.window = window
+        self.step.reset(window)
         self.tracker = IoUTracker(first_id=window.start * _TRACK_STRIDE)
         self.smoother = LandmarkSmoother(past=cfg.past, lookahead=self.lookahead,
                                          enabled=cfg.stabilize)
@@ -95,7 +149,8 @@ class VideoFaceRestorer(FaceStages):
         """Frames needed before a segment (back to a key frame, then the smoother's history) and
         after it (the look-ahead, and the held frames up to the next key frame)."""
         cfg = self.config
-        return cfg.detect_every + cfg.past, self.lookahead + cfg.detect_every + 4
+        warmup, tail = self.step.context()
+        return cfg.detect_every + cfg.past + warmup, self.lookahead + cfg.detect_every + 4 + tail
 
     def fingerprint(self) -> Dict[str, Any]:
         """The settings that change pixels, and the sha256 of every weight file used."""
@@ -103,13 +158,14 @@ class VideoFaceRestorer(FaceStages):
         for k in ("device", "batch_faces", "detect_batch_size", "overlap", "paste_workers"):
             del cfg[k]  # where and how the work is scheduled, not what it computes
         for k in ("temporal_reset", "gate_reset"):
-            del cfg[k]  # settings of a temporal module, which this restorer has not
+            del cfg[k]  # the temporal step's settings: it reports those it uses
         cfg["device_type"] = self.device.type
         cfg["model"] = weights_digest(self.model_spec)
         cfg["detector_weights"] = weights_digest(self.detector_weights())
         cfg["parse_weights"] = weights_digest(self.config.parse_weights)
-        if self._detector is not None and not isinstance(self.config.detector, str):
-            cfg["detector"] = type(self._detector).__name__
+        if self.own_detector:  # a caller's detector object replaces the one the config names
+            cfg["detector"] = f"{type(self._detector).__module__}.{type(self._detector).__qualname__}"
+        cfg.update(self.step.fingerprint())
         return cfg
 
     @property
@@ -128,7 +184,7 @@ class VideoFaceRestorer(FaceStages):
             return self.detector.track(*args, **kwargs)
 
     def process(self, frames: Iterable[np.ndarray],
-                window: SegmentWindow = SegmentWindow()) -> Iterator[ProcessedFrame]:
+                window: SegmentWindow = _WHOLE) -> Iterator[ProcessedFrame]:
         """Restore a stream of RGB uint8 (H, W, 3) frames from a clean state; yields one
         :class:`~gfpgan.inference.job.segments.ProcessedFrame` per frame, in order.
 
@@ -224,18 +280,6 @@ class VideoFaceRestorer(FaceStages):
         for sink in self.sinks:
             sink.end_tracks(self.window.video, live)
 
-    def restore_faces(self, crops: Sequence[np.ndarray], affines: Sequence[np.ndarray],
-                      keys: Sequence[Tuple[int, int]], landmarks: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """Restore a group's aligned crops (a subclass may keep per-track state).
-
-        Args:
-            crops: (S, S, 3) uint8 aligned faces, in frame order.
-            affines: their frame -> crop (2, 3) matrices.
-            keys: ``(frame in the whole video, track id)`` of each crop.
-            landmarks: the (5, 2) frame landmarks each crop was aligned with.
-        """
-        return self.restore_batch(crops)
-
     def _restore_group(self, group: List[_Pending]) -> Iterator:
         faces = []  # (frame in group, detection, track, smoothed landmarks)
         for gi, p in enumerate(group):
@@ -248,9 +292,9 @@ class VideoFaceRestorer(FaceStages):
                 c, a = self.align(group[gi].frame, lm[None])
                 crops += c
                 affines += a
-        restored = self.restore_faces(crops, affines,
-                                      [(group[gi].index + self.window.first, tid)
-                                       for gi, _, tid, _ in faces], [f[3] for f in faces])
+        keys = [(group[gi].index + self.window.first, tid) for gi, _, tid, _ in faces]
+        with self.timer.stage("generator"):
+            restored = self.step.restore(self.restorer, crops, affines, keys, [f[3] for f in faces])
         masks = self.face_masks(restored, [f[2] for f in faces], self.mask_smoother)
         per_frame: List[List[int]] = [[] for _ in group]
         for k, (gi, j, tid, lm) in enumerate(faces):
