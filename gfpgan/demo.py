@@ -39,6 +39,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,7 +276,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
     p.add_argument("--gan-weight", type=float, default=0.01, help="weight of the global GAN loss")
     p.add_argument("--frames", type=int, default=48, help="frames of the test clip")
     p.add_argument("--frame-size", type=int, default=192, help="side of the test clip's frames")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--procs", type=int, default=min(2, os.cpu_count() or 1),
                    help="training processes on a CPU (torchrun, gloo; global batch 8 is split)")
     p.add_argument("--name", default="demo_tiny", help="experiment name (run folder under --runs-dir)")
@@ -283,7 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
     p.add_argument("--data-dir", default="datasets/demo_faces", help="where the face set is built")
     p.add_argument("--heldout-dir", default="datasets/demo_faces_heldout",
                    help="where the held-out faces of the temporal benchmark go")
-    p.add_argument("--debug", action="store_true")
+    add_common_arguments(p, device=True)
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

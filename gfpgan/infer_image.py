@@ -22,10 +22,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.compat.cli import add_reference_options, apply_reference_options
 from gfpgan.errors import UserError, run_cli
-
-DEFAULT_MODEL = "GFPGANv1.4"
+from gfpgan.inference.settings import DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("--aligned", action="store_true",
                    help="inputs are already aligned faces (no detection, no paste-back)")
-    add_face_arguments(p, DEFAULT_MODEL)
+    add_face_arguments(p)
     p.add_argument("--bg-upsampler", default=None, metavar="WEIGHTS",
                    help="Real-ESRGAN weights (e.g. RealESRGAN_x2plus.pth) for the background; "
                         "default: Lanczos resize")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", default="auto", choices=["auto", "png", "jpg"],
                    help="format of restored_imgs (auto = the input's)")
     p.add_argument("--suffix", default=None, help="suffix of restored faces and images")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p)
     add_reference_options(p)  # -v/-s/-w/--bg_upsampler ... as inference_gfpgan.py spells them
     return p
 

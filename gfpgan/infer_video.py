@@ -15,15 +15,16 @@ import dataclasses
 import errno
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
+from gfpgan.inference.job.options import VideoJobOptions, add_job_arguments
+from gfpgan.inference.settings import DEFAULT_MODEL
 
 __all__ = ["main", "cli", "build_parser"]
 
-DEFAULT_MODEL = "GFPGANv1.4"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file(s) (mp4, mov, mkv, avi, webm...) or a folder of frames")
     p.add_argument("-o", "--output", required=True,
                    help="output file (.mp4/.mov/.mkv), or a folder for several inputs")
-    add_face_arguments(p, default_model=DEFAULT_MODEL)
+    add_face_arguments(p)
     add_video_arguments(p)
     t = p.add_argument_group("learned temporal module")
     t.add_argument("--temporal", default=None, metavar="FILE",
@@ -42,29 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the base it was trained on; a file that holds its base needs no --model)")
     t.add_argument("--no-temporal", action="store_true",
                    help="restore frame by frame with the same base (to compare)")
-    e = p.add_argument_group("encoding and job")
-    e.add_argument("--codec", default="libx264", help="any video encoder PyAV offers")
-    e.add_argument("--crf", type=float, default=18, help="quality (x264/x265/vp9/av1)")
-    e.add_argument("--preset", default="medium", help="x264/x265 speed preset")
-    e.add_argument("--pix-fmt", default=None, help="encoder pixel format (default: source's)")
-    e.add_argument("--codec-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any further encoder option, repeatable (e.g. x264-params=mbtree=0 for "
-                        "run-to-run identical x264 output)")
-    e.add_argument("--segment-frames", type=int, default=240,
-                   help="frames per segment: the unit of --resume and torchrun sharing")
-    e.add_argument("--warmup", type=int, default=None,
-                   help="frames before each segment restored for context, not written (default: "
-                        "--detect-every + 8, which makes the output independent of the split)")
-    e.add_argument("--fps", type=Fraction, default=Fraction(25),
-                   help="frame rate of a folder-of-frames input (e.g. 30000/1001)")
-    e.add_argument("--resume", action="store_true", help="continue an interrupted job")
-    e.add_argument("--side-by-side", default=None, metavar="PATH",
-                   help="also write an input|restored comparison video")
-    e.add_argument("--save-faces", default=None, metavar="DIR", help="export restored crops")
-    e.add_argument("--collect", default=None, metavar="DIR",
+    add_job_arguments(p)
+    f = p.add_argument_group("faces out")
+    f.add_argument("--save-faces", default=None, metavar="DIR", help="export restored crops")
+    f.add_argument("--collect", default=None, metavar="DIR",
                    help="collect the best aligned faces per track into DIR/faces.lmdb")
-    e.add_argument("--no-progress", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p)
     return p
 
 
@@ -113,14 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     outputs = _outputs(args.input, args.output)
     if args.side_by_side and len(args.input) > 1:
         raise UserError("--side-by-side takes one input video; run the inputs one by one.")
-    if args.segment_frames < 1 or (args.warmup or 0) < 0:
-        raise UserError("--segment-frames must be >= 1 and --warmup >= 0.")
-    codec_options = {}
-    for item in args.codec_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--codec-option {item!r} is not KEY=VALUE (e.g. x264-params=mbtree=0).")
-        codec_options[key] = value
+    opts = VideoJobOptions.from_args(args)
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, barrier = 0, None
     from gfpgan.inference.settings import VideoRestorerConfig
@@ -141,11 +118,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from gfpgan.inference.tracks.sinks import FaceSaver
         sinks.append(FaceSaver(args.save_faces))
     processor = _processor(args, config, sinks)
-    opts = vj.VideoJobOptions(
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        codec_options=codec_options, segment_frames=args.segment_frames, warmup=args.warmup,
-        resume=args.resume, side_by_side=args.side_by_side, progress=not args.no_progress,
-        folder_fps=args.fps)
     summaries = None
     try:
         summaries = vj.run_videos(list(zip(args.input, outputs)), processor, opts, rank, world,

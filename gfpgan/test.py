@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.engine.eval_common import (
     ORDER,
     PAIRED_METRIC_SECTIONS,
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="restore again even where results exist")
     p.add_argument("--no-temporal", action="store_true",
                    help="video sets (mode: video): run the base frame by frame, ignoring the temporal file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p)
     return p
 
 

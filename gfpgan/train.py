@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 
@@ -23,10 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue from the newest complete training state of this experiment")
     parser.add_argument("--force-yml", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override options, e.g. train.total_iter=1000 datasets.train.batch_size_per_gpu=2")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto: the GPU of LOCAL_RANK when CUDA is available, else the CPU")
     parser.add_argument("--launcher", default=None, help="ignored (BasicSR compatibility; use torchrun)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    add_common_arguments(parser, device=True)
     return parser
 
 

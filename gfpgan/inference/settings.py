@@ -15,11 +15,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
+from gfpgan.cli import DEVICE_DEFAULT, DEVICE_HELP, device_name
 from gfpgan.errors import UserError
 
-__all__ = ["FACE_OPTIONS", "VIDEO_OPTIONS", "RestorerConfig", "VideoRestorerConfig",
+__all__ = ["DEFAULT_MODEL", "FACE_OPTIONS", "VIDEO_OPTIONS", "RestorerConfig", "VideoRestorerConfig",
            "add_face_arguments", "add_video_arguments", "markdown_table"]
 
+DEFAULT_MODEL = "GFPGANv1.4"  # the model card both commands restore with unless --model says otherwise
 ONLY_CHOICES = ("all", "center", "largest")
 DETECTORS = ("mtcnn", "retinaface")
 BACKENDS = ("torch", "onnxruntime")
@@ -40,7 +42,7 @@ class Option(NamedTuple):
 
 # The face options of both commands (besides --model, which names the network, not a setting).
 FACE_OPTIONS = (
-    Option("device", "--device", "auto", "auto, cpu, cuda or cuda:N"),
+    Option("device", "--device", DEVICE_DEFAULT, DEVICE_HELP, device_name),
     Option("backend", "--backend", "torch", "network runtime", choices=BACKENDS),
     Option("half", "--half", None, "reduced precision on CUDA (--half alone: fp16)",
            choices=HALF_CHOICES),
@@ -181,10 +183,10 @@ def _add(group, o: Option) -> None:
                            choices=o.choices, metavar=o.metavar, help=o.help)
 
 
-def add_face_arguments(parser: argparse.ArgumentParser, default_model: str = "GFPGANv1.4"):
+def add_face_arguments(parser: argparse.ArgumentParser):
     """Add ``--model`` and the face options (one group, one default each) to ``parser``."""
     g = parser.add_argument_group("model and faces")
-    g.add_argument("--model", default=default_model,
+    g.add_argument("--model", default=DEFAULT_MODEL,
                    help="model card name (configs/, e.g. v1.4) or a .safetensors/.pth/.onnx file")
     for o in FACE_OPTIONS:
         _add(g, o)

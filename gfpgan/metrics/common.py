@@ -12,6 +12,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from gfpgan.errors import UserError
+from gfpgan.model_cards import DEFAULT_SEARCH_DIRS
 
 
 class MissingWeightsError(UserError):
@@ -43,7 +44,7 @@ def find_weights(path: Optional[str], filename: str, metric: str, url: str,
     else:
         candidates += [os.path.join(d, filename) for d in search_dirs]
         candidates.append(os.path.join(torch_hub_checkpoints(), filename))
-        candidates.append(os.path.join("experiments", "pretrained_models", filename))
+        candidates += [os.path.join(os.path.expanduser(d), filename) for d in DEFAULT_SEARCH_DIRS]
     for cand in candidates:
         if os.path.isfile(cand):
             return cand

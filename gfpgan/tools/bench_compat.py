@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 DEFAULT_ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
@@ -54,14 +55,13 @@ np.save("out.npy", np.stack(out))
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_compat",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--faces", type=int, default=3, help="timed faces (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--reference-dir", default=str(DEFAULT_ORACLE), help="where gfpgan==1.3.8 is unpacked")
     p.add_argument("--no-reference", action="store_true", help="time ours only")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

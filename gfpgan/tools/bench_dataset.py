@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import run_cli
 
 ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
@@ -67,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-time", type=float, default=0.25, help="seconds per training iteration to feed")
     p.add_argument("--batch", type=int, default=3, help="batch size per GPU")
     p.add_argument("--no-reference", action="store_true", help="do not run the reference")
-    p.add_argument("--device", default="cpu", help="recorded only (dataset work is on the CPU)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

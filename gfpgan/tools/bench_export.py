@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25, num_mlp=2,
@@ -93,13 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_export",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", default="tiny", help="tiny | 512 | checkpoint, run folder or card")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--batch", type=int, default=4, help="faces per call")
     p.add_argument("--iters", type=int, default=10, help="timed calls per backend")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0: library default)")
     p.add_argument("--no-torchscript", action="store_true", help="skip the TorchScript contender")
     p.add_argument("--json", default=None, help="also write the results here")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import write_text_atomic
 
@@ -207,7 +208,6 @@ def print_rows(rows: List[Dict], device: str):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_generator",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--sizes", default="512", help="comma list of output sizes (default 512)")
     p.add_argument("--batches", default=None,
                    help="comma list of batch sizes (default 1,4 on CPU, 1,4,8 on CUDA)")
@@ -225,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-reference", action="store_true", help="time ours only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     args = p.parse_args(argv)
 
     try:

@@ -31,6 +31,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 COLUMNS = (("psnr", "PSNR ↑", "{:.3f}"), ("ssim", "SSIM ↑", "{:.4f}"), ("lpips", "LPIPS ↓", "{:.4f}"),
@@ -59,11 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-trunk", default=None,
                    help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/); skipped if missing")
     p.add_argument("--out", default="results/bench_temporal", help="work folder (set, restored frames)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--repeats", type=int, default=30, help="timed steps per contender")
     p.add_argument("--cost-512", action="store_true", help="also time the adapter on the 512 px architecture")
     p.add_argument("--json", default=None, help="also write the results here")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

@@ -23,6 +23,7 @@ import resource
 import time
 from typing import Dict, List, Optional, Sequence
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 MODES = {  # name -> train.* options
@@ -172,7 +173,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_train",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--opt", default="options/train_gfpgan_tiny.yml", help="recipe YAML")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--modes", default=None,
                         help=f"comma list of {', '.join(MODES)} (default: fp32 on cpu, "
                              f"fp32,bf16_cl on cuda)")
@@ -186,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "and on CUDA the device's busy time and kernel launches per step")
     parser.add_argument("--force-yml", nargs="+", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--debug", action="store_true")
+    add_common_arguments(parser, device=True)
     args = parser.parse_args(argv)
 
     import torch

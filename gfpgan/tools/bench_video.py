@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25,
@@ -216,7 +217,6 @@ def _spawn(kind: str, clip: Path, args) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="gfpgan-bench-video", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu")
     p.add_argument("--model", default="tiny", help="tiny, 512, or a --model of the CLI")
     p.add_argument("--size", default="640x360", help="WxH of the generated clip")
     p.add_argument("--frames", type=int, default=48)
@@ -227,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--clip", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--debug", action="store_true")
+    add_common_arguments(p, device=True)
     args = p.parse_args(argv)
     if args.child:
         return _child(args)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 __all__ = ["Measure", "measure", "check_file", "main", "cli"]
@@ -128,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of those, else .mp4)")
     p.add_argument("--model", default=None,
                    help="restore faces with this model (default: I/O pass-through only)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

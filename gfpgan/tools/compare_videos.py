@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import atomic_path, write_text_atomic
 
@@ -107,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-landmarks", action="store_true", help="skip detection (warping error only)")
     p.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV flow method")
     p.add_argument("--max-frames", type=int, default=0, help="compare the first N frames (0: all)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True)
     return p
 
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.data.components import (
     PARTS,
     boxes_from_5,
@@ -42,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=0.5,
                    help="landmark scale for --ffhq-json (0.5: 1024 metadata -> 512 crops)")
     p.add_argument("-o", "--output", help="box file to write (.pth)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, quiet=True)
     return p
 
 

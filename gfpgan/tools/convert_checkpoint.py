@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from gfpgan import checkpoint, legacy, model_cards
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import atomic_path
 from gfpgan.networks import build_network
@@ -113,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--verify", action="store_true",
                         help="check the input's size and sha256 against its model card first")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     out = args.output or args.input.with_suffix(".safetensors")
     summary = convert(args.input, out, card_name=args.card, key=args.key, fp16=args.fp16,

@@ -29,6 +29,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import atomic_path, write_text_atomic
 
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17; 20 with --temporal)")
     p.add_argument("--tol", type=float, default=1e-3, help="max abs difference allowed vs PyTorch (fp32)")
     p.add_argument("--name", default=None, help="output file stem (default: from the checkpoint)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p)
     return p
 
 

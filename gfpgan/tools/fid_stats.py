@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import atomic_path
 
@@ -47,11 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--inception", default=None,
                    help="pt_inception-2015-12-05-6726825d.pth (default: torch cache)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num", type=int, default=0, help="use the first N images only (0: all)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True, quiet=True)
     return p
 
 

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.data import degradations as deg
 from gfpgan.errors import UserError, run_cli
 
@@ -57,10 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512, help="GT side (default 512)")
     p.add_argument("--num", type=int, default=0, help="use only the first N images (sorted; 0: all)")
     p.add_argument("--color", action="store_true", help="add the recipe's colour jitter and gray")
-    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, quiet=True, resumable=True)
     return p
 
 

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.data.clip_degradations import synthetic_clip
 from gfpgan.errors import UserError, run_cli
 from gfpgan.model_cards import sha256_file
@@ -61,10 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="libx264 CRF range, inclusive (default 18 25)")
     p.add_argument("--codec-prob", type=float, default=1.0, help="probability of the codec pass (default 1)")
     p.add_argument("--color", action="store_true", help="add the recipe's colour jitter and gray")
-    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, quiet=True, resumable=True)
     return p
 
 

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 
@@ -38,12 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="RetinaFace weights (facexlib's detection_Resnet50_Final.pth)")
     p.add_argument("--threshold", type=float, default=None, help="detector confidence threshold")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most this many faces per photo (0: all)")
-    p.add_argument("--device", default="cpu", help="torch device for the detector (cpu, cuda, cuda:1 ...)")
     p.add_argument("--recursive", action="store_true", help="search input folders recursively")
-    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, device=True, quiet=True, resumable=True)
     return p
 
 

@@ -19,6 +19,7 @@ import av
 import cv2
 import numpy as np
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 from gfpgan.files import atomic_path, write_text_atomic
 from gfpgan.images import read_image
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=2.0, help="downsampling factor")
     p.add_argument("--noise", type=float, default=6.0, help="Gaussian noise sigma (0-255 scale)")
     p.add_argument("--jpeg", type=int, default=50, help="JPEG quality")
-    p.add_argument("--debug", action="store_true")
+    add_common_arguments(p)
     a = p.parse_args(argv)
     if a.frames < 1 or a.size < 16:
         raise UserError("--frames must be >= 1 and --size >= 16.")

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, run_cli
 
 
@@ -26,10 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="folder of images (non-recursive)")
     p.add_argument("dest", help="LMDB folder to create; should end in .lmdb")
     p.add_argument("--compress-level", type=int, default=1, help="PNG compression 0-9 (default 1, BasicSR's)")
-    p.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
-    p.add_argument("--restart", action="store_true", help="discard an interrupted build instead of resuming it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_common_arguments(p, quiet=True, resumable=True)
     return p
 
 

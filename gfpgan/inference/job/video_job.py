@@ -39,56 +39,25 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video as vio
+from gfpgan.inference.job.options import VideoJobOptions
 from gfpgan.inference.job.segments import ProcessedFrame, SegmentProcessor, SegmentWindow
 from gfpgan.inference.job.threads import put_unless_stopped
 from gfpgan.inference.timing import NO_TIMER, StageTimer
 
-__all__ = ["VideoJobOptions", "VideoSummary", "run_videos", "work_dir"]
+__all__ = ["VideoSummary", "run_videos", "work_dir"]
+
 
 _END = object()
 
 
 class _Stopped(Exception):
     """Raised inside a stage when another stage failed; never escapes the pipeline."""
-
-
-@dataclass
-class VideoJobOptions:
-    """Encoding and scheduling options of a job (everything except the restorer itself).
-
-    Attributes:
-        codec, crf, preset, pix_fmt: the video encoder (pix_fmt None: the source's when the
-            encoder takes it, yuv444p at odd sizes, else yuv420p).
-        codec_options: further encoder options, e.g. ``{"x264-params": "mbtree=0"}``.
-        segment_frames: frames per segment (the unit of resume and of torchrun sharding).
-        warmup: frames before a segment restored for context but not written (None: what the
-            processor's ``context()`` asks for; the frames after a segment are always its).
-        queue_size: capacity of each inter-stage queue (frames).
-        resume: keep the completed segments of an interrupted job with the same settings.
-        side_by_side: also write an input|output comparison video there.
-        progress: show a tqdm bar (frames, frames/s, ETA).
-        folder_fps: frame rate of a folder-of-frames input.
-    """
-
-    codec: str = "libx264"
-    crf: Optional[float] = 18
-    preset: Optional[str] = "medium"
-    pix_fmt: Optional[str] = None
-    codec_options: Dict[str, str] = field(default_factory=dict)
-    segment_frames: int = 240
-    warmup: Optional[int] = None
-    queue_size: int = 8
-    resume: bool = False
-    side_by_side: Optional[str] = None
-    progress: bool = True
-    folder_fps: Fraction = Fraction(25)
-    encoder_threads: int = 0
 
 
 @dataclass
