@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -415,9 +415,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

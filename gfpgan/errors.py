@@ -5,6 +5,7 @@ option, a wrong checkpoint). Entry points call :func:`run_cli`, which prints the
 line, exits non-zero and shows a traceback only with ``--debug``.
 """
 
+import functools
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -38,3 +39,8 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(int(code or 0))
+
+
+def command(main: Callable[[Optional[Sequence[str]]], Optional[int]]) -> Callable[[], None]:
+    """The console-script entry point of a command's ``main``: :func:`run_cli` on ``sys.argv``."""
+    return functools.partial(run_cli, main)

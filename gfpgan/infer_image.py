@@ -24,7 +24,7 @@ import numpy as np
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.compat.cli import add_reference_options, apply_reference_options
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.inference.settings import DEFAULT_MODEL
 
 
@@ -136,9 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1 if failed else 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

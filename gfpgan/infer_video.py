@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.inference.job.options import VideoJobOptions, add_job_arguments
 from gfpgan.inference.settings import DEFAULT_MODEL
 
@@ -151,9 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

@@ -36,7 +36,7 @@ from gfpgan.engine.eval_common import (
     resize_to,
     run_on_ranks,
 )
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.files import write_text_atomic
 from gfpgan.options import Field, MapOf, Section, apply_overrides, load_yaml, validate
 
@@ -244,9 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return train(opt, argv=cmd, auto_resume=args.auto_resume, device=args.device)
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

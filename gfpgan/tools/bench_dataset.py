@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import run_cli
+from gfpgan.errors import command
 
 ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
 RECIPE = dict(out_size=512, use_hflip=True, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], blur_kernel_size=41,
@@ -145,9 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

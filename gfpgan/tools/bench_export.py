@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25, num_mlp=2,
                       different_w=True, input_is_latent=True, sft_half=True),
@@ -119,9 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

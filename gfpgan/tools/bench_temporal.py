@@ -32,7 +32,8 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
+from gfpgan.tools.make_video_testset import add_clip_arguments
 
 COLUMNS = (("psnr", "PSNR ↑", "{:.3f}"), ("ssim", "SSIM ↑", "{:.4f}"), ("lpips", "LPIPS ↓", "{:.4f}"),
            ("ewarp", "E_warp ↓", "{:.3f}"), ("tlme", "TLME ↓", "{:.3f}"), ("deg", "Deg ↓", "{:.2f}"),
@@ -48,14 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--faces", help="folder of held-out aligned faces to build the clips from")
     src.add_argument("--set", help="an existing video test set (gt/, lq/, manifest.json)")
-    p.add_argument("--start", type=int, default=0, help="with --faces: first face (sorted)")
-    p.add_argument("--num", type=int, default=0, help="with --faces: number of faces (0: all)")
-    p.add_argument("--frames", type=int, default=12, help="with --faces: frames per clip")
-    p.add_argument("--size", type=int, default=0, help="with --faces: GT side (0: the model's size)")
-    p.add_argument("--crf", type=int, nargs=2, default=(18, 25), metavar=("LO", "HI"),
-                   help="with --faces: libx264 CRF range")
-    p.add_argument("--codec-prob", type=float, default=1.0, help="with --faces: chance of the libx264 pass")
-    p.add_argument("--seed", type=int, default=0, help="with --faces: seed of the set")
+    add_clip_arguments(p, size=0, when="with --faces: ")
     p.add_argument("--arcface", default=None, help="arcface_resnet18.pth: adds Deg and identity consistency")
     p.add_argument("--lpips-trunk", default=None,
                    help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/); skipped if missing")
@@ -206,9 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

@@ -24,7 +24,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 MODES = {  # name -> train.* options
     "fp32": {"amp": None, "channels_last": False, "compile": False},
@@ -232,9 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

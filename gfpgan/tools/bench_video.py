@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25,
                       num_mlp=2),
@@ -270,9 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 __all__ = ["Measure", "measure", "check_file", "main", "cli"]
 
@@ -165,9 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1 if bad else 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

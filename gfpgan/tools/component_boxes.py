@@ -30,7 +30,7 @@ from gfpgan.data.components import (
     load_components,
     save_components,
 )
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,9 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

@@ -20,7 +20,7 @@ import torch
 
 from gfpgan import checkpoint, legacy, model_cards
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.files import atomic_path
 from gfpgan.networks import build_network
 
@@ -131,9 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

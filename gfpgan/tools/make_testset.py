@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.data import degradations as deg
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 
 SETTINGS = {"blind": 1, "sr4": 4}
 RECIPE = dict(blur_kernel_size=41, kernel_list=["iso", "aniso"], kernel_prob=[0.5, 0.5], blur_sigma=[0.1, 10],
@@ -167,9 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

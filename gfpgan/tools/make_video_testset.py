@@ -39,28 +39,40 @@ from tqdm import tqdm
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.data.clip_degradations import synthetic_clip
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.model_cards import sha256_file
 from gfpgan.tools.make_testset import COLOR, RECIPE, publish, read_hq, start_build
 
 MOTION = dict(max_angle=5.0, max_zoom=0.05, max_shift=0.04, max_speed=0.25)
 
 
+def add_clip_arguments(p: argparse.ArgumentParser, size: int, when: str = "") -> None:
+    """The options that pick the faces and make the clips (shared with ``bench_temporal``).
+
+    Args:
+        size: the default GT side.
+        when: a condition to put before each help text (e.g. "with --faces: ").
+    """
+    p.add_argument("--start", type=int, default=0, help=f"{when}first face (sorted order) to use")
+    p.add_argument("--num", type=int, default=0, help=f"{when}number of faces from --start (0: all the rest)")
+    p.add_argument("--frames", type=int, default=12, help=f"{when}frames per clip")
+    p.add_argument("--size", type=int, default=size,
+                   help=f"{when}GT side" + (" (0: the model's size)" if size == 0 else ""))
+    p.add_argument("--seed", type=int, default=0, help=f"{when}base seed")
+    p.add_argument("--crf", type=int, nargs=2, default=(18, 25), metavar=("LO", "HI"),
+                   help=f"{when}libx264 CRF range, inclusive")
+    p.add_argument("--codec-prob", type=float, default=1.0, help=f"{when}probability of the codec pass")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.make_video_testset",
-                                description=__doc__.split("\n")[0])
+                                description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", help="folder of aligned HQ faces")
     p.add_argument("output", help="output folder (gt/, lq/, manifest.json)")
-    p.add_argument("--start", type=int, default=0, help="first face (sorted order) to use (default 0)")
-    p.add_argument("--num", type=int, default=0, help="number of faces from --start (0: all the rest)")
+    add_clip_arguments(p, size=512)
     p.add_argument("--list", default=None, help="text file of face file names to use instead (one a line)")
-    p.add_argument("--frames", type=int, default=12, help="frames per clip (default 12)")
-    p.add_argument("--size", type=int, default=512, help="GT side (default 512)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--nonrigid", type=float, default=0.01, help="non-rigid motion, fraction of the side")
-    p.add_argument("--crf", type=int, nargs=2, default=(18, 25), metavar=("LO", "HI"),
-                   help="libx264 CRF range, inclusive (default 18 25)")
-    p.add_argument("--codec-prob", type=float, default=1.0, help="probability of the codec pass (default 1)")
     p.add_argument("--color", action="store_true", help="add the recipe's colour jitter and gray")
     add_common_arguments(p, quiet=True, resumable=True)
     return p
@@ -165,9 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()

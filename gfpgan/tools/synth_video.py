@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from gfpgan.cli import add_common_arguments
-from gfpgan.errors import UserError, run_cli
+from gfpgan.errors import UserError, command
 from gfpgan.files import atomic_path, write_text_atomic
 from gfpgan.images import read_image
 
@@ -146,9 +146,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def cli() -> None:
-    run_cli(main)
-
+cli = command(main)  # the console script
 
 if __name__ == "__main__":
     cli()
