@@ -19,7 +19,7 @@ from gfpgan.model_cards import (
 )
 from gfpgan.registry import ARCH_REGISTRY
 
-# name -> (arch, sha256 prefix, bytes, release) as published (shared/reference/GFPGAN.md section 4.6)
+# name -> (arch, sha256 prefix, bytes, release) as published (the publishers' release pages)
 RELEASES = {
     "GFPGANv1": ("GFPGANv1", "6db3a33d", 615_378_983, "v0.1.0"),
     "GFPGANCleanv1-NoCE-C2": ("GFPGANv1Clean", "29e25ee9", 348_632_874, "v0.2.0"),

@@ -1,6 +1,6 @@
 """Recurrent temporal adapter around a GFP-GAN generator (learned frame-to-frame context).
 
-Design (facts in shared/reference/TEMPORAL.md; our own code): a convolutional GRU (Ballas et al.,
+Design: a convolutional GRU (Ballas et al.,
 "Delving Deeper into Convolutional Networks for Learning Video Representations", ICLR 2016) runs
 on the U-Net decoder features of the base generator at two or three coarse scales (8, 16, 32 px).
 Per face track and frame:

@@ -4,7 +4,7 @@
   frame t-1 covers, with ``W`` the known warp of the relative similarity between consecutive crops
   (:func:`gfpgan.motion.warp_previous`). It penalises the change that the ground truth does not
   have (flicker, popping detail) and not the true motion; a plain ``||O_t - W O_t-1||`` would
-  instead push towards a frozen, blurry output (shared/reference/TEMPORAL.md, section 6).
+  instead push towards a frozen, blurry output (the README's temporal section).
 * ``TemporalIdentityLoss``: the same idea on ArcFace embeddings: the change of the output's
   embedding between consecutive frames minus the ground truth's change (L1).
 
