@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auto-resume", action="store_true",
                         help="continue from the newest complete training state of this experiment")
     parser.add_argument("--force-yml", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override options, e.g. train.total_iter=1000 datasets.train.batch_size_per_gpu=2")
+                        help="override options, e.g. train.total_iter=1000 "
+                             "datasets.train.batch_size_per_gpu=2")
     parser.add_argument("--launcher", default=None, help="ignored (BasicSR compatibility; use torchrun)")
     add_common_arguments(parser, device=True)
     return parser

@@ -54,7 +54,7 @@ def test_at_initialisation_the_output_is_the_base_output_bit_for_bit(cls):
     state = net.init_state(1)
     x = _face(0)
     with torch.no_grad():
-        for t in range(3):
+        for _ in range(3):
             ref, ref_rgbs = base(x, return_rgb=True)
             out, rgbs, state = net(x, state, R, return_rgb=True)
             assert torch.equal(out, ref)

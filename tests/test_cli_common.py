@@ -23,7 +23,8 @@ def _declarations(source: str):
 
 
 def test_no_command_declares_a_shared_switch_of_its_own():
-    assert _declarations('p.add_argument("--debug", action="store_true")\np.add_argument("-x")') == ["--debug"]
+    source = 'p.add_argument("--debug", action="store_true")\np.add_argument("-x")'
+    assert _declarations(source) == ["--debug"]
     own = {str(p.relative_to(ROOT)): _declarations(p.read_text(encoding="utf-8"))
            for p in (ROOT / "gfpgan").rglob("*.py") if p.name != "cli.py"}
     assert {k: v for k, v in own.items() if v} == {}
@@ -46,6 +47,7 @@ def test_device_values():
             device_arg(bad)
     p = add_common_arguments(argparse.ArgumentParser(), device=True, quiet=True, resumable=True)
     args = p.parse_args(["--device", "cpu", "--restart", "--quiet"])
-    assert (args.device, args.restart, args.overwrite, args.quiet, args.debug) == ("cpu", True, False, True, False)
+    got = (args.device, args.restart, args.overwrite, args.quiet, args.debug)
+    assert got == ("cpu", True, False, True, False)
     with pytest.raises(SystemExit):
         p.parse_args(["--device", "tpu"])

@@ -176,8 +176,8 @@ def test_component_boxes_from_5_points_land_on_the_astronauts_eyes_and_mouth(pre
 
 def test_prepare_skips_small_faces_and_says_so(prepared, tmp_path):
     with pytest.raises(UserError, match="no face of at least 4000 px"):
-        prepare_faces.main([str(prepared / "photos" / "astronaut.png"), str(tmp_path / "o"), "--min-size", "4000",
-                            "--quiet"])
+        prepare_faces.main([str(prepared / "photos" / "astronaut.png"), str(tmp_path / "o"),
+                            "--min-size", "4000", "--quiet"])
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
 
 

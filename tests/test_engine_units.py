@@ -28,7 +28,8 @@ def test_ranks_split_the_one_rank_order_into_global_batches():
     # step k of a 2-rank run with batch b == step k of a 1-rank run with batch 2b
     b = 2
     for k in range(2):
-        assert sorted(r0[k * b:(k + 1) * b] + r1[k * b:(k + 1) * b]) == sorted(order[2 * b * k:2 * b * (k + 1)])
+        step = r0[k * b:(k + 1) * b] + r1[k * b:(k + 1) * b]
+        assert sorted(step) == sorted(order[2 * b * k:2 * b * (k + 1)])
 
 
 def test_epochs_differ_are_seeded_and_start_resumes():
@@ -192,7 +193,8 @@ def test_validator_means_over_the_set(tmp_path):
         return lq * 0.8
 
     out = val.run(restore, loader, save_dir=tmp_path / "vis", suffix="it3")
-    want_psnr = np.mean([calculate_psnr(tensor_to_img(gts[i] * 0.8), tensor_to_img(gts[i])) for i in range(5)])
+    want_psnr = np.mean([calculate_psnr(tensor_to_img(gts[i] * 0.8), tensor_to_img(gts[i]))
+                         for i in range(5)])
     want_ssim = np.mean([calculate_ssim(tensor_to_img(gts[i] * 0.8), tensor_to_img(gts[i]), crop_border=2)
                          for i in range(5)])
     assert out["psnr"] == pytest.approx(want_psnr) and out["ssim"] == pytest.approx(want_ssim)

@@ -145,8 +145,9 @@ def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
 
     common = ["--model", str(setup / "base.safetensors"), "--set", str(setup / "set"), "--repeats", "3",
               "--lpips-trunk", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "work")]
-    assert main([*common, "--temporal", str(setup / "untrained.safetensors"), "--json", str(tmp_path / "u.json")]) == 0
-    assert main([*common, "--temporal", str(setup / "random.safetensors"), "--json", str(tmp_path / "r.json")]) == 0
+    for name, out in (("untrained", "u.json"), ("random", "r.json")):
+        temporal = str(setup / f"{name}.safetensors")
+        assert main([*common, "--temporal", temporal, "--json", str(tmp_path / out)]) == 0
     out = capsys.readouterr().out
     assert "| frame by frame |" in out and "| change |" in out and "cost at 32 px" in out
     u, r = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("u", "r"))
@@ -155,7 +156,8 @@ def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
     assert keys <= set(uq["temporal"]) and "lpips" not in uq["temporal"]  # its trunk file is missing
     assert all(uq["temporal"][k] == uq["per_frame"][k] for k in keys)
     assert rq["per_frame"]["psnr"] == uq["per_frame"]["psnr"]  # same base, same set
-    assert rq["temporal"]["psnr"] != rq["per_frame"]["psnr"] and rq["temporal"]["ewarp"] != rq["per_frame"]["ewarp"]
+    assert rq["temporal"]["psnr"] != rq["per_frame"]["psnr"]
+    assert rq["temporal"]["ewarp"] != rq["per_frame"]["ewarp"]
     c = u["cost"]["model"]
     assert c["size"] == 32 and c["per_frame_s"] > 0 and c["temporal_s"] > 0
     assert c["state_bytes_per_track"] == 4 * (8 * 8 * 8 + 8 * 16 * 16 + 3 * 16 * 16)
@@ -183,6 +185,7 @@ def test_bench_temporal_refuses_a_file_for_another_base(setup, tmp_path):
     torch.manual_seed(7)
     save_network(tmp_path / "other.safetensors", GFPGANv1Clean(**TINY_GFPGAN), "GFPGANv1Clean", TINY_GFPGAN)
     with pytest.raises(UserError, match="was trained on base.safetensors"):
-        main(["--model", str(tmp_path / "other.safetensors"), "--temporal", str(setup / "untrained.safetensors"),
-              "--set", str(setup / "set"), "--out", str(tmp_path / "work")])
+        main(["--model", str(tmp_path / "other.safetensors"), "--temporal",
+              str(setup / "untrained.safetensors"), "--set", str(setup / "set"),
+              "--out", str(tmp_path / "work")])
     assert not (tmp_path / "work").exists()

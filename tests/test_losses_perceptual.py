@@ -11,7 +11,8 @@ LAYERS = {"conv1_2": 0.1, "conv2_2": 0.5, "conv3_4": 1.0}
 
 def _loss(**kw):
     torch.manual_seed(0)
-    args = dict(layer_weights=LAYERS, range_norm=True, perceptual_weight=1.0, style_weight=50.0, pretrained=False)
+    args = dict(layer_weights=LAYERS, range_norm=True, perceptual_weight=1.0, style_weight=50.0,
+                pretrained=False)
     args.update(kw)
     return PerceptualLoss(**args)
 
@@ -28,8 +29,8 @@ def test_values_match_the_definition():
     same_p, same_s = loss(gt, gt)
     assert same_p.item() == 0.0 and same_s.item() == 0.0
     l2, _ = _loss(criterion="l2")(x, gt)
-    assert l2.item() == pytest.approx(sum(((fx[k] - fg[k]) ** 2).mean() * w for k, w in LAYERS.items()).item(),
-                                      rel=1e-5)
+    want = sum(((fx[k] - fg[k]) ** 2).mean() * w for k, w in LAYERS.items()).item()
+    assert l2.item() == pytest.approx(want, rel=1e-5)
     fro, _ = _loss(criterion="fro")(x, gt)
     assert fro.item() == pytest.approx(sum(torch.linalg.vector_norm(fx[k] - fg[k]) * w
                                            for k, w in LAYERS.items()).item(), rel=1e-5)

@@ -56,7 +56,8 @@ def test_warping_error_restricted_to_a_region_measures_only_its_pixels():
     noisy = [f.copy() for f in steady]
     rng = np.random.default_rng(1)
     for f in noisy[1:]:  # flicker only in the left half
-        f[:, :S // 2] = np.clip(f[:, :S // 2] + rng.normal(0, 12, f[:, :S // 2].shape), 0, 255).astype(np.uint8)
+        half = f[:, :S // 2]
+        f[:, :S // 2] = np.clip(half + rng.normal(0, 12, half.shape), 0, 255).astype(np.uint8)
     left, right = np.zeros((S, S), bool), np.zeros((S, S), bool)
     left[:, 8:S // 2 - 4], right[:, S // 2 + 4:S - 8] = True, True
     e_left = temporal.warping_error(noisy, rel_affines=rel, regions=[left] * 5)["mean"]

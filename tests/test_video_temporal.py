@@ -184,11 +184,12 @@ def test_segments_and_resume_are_byte_identical_with_the_module_on(files, tmp_pa
     from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
 
     frames = make_frames(14)
+    WHOLE = SegmentWindow()
 
     class Interrupted(VideoFaceRestorer):
         stop_at = None
 
-        def process(self, frames, window=SegmentWindow()):
+        def process(self, frames, window=WHOLE):
             if window.start == self.stop_at:
                 raise KeyboardInterrupt
             yield from super().process(frames, window)

@@ -62,7 +62,8 @@ print(json.dumps({"samples_per_s": n / (time.perf_counter() - t)}))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_dataset", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_dataset",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=40, help="timed samples per dataset (default 40)")
     p.add_argument("--images", type=int, default=8, help="distinct images in the generated folder")
     p.add_argument("--step-time", type=float, default=0.25, help="seconds per training iteration to feed")
@@ -114,7 +115,8 @@ def bench_reference(folder, boxes, n: int, tmp: Path) -> Optional[float]:
         return None
     opt = dict(RECIPE, dataroot_gt=str(folder), io_backend={"type": "disk"}, component_path=str(boxes))
     (tmp / "opt.json").write_text(json.dumps(opt))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ORACLE), os.environ.get("PYTHONPATH")])), OMP_NUM_THREADS="1")
+    path = os.pathsep.join(filter(None, [str(ORACLE), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-c", _REF_SCRIPT, str(tmp / "opt.json"), str(n)], env=env,
                          capture_output=True, text=True, cwd=str(tmp))
     if res.returncode != 0:
@@ -136,7 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"  ours       {ours:7.2f} samples/s  ({1000 / ours:6.1f} ms/sample)")
     if ref is not None:
         print(f"  reference  {ref:7.2f} samples/s  ({1000 / ref:6.1f} ms/sample)")
-        print(f"  ratio ours/reference: {ours / ref:.2f}x {'(target met: not slower)' if ours >= ref * 0.97 else '(SLOWER)'}")
+        verdict = "(target met: not slower)" if ours >= ref * 0.97 else "(SLOWER)"
+        print(f"  ratio ours/reference: {ours / ref:.2f}x {verdict}")
     else:
         print("  reference  not run (missing .cache/oracle or --no-reference)")
     print(f"  feeding batch {args.batch} every {args.step_time} s needs {need:.1f} samples/s: "

@@ -134,7 +134,8 @@ def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches:
         with open(os.path.join(tmp, "cfg.json"), "w") as f:
             json.dump({"kw": kw, "batches": list(batches), "device": device, "warmup": warmup, "iters": iters,
                        "threads": torch.get_num_threads()}, f)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(oracle), os.environ.get("PYTHONPATH")])), PYTHONWARNINGS="ignore")
+        path = os.pathsep.join(filter(None, [str(oracle), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, PYTHONPATH=path, PYTHONWARNINGS="ignore")
         proc = subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET], cwd=tmp, env=env,
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -153,7 +154,7 @@ def bench_size(args, size: int, device: torch.device) -> List[Dict]:
     torch.manual_seed(0)
     net = GFPGANv1Clean(**kw).eval()
     # give the noise injection a non-zero strength, as in trained weights, so it is exercised
-    for name, p in net.stylegan_decoder.named_parameters():
+    for p in net.stylegan_decoder.parameters():
         if p.numel() == 1:
             p.data.fill_(0.1)
     state = {k: v.clone() for k, v in net.state_dict().items()}

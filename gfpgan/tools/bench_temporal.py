@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_clip_arguments(p, size=0, when="with --faces: ")
     p.add_argument("--arcface", default=None, help="arcface_resnet18.pth: adds Deg and identity consistency")
     p.add_argument("--lpips-trunk", default=None,
-                   help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/); skipped if missing")
+                   help="alexnet-owt-7be5be79.pth (default: $TORCH_HOME/hub/checkpoints/); skipped if "
+                        "missing")
     p.add_argument("--out", default="results/bench_temporal", help="work folder (set, restored frames)")
     p.add_argument("--repeats", type=int, default=30, help="timed steps per contender")
     p.add_argument("--cost-512", action="store_true", help="also time the adapter on the 512 px architecture")
@@ -91,7 +92,8 @@ def quality(args, size: int) -> Dict[str, Dict[str, float]]:
 
     def body(dist, say):
         for mode, off in (("per_frame", True), ("temporal", False)):
-            rows[mode] = metric_row(evaluate_video(opt, dist, force=True, no_temporal=off, say=say), "heldout")
+            result = evaluate_video(opt, dist, force=True, no_temporal=off, say=say)
+            rows[mode] = metric_row(result, "heldout")
     run_on_ranks(args.device, body)
     return rows
 
@@ -188,7 +190,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = table(q)
     print(text, end="")
     for name, c in costs.items():
-        print(f"cost at {c['size']} px ({'the model' if name == 'model' else 'GFPGANv1.4 architecture, random'}): "
+        what = "the model" if name == "model" else "GFPGANv1.4 architecture, random"
+        print(f"cost at {c['size']} px ({what}): "
               f"{1000 * c['per_frame_s']:.2f} ms frame by frame, {1000 * c['temporal_s']:.2f} ms temporal "
               f"({100 * c['overhead']:+.1f}%); state {c['state_bytes_per_track'] / 1024:.0f} KiB per track")
     if args.json:

@@ -78,7 +78,8 @@ def boxes_from_landmarks5(path, progress: bool = True) -> dict:
 
 def summary(boxes: dict) -> str:
     halves = {p: np.array([b[p][2] for b in boxes.values()]) for p in PARTS}
-    parts = ", ".join(f"{p} half_len {h.min():.1f}-{h.max():.1f} (mean {h.mean():.1f})" for p, h in halves.items())
+    parts = ", ".join(f"{p} half_len {h.min():.1f}-{h.max():.1f} (mean {h.mean():.1f})"
+                      for p, h in halves.items())
     return f"{len(boxes)} images; {parts}"
 
 

@@ -49,7 +49,8 @@ COLOR = dict(color_jitter_prob=0.3, color_jitter_shift=20, color_jitter_pt_prob=
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.make_testset", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.make_testset",
+                                description=__doc__.split("\n")[0])
     p.add_argument("input", help="folder of aligned HQ faces")
     p.add_argument("output", help="output folder (gets one sub-folder per setting)")
     p.add_argument("--setting", choices=("blind", "sr4", "both"), default="both",
@@ -115,7 +116,8 @@ def publish(tmp: Path, out: Path) -> None:
 
 
 def make_testset(src, out, settings=("blind", "sr4"), seed: int = 0, size: int = 512, num: int = 0,
-                 color: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = True) -> Dict:
+                 color: bool = False, overwrite: bool = False, resume: bool = True,
+                 progress: bool = True) -> Dict:
     """Build the test set; returns {'images': n, 'resumed': n, 'bad': [names]}."""
     from gfpgan.images import list_images, write_image_atomic
 

@@ -28,7 +28,8 @@ from gfpgan.errors import UserError, command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.prepare_faces", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.prepare_faces",
+                                description=__doc__.split("\n")[0])
     p.add_argument("input", nargs="+", help="photo files and/or folders of photos")
     p.add_argument("output", help="output folder, or an LMDB when it ends in .lmdb")
     p.add_argument("--size", type=int, default=512, help="aligned crop side (default 512)")
@@ -99,7 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               threshold=args.threshold)
     writer_cls = LmdbWriter if args.output.rstrip("/").endswith(".lmdb") else FolderWriter
     c = {"photos": 0, "resumed": 0, "unreadable": [], "no_face": 0, "small": 0, "faces": 0}
-    with writer_cls(args.output, overwrite=args.overwrite, resume=not args.restart, landmarks_size=args.size) as w:
+    with writer_cls(args.output, overwrite=args.overwrite, resume=not args.restart,
+                    landmarks_size=args.size) as w:
         bar = tqdm(files, desc="prepare", unit="photo", disable=args.quiet)
         for f in bar:
             if w.has(f"{f.stem}_00"):
@@ -112,7 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 tqdm.write(f"skipping {exc}", file=sys.stderr)
                 continue
             c["photos"] += 1
-            faces, n_small = align_faces(img, detector.detect([img])[0], args.size, args.min_size, args.max_faces)
+            faces, n_small = align_faces(img, detector.detect([img])[0], args.size, args.min_size,
+                                         args.max_faces)
             c["small"] += n_small
             c["no_face"] += not faces
             for i, (crop, lm) in enumerate(faces):
@@ -124,8 +127,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"no face of at least {args.min_size:g} px was found in {', '.join(args.input)}; "
                             f"nothing written (lower --min-size or check the photos).")
     print(f"{args.output}: {c['faces']} faces from {c['photos']} photos ({c['resumed']} photos resumed); "
-          f"{c['small']} faces under {args.min_size:g} px skipped, {c['no_face']} photos without a usable face, "
-          f"{len(c['unreadable'])} unreadable{': ' + ', '.join(c['unreadable'][:10]) if c['unreadable'] else ''}")
+          f"{c['small']} faces under {args.min_size:g} px skipped, {c['no_face']} photos without a usable "
+          f"face, {len(c['unreadable'])} unreadable"
+          f"{': ' + ', '.join(c['unreadable'][:10]) if c['unreadable'] else ''}")
     return 0
 
 
