@@ -1,5 +1,6 @@
 """Image pipeline on the real astronaut photo (MTCNN), face selection, pass-through, batching."""
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -91,8 +92,9 @@ def test_astronaut_face_is_found_aligned_and_pasted_back(astronaut, mtcnn):
 
 
 def test_restored_face_shows_up_in_the_image_with_upscale(astronaut):
-    box = [200, 80, 280, 180]
-    fr = FaceRestorer(Constant(value=1.0), device="cpu", detector=BoxDetector(box), upscale=2)
+    box = [200, 80, 280, 180]  # a sharp face 3x the model's crop: the paste itself, rule off
+    fr = FaceRestorer(Constant(value=1.0), device="cpu", detector=BoxDetector(box), upscale=2,
+                      keep_detail=0)
     res = fr.restore(astronaut)
     out = res.restored_img
     assert out.shape == (1024, 1024, 3)
@@ -192,3 +194,21 @@ def test_parse_masks_are_feathered_and_smoothed_per_track():
 def test_mtcnn_does_not_search_for_faces_smaller_than_min_face(min_face, expected):
     vr = VideoFaceRestorer(Identity(), device="cpu", min_face=min_face)
     assert vr.detector.net.min_face_size == expected
+
+
+def test_a_face_with_more_detail_than_the_crop_keeps_its_pixels(astronaut):
+    from gfpgan.inference.faces.evidence import detail_beyond_crop, model_trust
+
+    box = [200, 80, 280, 180]
+    kept = FaceRestorer(Constant(value=1.0), device="cpu", detector=BoxDetector(box), upscale=2)
+    assert kept.restore(astronaut).restored_img.tobytes() == kept.background_for(astronaut).tobytes()
+    # the same face shrunk below the crop's size: the model can only add to it, so it is pasted
+    small = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
+    fr = FaceRestorer(Constant(value=1.0), device="cpu", detector=BoxDetector([25, 10, 35, 22]))
+    assert fr.trust(small, fr.align(small, det_of([25, 10, 35, 22]).landmarks)[1]) == [1.0]
+    # the figure: sharp and large loses detail; blurred or small loses none; the trust ramps
+    m = fr.align(astronaut, det_of(box).landmarks)[1][0]
+    sharp = detail_beyond_crop(astronaut, m, 32)
+    blurred = detail_beyond_crop(cv2.GaussianBlur(astronaut, (0, 0), 4), m, 32)
+    assert sharp < 32 < 45 < blurred
+    assert [model_trust(d, 35) for d in (31.9, 35, 38.1)] == [0.0, 0.5, 1.0] and model_trust(10, 0) == 1.0

@@ -58,6 +58,13 @@ FACE_OPTIONS = (
            metavar="FILE"),
     Option("batch_faces", "--batch-faces", 8, "faces per forward pass", int),
     Option("upscale", "--upscale", 1.0, "scale of the whole output frame", float),
+    Option("keep_detail", "--keep-detail", 35.0,
+           "a face that loses less than this (PSNR, dB) through the model's crop keeps its own pixels, "
+           "ramping to the model's output 3 dB either side (large sharp faces); 0: always the model's",
+           float, metavar="DB"),
+    Option("personal", "--personal", None,
+           "a personal file (python -m gfpgan.personalize) tuned from --model on one person",
+           metavar="FILE"),
 )
 
 # Video only: temporal stability (each can be turned off to compare) and detection schedule.
@@ -102,6 +109,8 @@ class RestorerConfig:
     parse_weights: Optional[str] = _FACE["parse_weights"]
     batch_faces: int = _FACE["batch_faces"]
     upscale: float = _FACE["upscale"]
+    keep_detail: float = _FACE["keep_detail"]
+    personal: Optional[str] = _FACE["personal"]
     fixed_noise: bool = _VIDEO["fixed_noise"]
 
     def __post_init__(self):
@@ -119,6 +128,7 @@ class RestorerConfig:
                                          f"'mtcnn' or 'retinaface'."),
             (self.batch_faces >= 1, f"--batch-faces {self.batch_faces} must be >= 1."),
             (self.upscale > 0, f"--upscale {self.upscale} must be positive."),
+            (self.keep_detail >= 0, f"--keep-detail {self.keep_detail} must be >= 0 (0: off)."),
         )
         for ok, message in checks:
             if not ok:

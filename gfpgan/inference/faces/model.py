@@ -178,7 +178,7 @@ class TemporalFaceModel(TorchFaceModel):
         return out.float(), state
 
 
-def _build_from_spec(spec: str) -> nn.Module:
+def build_from_spec(spec: str) -> nn.Module:
     """Build the generator named by ``spec``: a file (ours or official) or a model card name."""
     from gfpgan.networks import build_network
 
@@ -226,7 +226,7 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
         return OnnxFaceModel(path, providers=providers)
     if backend != "torch":
         raise UserError(f"unknown backend '{backend}'; use torch or onnxruntime.")
-    net = spec if isinstance(spec, nn.Module) else _build_from_spec(os.fspath(spec))
+    net = spec if isinstance(spec, nn.Module) else build_from_spec(os.fspath(spec))
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
 
     if isinstance(net, TemporalGFPGAN):

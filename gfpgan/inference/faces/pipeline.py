@@ -20,6 +20,7 @@ ParseNet, smoothed per track) and ``paste`` (inverse affine limited to each face
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -30,6 +31,7 @@ from gfpgan.errors import UserError
 from gfpgan.inference.faces.alignment import estimate_affine, warp_face
 from gfpgan.inference.faces.batch import FaceBatchRestorer, crops_to_tensor
 from gfpgan.inference.faces.detection import Detections, build_detector
+from gfpgan.inference.faces.evidence import detail_beyond_crop, model_trust
 from gfpgan.inference.faces.model import load_face_model, resolve_device
 from gfpgan.inference.faces.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
 from gfpgan.inference.settings import RestorerConfig
@@ -85,6 +87,25 @@ def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.
     return det.select(select_indices(det, shape, only, min_face))
 
 
+def _personalized(model, personal: str):
+    """The base ``model`` (a spec or a module, copied) with a personal file's tensors applied."""
+    import copy
+
+    from torch import nn
+
+    from gfpgan.inference.faces.model import build_from_spec
+    from gfpgan.personal_file import apply_personal
+
+    if isinstance(model, nn.Module):
+        net = copy.deepcopy(model)
+    elif isinstance(model, (str, os.PathLike)):
+        net = build_from_spec(os.fspath(model))
+    else:
+        raise UserError("--personal applies to a PyTorch generator (a model card, a .safetensors/.pth "
+                        "file or a module); drop it or give such a --model.")
+    return apply_personal(personal, net)
+
+
 def _settings(config_type, config, detector, settings):
     """The config of a front end: ``config`` (or the defaults) with ``settings`` replaced, and
     the detector, when ``detector`` is an object rather than a name."""
@@ -124,6 +145,8 @@ class FaceStages:
         cfg = self.config
         self.model_spec = model
         self.device = resolve_device(cfg.device)
+        if cfg.personal:
+            model = _personalized(model, cfg.personal)
         self.model = load_face_model(model, device=self.device, backend=cfg.backend,
                                      half=cfg.half, fixed_noise=cfg.fixed_noise)
         self.size = int(self.model.size)
@@ -194,6 +217,14 @@ class FaceStages:
             out.append(smoother(tid, m) if smoother is not None else m)
         return out
 
+    def trust(self, frame: np.ndarray, affines: Sequence[np.ndarray]) -> List[float]:
+        """The weight of the model's output for each face of ``frame`` (``--keep-detail``): 0
+        where the face holds detail the model's crop cannot (see :mod:`~.evidence`)."""
+        if self.config.keep_detail <= 0:
+            return [1.0] * len(affines)
+        return [model_trust(detail_beyond_crop(frame, a, self.size), self.config.keep_detail)
+                for a in affines]
+
     def background_for(self, frame: np.ndarray) -> np.ndarray:
         """The frame at output scale (a new array): resized (Lanczos) or through the upsampler."""
         if self.upscale == 1:
@@ -207,8 +238,8 @@ class FaceStages:
         return np.ascontiguousarray(out)
 
     def paste(self, frame: np.ndarray, restored: Sequence[np.ndarray],
-              affines: Sequence[np.ndarray], masks: Optional[Sequence[np.ndarray]] = None
-              ) -> np.ndarray:
+              affines: Sequence[np.ndarray], masks: Optional[Sequence[np.ndarray]] = None,
+              trust: Optional[Sequence[float]] = None) -> np.ndarray:
         """Paste restored faces into a new output frame (the input is never modified).
 
         Args:
@@ -216,11 +247,18 @@ class FaceStages:
             restored: (S, S, 3) uint8 restored crops.
             affines: the frame->crop matrices used to align them (input pixels).
             masks: (S, S) blend masks; feathered square when None.
+            trust: each face's weight of the model's output (:meth:`trust`); 1 when None.
         """
         out = self.background_for(frame)
         scale = out.shape[1] / frame.shape[1]
         for i, (face, m) in enumerate(zip(restored, affines)):
-            paste_face(out, face, scale_affine(m, scale), None if masks is None else masks[i])
+            mask = None if masks is None else masks[i]
+            w = 1.0 if trust is None else float(trust[i])
+            if w <= 0.0:
+                continue  # the face keeps its own pixels (resized with the frame)
+            if w < 1.0:
+                mask = (feather_mask(self.size) if mask is None else mask) * w
+            paste_face(out, face, scale_affine(m, scale), mask)
         return out
 
 
@@ -249,5 +287,5 @@ class FaceRestorer(FaceStages):
         det = self.detect_batch([img])[0]
         crops, affines = self.align(img, det.landmarks)
         restored = self.restore_batch(crops)
-        out = self.paste(img, restored, affines, self.face_masks(restored))
+        out = self.paste(img, restored, affines, self.face_masks(restored), self.trust(img, affines))
         return RestoreResult(crops, restored, out, det)

@@ -71,9 +71,9 @@ def load_temporal_net(temporal: Union[str, os.PathLike], base: Union[str, os.Pat
         raise UserError(f"temporal file '{path}' not found; give the temporal.safetensors that "
                         f"temporal training wrote.")
     if base is not None and not isinstance(base, nn.Module):
-        from gfpgan.inference.faces.model import _build_from_spec
+        from gfpgan.inference.faces.model import build_from_spec
 
-        base = _build_from_spec(os.fspath(base))
+        base = build_from_spec(os.fspath(base))
     try:
         return load_temporal(path, base)
     except RuntimeError as exc:  # load_state_dict: a state or weight of another shape
