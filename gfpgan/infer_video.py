@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the base it was trained on; a file that holds its base needs no --model)")
     t.add_argument("--no-temporal", action="store_true",
                    help="restore frame by frame with the same base (to compare)")
+    pz = p.add_argument_group("personalization")
+    pz.add_argument("--personalize", action="store_true",
+                    help="first learn the person from the video's own best faces (near, sharp), then "
+                         "restore with what was learned; the personal file is kept beside the output")
     add_job_arguments(p)
     f = p.add_argument_group("faces out")
     f.add_argument("--save-faces", default=None, metavar="DIR", help="export restored crops")
@@ -91,6 +95,38 @@ def _processor(args, config, sinks):
     return temporal_restorer(args.temporal, base, config, sinks=sinks)
 
 
+def _personalize(args, config) -> Optional[str]:
+    """``--personalize``: scan the video for targets, tune, and return the personal file (None,
+    with a note, when no face qualifies)."""
+    from gfpgan.inference import video as vio
+    from gfpgan.inference.tracks.targets import TargetCollector
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+    from gfpgan.personalize import Tuning, matched_degradation, personalize_on
+
+    if len(args.input) > 1 or args.temporal:
+        raise UserError("--personalize learns one video's person: give one input and no --temporal "
+                        "(reuse the personal file with --personal FILE).")
+    found = TargetCollector()
+    scan = VideoFaceRestorer(args.model, dataclasses.replace(config, strength=0.0, keep_detail=0.0,
+                                                             personal=None), sinks=[found])
+    info = vio.probe_video(args.input[0], args.fps)
+    for _ in scan.process(d.image for d in vio.iter_frames(info, int(info.pts[0]), None)):
+        pass
+    if not found.targets:
+        print(f"note: no face of {Path(args.input[0]).name} is large, sharp and frontal enough to learn "
+              f"from (at least {scan.size} px in the video); restoring with the base model.",
+              file=sys.stderr)
+        return None
+    out = str(Path(_outputs(args.input, args.output)[0]).with_suffix(".personal.safetensors"))
+    tuning = Tuning(degradation=matched_degradation(scan.size, found.restore_scales))
+    result = personalize_on(found.targets, args.model, out, tuning, config.device,
+                            progress=not args.no_progress)
+    print(f"personalized on {result['targets']} faces of the video ({result['iterations']} iterations, "
+          f"held-out PSNR {result['held_out_psnr_base']:.2f} -> {result['held_out_psnr']:.2f} dB): "
+          f"{out} (reuse it with --personal)", file=sys.stderr)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from gfpgan.inference.job import video_job as vj  # heavy imports after argument parsing
@@ -108,6 +144,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         info = dist.init_dist(args.device)
         rank, barrier = info.rank, dist.barrier
         config = dataclasses.replace(config, device=str(info.device))
+    if args.personalize:
+        if world > 1:
+            raise UserError("--personalize runs in one process; then share the restore with "
+                            "torchrun and --personal FILE.")
+        personal = _personalize(args, config)
+        if personal:
+            config = dataclasses.replace(config, personal=personal)
     sinks, collector = [], None
     if args.collect:
         from gfpgan.inference.tracks.face_database import FaceCollector

@@ -4,9 +4,9 @@ A personal file is one of our ``.safetensors`` files (:mod:`gfpgan.checkpoint`) 
 names the base generator's architecture and kwargs and whose ``extra`` says ``kind: personal``,
 the base's display name and the sha256 of its weights (:func:`gfpgan.checkpoint.state_dict_sha256`),
 the tuning scope and what the tuning measured. It holds only the tuned tensors (the CS-SFT
-conditions and the decoder's style modulations for the ``adapter`` scope: a few percent of the
-generator), so it is small and cannot be applied to another base: a base with other weights gets
-one sentence.
+conditions and the decoder's style modulations for the ``adapter`` scope, 17% of the 512
+generator; the modulations alone for ``style``, 5%), and cannot be applied to another base: a
+base with other weights gets one sentence.
 
     net = build_network("generator.safetensors")
     apply_personal("person.safetensors", net)   # checks the base, then replaces the tuned tensors
@@ -27,9 +27,10 @@ __all__ = ["KIND", "SCOPES", "tuned_names", "save_personal", "read_personal_conf
 
 KIND = "personal"
 PathLike = Union[str, os.PathLike]
-# What personalization tunes. adapter: the CS-SFT conditions (how the degraded face's features steer
-# the prior) and the decoder's style modulations (which face the prior draws); full: everything.
-SCOPES = ("adapter", "full")
+# What personalization tunes. style: the decoder's style modulations (which face the prior draws;
+# 5% of the 512 generator); adapter: those and the CS-SFT conditions (how the degraded face's
+# features steer the prior; 17%); full: everything.
+SCOPES = ("adapter", "style", "full")
 
 
 def tuned_names(net: nn.Module, scope: str) -> List[str]:
@@ -43,8 +44,9 @@ def tuned_names(net: nn.Module, scope: str) -> List[str]:
     names = [n for n, _ in net.named_parameters()]
     if scope == "full":
         return names
-    picked = [n for n in names if n.startswith(("condition_scale.", "condition_shift."))
-              or (n.startswith("stylegan_decoder.") and ".modulation." in n)]
+    style = [n for n in names if n.startswith("stylegan_decoder.") and ".modulation." in n]
+    conditions = [n for n in names if n.startswith(("condition_scale.", "condition_shift."))]
+    picked = style if scope == "style" else [n for n in names if n in set(style + conditions)]
     if not picked:
         raise ValueError(f"{type(net).__name__} has no CS-SFT conditions or style modulations to tune")
     return picked

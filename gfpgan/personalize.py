@@ -6,8 +6,9 @@ the model's crop, so nothing was upsampled: a collected ``faces.lmdb``, a folder
 near frames of the video itself with ``infer_video --personalize``) teach the base what this face
 looks like when it is degraded the way the video degrades it.
 
-* **What is tuned**: the ``adapter`` scope (CS-SFT conditions and the decoder's style modulations,
-  a few percent of the weights; :func:`gfpgan.personal_file.tuned_names`) or the ``full`` generator.
+* **What is tuned**: the ``adapter`` scope (CS-SFT conditions and the decoder's style modulations;
+  :func:`gfpgan.personal_file.tuned_names`), the modulations alone (``style``) or the ``full``
+  generator.
 * **Inputs**: each target degraded by the data pipeline (:mod:`gfpgan.data.degradations`: blur,
   downsampling, noise, JPEG), with ranges scaled to the model's size or matched to the faces a
   video will restore (:func:`matched_degradation`). Every draw is a pure function of (seed,
@@ -36,8 +37,10 @@ from torch import nn
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.personal_file import SCOPES
 
-__all__ = ["Tuning", "default_degradation", "matched_degradation", "tune", "load_targets", "personalize"]
+__all__ = ["Tuning", "default_degradation", "matched_degradation", "tune", "load_targets",
+           "personalize_on", "personalize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,32 +282,50 @@ def load_targets(sources: Sequence[str], size: int, device="cpu", min_scale: flo
     return faces
 
 
-def personalize(sources: Sequence[str], model: str, out: str, tuning: Tuning, device="cpu",
-                restart: bool = False, progress: bool = True) -> Dict:
-    """Load the base and the targets, tune, write the personal file; returns what was measured."""
+def personalize_on(targets: List[np.ndarray], model: str, out: str, tuning: Tuning, device="cpu",
+                   restart: bool = False, progress: bool = True) -> Dict:
+    """Tune ``model`` on aligned ``targets`` and write the personal file ``out``; returns what was
+    measured. A state file beside ``out`` resumes an interrupted run (``restart`` discards it)."""
     from gfpgan.checkpoint import state_dict_sha256
-    from gfpgan.inference.faces.model import resolve_device
     from gfpgan.networks import load_network
     from gfpgan.personal_file import save_personal
 
-    dev = resolve_device(device)
     net, arch, kwargs, _ = load_network(model)
-    size = int(kwargs.get("out_size", 512))
-    targets = load_targets(sources, size, dev)
-    if not targets:
-        raise UserError(f"no face in {', '.join(sources)} qualifies as a target (an aligned {size} px "
-                        f"face, or a photo whose face spans at least {size} px); nothing written.")
     if not tuning.degradation:
-        tuning = dataclasses.replace(tuning, degradation=default_degradation(size))
+        tuning = dataclasses.replace(tuning, degradation=default_degradation(model_size(kwargs)))
     base_sha = state_dict_sha256(net)
     state = Path(out).with_name(f".{Path(out).name}.state.pt")
     if restart and state.exists():
         state.unlink()
-    names, info = tune(net, targets, tuning, dev, state, progress)
+    names, info = tune(net, targets, tuning, device, state, progress)
     save_personal(out, net.cpu(), names, base_sha, arch, kwargs, base_name=Path(str(model)).name,
                   scope=tuning.scope, info=info)
     state.unlink(missing_ok=True)
     return info
+
+
+def model_size(kwargs: Dict) -> int:
+    """The crop side of a generator built with ``kwargs``."""
+    return int(kwargs.get("out_size", 512))
+
+
+def personalize(sources: Sequence[str], model: str, out: str, tuning: Tuning, device="cpu",
+                restart: bool = False, progress: bool = True) -> Dict:
+    """Load the targets of ``sources``, then :func:`personalize_on`."""
+    from gfpgan.checkpoint import read_config
+    from gfpgan.inference.faces.model import resolve_device
+    from gfpgan.networks import load_network
+
+    dev = resolve_device(device)
+    try:
+        size = model_size(read_config(model)["kwargs"])
+    except UserError:  # a card or an official file: build it to learn its size
+        size = model_size(load_network(model)[2])
+    targets = load_targets(sources, size, dev)
+    if not targets:
+        raise UserError(f"no face in {', '.join(sources)} qualifies as a target (an aligned {size} px "
+                        f"face, or a photo whose face spans at least {size} px); nothing written.")
+    return personalize_on(targets, model, out, tuning, dev, restart, progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a faces.lmdb from --collect, folders of photos or image files")
     p.add_argument("--model", required=True, help="the base: a model card name or a generator file")
     p.add_argument("-o", "--output", required=True, help="the personal file to write (.safetensors)")
-    p.add_argument("--scope", default=d.scope, choices=("adapter", "full"), help="what is tuned")
+    p.add_argument("--scope", default=d.scope, choices=SCOPES, help="what is tuned (gfpgan.personal_file)")
     p.add_argument("--iters", type=int, default=d.iters, help="the most iterations")
     p.add_argument("--batch", type=int, default=d.batch, help="targets per iteration")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate")

@@ -163,6 +163,7 @@ class VideoFaceRestorer(FaceStages):
         cfg["model"] = weights_digest(self.model_spec)
         cfg["detector_weights"] = weights_digest(self.detector_weights())
         cfg["parse_weights"] = weights_digest(self.config.parse_weights)
+        cfg["personal"] = weights_digest(self.config.personal)
         if self.own_detector:  # a caller's detector object replaces the one the config names
             cfg["detector"] = f"{type(self._detector).__module__}.{type(self._detector).__qualname__}"
         cfg.update(self.step.fingerprint())
@@ -312,7 +313,7 @@ class VideoFaceRestorer(FaceStages):
                 yield ProcessedFrame(p.frame, False)
                 continue
             args = (p.frame, [restored[k] for k in ks], [affines[k] for k in ks],
-                    [masks[k] for k in ks])
+                    [masks[k] for k in ks], self.trust(p.frame, [affines[k] for k in ks]))
             yield (self._paste_frame(*args) if self._pool is None
                    else self._pool.submit(self._paste_frame, *args))
 

@@ -1,0 +1,224 @@
+"""Personalization measured: a person the base never saw, near and sharp, then far and degraded.
+
+    python -m gfpgan.tools.bench_personal --model results/demo/model/generator.safetensors
+
+Through the real pipeline (``gfpgan.infer_video``), with only what it knows at run time:
+
+1. A clip of one person (matplotlib's sample portrait, grace_hopper.jpg, by default): ``--near``
+   frames with the face about twice the model's crop and sharp, then ``--far`` frames with the face
+   smaller than the crop, blurred, noisy and JPEG-compressed; clean and degraded versions with the
+   same timestamps. A second clip of another person (scikit-image's astronaut), far only.
+2. The targets are the faces the video offers (:class:`~gfpgan.inference.tracks.targets.TargetCollector`:
+   only faces at least as large as the crop qualify, so the far frames never enter tuning; checked).
+3. The base is tuned on them with each scope (``adapter``, ``full``), matched to the far faces'
+   measured size, and both clips are restored with the base and with each personal file.
+4. Face-region PSNR and SSIM against the clean clip: on the far frames (the gain), on the near
+   frames (never worse than their input, ``--keep-detail``), and on the other person's far frames
+   (what the tuning costs someone else). LPIPS and identity are added where their weights exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from gfpgan.cli import add_common_arguments
+from gfpgan.errors import UserError, command
+
+__all__ = ["near_far_frames", "run"]
+
+
+def _portrait(name: str) -> np.ndarray:
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        from gfpgan.images import read_image
+
+        return read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    if name == "astronaut":
+        import skimage.data
+
+        return skimage.data.astronaut()
+    raise UserError(f"unknown portrait {name!r}; use grace_hopper or astronaut.")
+
+
+def near_far_frames(photo: np.ndarray, near: int, far: int, size: int, near_zoom: float,
+                    far_zoom: float, seed: int = 0):
+    """Clean and degraded frames: ``near`` frames close and sharp, then ``far`` frames small and
+    degraded. Returns (clean, degraded) lists of RGB uint8 (size, size, 3)."""
+    from gfpgan.tools.synth_video import degrade_frames, face_path_frames
+
+    clean_near = face_path_frames(photo, near, size, near_zoom) if near else []
+    clean_far = face_path_frames(photo, far, size, far_zoom) if far else []
+    lq_near = degrade_frames(clean_near, seed=seed, blur_sigma=0.3, scale=1.0, noise=2.0, jpeg=95)[0] \
+        if near else []
+    lq_far = degrade_frames(clean_far, seed=seed + 1, blur_sigma=1.0, scale=1.5, noise=8.0, jpeg=60)[0] \
+        if far else []
+    return clean_near + clean_far, lq_near + lq_far
+
+
+def _decode(path) -> List[np.ndarray]:
+    from gfpgan.inference import video as vio
+
+    info = vio.probe_video(path)
+    return [d.image for d in vio.iter_frames(info, int(info.pts[0]), None)]
+
+
+def _windows(frames: Sequence[np.ndarray], grow: float = 1.6) -> List[tuple]:
+    """(y0, y1, x0, x1) around each clean frame's largest face (MTCNN on the ground truth)."""
+    from gfpgan.inference.faces.detection import build_detector
+
+    det = build_detector("mtcnn", min_face=10)
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        found = det.detect([f])[0]
+        if not len(found):
+            out.append((0, h, 0, w))
+            continue
+        k = int(np.argmax((found.boxes[:, 2:] - found.boxes[:, :2]).prod(1)))
+        x1, y1, x2, y2 = found.boxes[k]
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, grow * max(x2 - x1, y2 - y1) / 2
+        out.append((int(max(0, cy - half)), int(min(h, cy + half)), int(max(0, cx - half)),
+                    int(min(w, cx + half))))
+    return out
+
+
+def _face_scores(frames, gt, windows, idx) -> Dict[str, float]:
+    from gfpgan.metrics.psnr_ssim import calculate_psnr, calculate_ssim
+
+    pairs = [(frames[i][y0:y1, x0:x1], gt[i][y0:y1, x0:x1]) for i in idx
+             for y0, y1, x0, x1 in [windows[i]]]
+    return {"psnr": float(np.mean([calculate_psnr(a, b) for a, b in pairs])),
+            "ssim": float(np.mean([calculate_ssim(a, b) for a, b in pairs]))}
+
+
+def _restore(src: Path, dst: Path, model: str, device: str, extra: Sequence[str] = ()) -> List[np.ndarray]:
+    from gfpgan.infer_video import main as infer_video
+
+    dst.unlink(missing_ok=True)
+    code = infer_video(["-i", str(src), "-o", str(dst), "--model", model, "--device", device,
+                        "--no-progress", "--crf", "12", *extra])
+    if code:
+        raise UserError(f"restoring {src} failed with exit code {code}.")
+    return _decode(dst)
+
+
+def run(model: str, work: Path, device: str = "cpu", near: int = 24, far: int = 24, size: int = 192,
+        near_zoom: float = 1.3, far_zoom: float = 0.5, scopes: Sequence[str] = ("adapter", "full"),
+        seed: int = 0) -> Dict:
+    """Make the clips, personalize with each scope, restore, score; returns the results."""
+    from gfpgan.inference.tracks.targets import TargetCollector
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+    from gfpgan.personalize import Tuning, matched_degradation, personalize_on
+    from gfpgan.tools.synth_video import write_clip
+
+    work.mkdir(parents=True, exist_ok=True)
+    clips = {}
+    for name, photo, n_near, seed_off in (("person", "grace_hopper", near, 0), ("other", "astronaut", 0, 7)):
+        clean, lq = near_far_frames(_portrait(photo), n_near, far, size, near_zoom, far_zoom, seed + seed_off)
+        write_clip(work / f"{name}_clean.mp4", clean, audio=False, crf=0)
+        write_clip(work / f"{name}_degraded.mp4", lq, audio=False, crf=0)
+        clips[name] = {"gt": _decode(work / f"{name}_clean.mp4"),
+                       "lq": _decode(work / f"{name}_degraded.mp4")}
+        clips[name]["windows"] = _windows(clips[name]["gt"])
+    near_idx, far_idx = list(range(near)), list(range(near, near + far))
+    other_far = list(range(far))
+
+    t = time.time()
+    found = TargetCollector()
+    scan = VideoFaceRestorer(model, device=device, strength=0.0, keep_detail=0.0, sinks=[found])
+    for _ in scan.process(iter(clips["person"]["lq"])):
+        pass
+    if not found.targets:
+        raise UserError("no face of the near frames qualifies as a target; raise --near-zoom.")
+    frames_used = sorted(m["frame"] for m in found.metadata)
+    assert frames_used[-1] < near, "a far frame entered tuning"
+    scan_s = time.time() - t
+
+    results: Dict = {"model": model, "device": device, "near": near, "far": far, "size": size,
+                     "targets": len(found.targets), "target_frames": frames_used,
+                     "scan_s": round(scan_s, 1), "rows": {}}
+
+    def score(tag, person_frames, other_frames):
+        p, o = clips["person"], clips["other"]
+        results["rows"][tag] = {"far": _face_scores(person_frames, p["gt"], p["windows"], far_idx),
+                                "near": _face_scores(person_frames, p["gt"], p["windows"], near_idx),
+                                "other_far": _face_scores(other_frames, o["gt"], o["windows"], other_far)}
+
+    score("input", clips["person"]["lq"], clips["other"]["lq"])
+    score("base", _restore(work / "person_degraded.mp4", work / "person_base.mp4", model, device),
+          _restore(work / "other_degraded.mp4", work / "other_base.mp4", model, device))
+    for scope in scopes:
+        t = time.time()
+        personal = work / f"person_{scope}.safetensors"
+        tuning = Tuning(scope=scope, seed=seed, lr=2e-3 if scope == "adapter" else 2e-4,
+                        degradation=matched_degradation(scan.size, found.restore_scales))
+        info = personalize_on(found.targets, model, str(personal), tuning, device, restart=True,
+                              progress=False)
+        tune_s = time.time() - t
+        extra = ["--personal", str(personal)]
+        score(f"personal ({scope})",
+              _restore(work / "person_degraded.mp4", work / f"person_{scope}.mp4", model, device, extra),
+              _restore(work / "other_degraded.mp4", work / f"other_{scope}.mp4", model, device, extra))
+        results["rows"][f"personal ({scope})"].update(
+            tune_s=round(tune_s, 1), iterations=info["iterations"],
+            held_out=[round(info["held_out_psnr_base"], 2), round(info["held_out_psnr"], 2)])
+    return results
+
+
+def table(results: Dict) -> str:
+    base = results["rows"]["base"]
+    lines = ["| version | far PSNR | far SSIM | near PSNR | near SSIM | other person far PSNR | tuning |",
+             "|---|---|---|---|---|---|---|"]
+    for tag, r in results["rows"].items():
+        gain = "" if tag in ("input", "base") else f" ({r['far']['psnr'] - base['far']['psnr']:+.2f})"
+        other = "" if tag in ("input", "base") else \
+            f" ({r['other_far']['psnr'] - base['other_far']['psnr']:+.2f})"
+        tune = f"{r['tune_s']:.0f} s, {r['iterations']} it" if "tune_s" in r else ""
+        lines.append(f"| {tag} | {r['far']['psnr']:.2f}{gain} | {r['far']['ssim']:.4f} | "
+                     f"{r['near']['psnr']:.2f} | {r['near']['ssim']:.4f} | "
+                     f"{r['other_far']['psnr']:.2f}{other} | {tune} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_personal",
+                                description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="the base generator (it must not have seen the person)")
+    p.add_argument("--out", default="results/bench_personal", help="work folder")
+    p.add_argument("--near", type=int, default=24, help="near frames")
+    p.add_argument("--far", type=int, default=24, help="far frames")
+    p.add_argument("--size", type=int, default=192, help="frame side")
+    p.add_argument("--near-zoom", type=float, default=1.3, help="face scale of the near frames")
+    p.add_argument("--far-zoom", type=float, default=0.5, help="face scale of the far frames")
+    p.add_argument("--scopes", default="adapter,full", help="tuning scopes to compare")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the results here")
+    add_common_arguments(p, device=True)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    res = run(args.model, Path(args.out), args.device, args.near, args.far, args.size, args.near_zoom,
+              args.far_zoom, [s for s in args.scopes.split(",") if s], args.seed)
+    print(f"{res['targets']} targets from frames {res['target_frames']} (scan {res['scan_s']} s)")
+    print(table(res))
+    if args.json:
+        from gfpgan.files import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(res, indent=1))
+    return 0
+
+
+cli = command(main)  # the console script
+
+if __name__ == "__main__":
+    cli()

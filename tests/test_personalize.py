@@ -1,0 +1,174 @@
+"""Personalization: the personal file, tuning and its resume, targets from a video, the loop in
+infer_video, and the never-worse-than-the-input rule on the benchmark clip's near frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
+from gfpgan.checkpoint import save_network, state_dict_sha256
+from gfpgan.errors import UserError
+from gfpgan.personal_file import apply_personal, read_personal_config, save_personal, tuned_names
+from gfpgan.personalize import Tuning, default_degradation, personalize_on, tune
+
+KW = dict(out_size=64, num_style_feat=32, channel_multiplier=1, narrow=0.125, num_mlp=2)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return GFPGANv1Clean(**KW).eval()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("base") / "base.safetensors"
+    save_network(path, _net(), "GFPGANv1Clean", KW)
+    return path
+
+
+def _targets(n=4, size=64):
+    import cv2
+    import skimage.data
+
+    img = skimage.data.astronaut()[40:240, 130:330]
+    return [cv2.resize(np.roll(img, 4 * i, axis=1), (size, size), interpolation=cv2.INTER_AREA)
+            for i in range(n)]
+
+
+FAST = dict(iters=6, batch=2, eval_every=2, patience=10, degradation=default_degradation(64))
+
+
+def test_the_adapter_is_a_small_part_and_the_file_refuses_another_base(tmp_path):
+    net = _net()
+    names = tuned_names(net, "adapter")
+    sizes = {n: p.numel() for n, p in net.named_parameters()}
+    assert names and all(n.startswith(("condition_", "stylegan_decoder.")) for n in names)
+    assert sum(sizes[n] for n in names) < 0.35 * sum(sizes.values())  # 0.17 at 512 px
+    style = tuned_names(net, "style")
+    assert set(style) < set(names) and sum(sizes[n] for n in style) < 0.05 * sum(sizes.values())
+    assert tuned_names(net, "full") == list(sizes)
+    base_sha = state_dict_sha256(net)
+    with torch.no_grad():
+        for n in names:
+            dict(net.named_parameters())[n].add_(0.5)
+    save_personal(tmp_path / "p.safetensors", net, names, base_sha, "GFPGANv1Clean", KW, "base")
+    assert read_personal_config(tmp_path / "p.safetensors")["extra"]["scope"] == "adapter"
+    fresh = apply_personal(tmp_path / "p.safetensors", _net())
+    assert state_dict_sha256(fresh) == state_dict_sha256(net)
+    with pytest.raises(UserError, match="was tuned from base .* not from the given model"):
+        apply_personal(tmp_path / "p.safetensors", _net(seed=1))
+    save_network(tmp_path / "plain.safetensors", _net(), "GFPGANv1Clean", KW)
+    with pytest.raises(UserError, match="is not a personal file"):
+        read_personal_config(tmp_path / "plain.safetensors")
+
+
+def test_tuning_learns_the_targets_and_resumes_exactly(tmp_path, monkeypatch):
+    targets = _targets()
+    ref = _net()
+    names, info = tune(ref, targets, Tuning(**FAST), state_path=tmp_path / "ref.pt", progress=False)
+    assert info["iterations"] == 6 and info["held_out"] == 1
+    assert info["held_out_psnr"] > info["held_out_psnr_base"]  # it learned something
+    # the same run killed after its 3rd iteration and resumed from its state
+    import gfpgan.personalize as pz
+
+    real, calls = pz._batch, []
+
+    def dying(*args):
+        calls.append(1)
+        if len(calls) == 5:  # the held-out batch, then iterations 1..3, then the 4th dies
+            raise KeyboardInterrupt
+        return real(*args)
+
+    state = tmp_path / "cut.pt"
+    with monkeypatch.context() as m:
+        m.setattr(pz, "_batch", dying)
+        with pytest.raises(KeyboardInterrupt):
+            tune(_net(), targets, Tuning(**FAST), state_path=state, progress=False)
+    assert torch.load(state, weights_only=True)["it"] == 2
+    resumed = _net()
+    tune(resumed, targets, Tuning(**FAST), state_path=state, progress=False)
+    a, b = ref.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="state of another personalization"):
+        tune(_net(), targets[:3], Tuning(**FAST), state_path=state, progress=False)
+
+
+def test_personalize_writes_a_file_the_pipeline_applies(tmp_path, base):
+    from gfpgan.inference.faces.pipeline import FaceRestorer
+
+    out = tmp_path / "person.safetensors"
+    info = personalize_on(_targets(), str(base), str(out), Tuning(**FAST), progress=False)
+    assert out.is_file() and not (tmp_path / ".person.safetensors.state.pt").exists()
+    assert read_personal_config(out)["extra"]["info"]["targets"] == 4 == info["targets"]
+    crop = _targets(1)[0]
+    plain = FaceRestorer(str(base), device="cpu", aligned=True).restore(crop).restored_faces[0]
+    tuned = FaceRestorer(str(base), device="cpu", aligned=True, personal=str(out)).restore(crop)
+    assert np.abs(tuned.restored_faces[0].astype(int) - plain).mean() > 0.5
+    other = tmp_path / "other.safetensors"
+    save_network(other, _net(seed=3), "GFPGANv1Clean", KW)
+    with pytest.raises(UserError, match="was tuned from"):
+        FaceRestorer(str(other), device="cpu", personal=str(out))
+
+
+def test_only_faces_larger_than_the_crop_become_targets():
+    from gfpgan.inference.tracks.sinks import FaceRecord
+    from gfpgan.inference.tracks.targets import TargetCollector
+
+    crop = _targets(1)[0]
+    lm = np.array([[20, 25], [44, 25], [32, 36], [23, 47], [41, 47]], np.float64)
+
+    def record(frame, scale, written=True):
+        affine = np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]])
+        return FaceRecord("v", frame, 1, np.zeros(4), 0.99, lm * scale, lm * scale, affine, crop,
+                          crop, written)
+
+    found = TargetCollector(spacing=2)
+    for f in range(10):
+        found.add(record(f, 2.0 if f < 5 else 0.6))  # near, then far
+    found.add(record(11, 2.0, written=False))  # a context frame is not the segment's
+    assert sorted(m["frame"] for m in found.metadata) == [0, 2, 4]
+    assert found.restore_scales == [0.6] * 5
+
+
+@pytest.mark.slow  # a short clip restored twice: ~40 s on 2 cores
+def test_the_loop_in_infer_video_and_a_video_without_targets(tmp_path, base, capsys):
+    from gfpgan.infer_video import main
+    from gfpgan.tools.bench_personal import _portrait, near_far_frames
+    from gfpgan.tools.synth_video import write_clip
+
+    _, lq = near_far_frames(_portrait("grace_hopper"), 6, 4, 160, 1.3, 0.5)
+    write_clip(tmp_path / "clip.mp4", lq, audio=False)
+    args = ["--model", str(base), "--device", "cpu", "--no-progress"]
+    assert main(["-i", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out.mp4"), "--personalize",
+                 *args]) == 0
+    err = capsys.readouterr().err
+    assert "personalized on" in err and (tmp_path / "out.personal.safetensors").is_file()
+    # far faces only: one sentence, and the base's output
+    write_clip(tmp_path / "far.mp4", lq[6:], audio=False)
+    assert main(["-i", str(tmp_path / "far.mp4"), "-o", str(tmp_path / "far_p.mp4"), "--personalize",
+                 *args]) == 0
+    err = capsys.readouterr().err
+    notes = [ln for ln in err.splitlines() if "restoring with the base model" in ln]
+    assert len(notes) == 1 and not (tmp_path / "far_p.personal.safetensors").exists()
+    assert main(["-i", str(tmp_path / "far.mp4"), "-o", str(tmp_path / "far_b.mp4"), *args]) == 0
+    assert (tmp_path / "far_p.mp4").read_bytes() == (tmp_path / "far_b.mp4").read_bytes()
+
+
+def test_near_frames_of_the_benchmark_clip_keep_their_input(base):
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+    from gfpgan.metrics.psnr_ssim import calculate_psnr
+    from gfpgan.tools.bench_personal import _portrait, _windows, near_far_frames
+
+    clean, lq = near_far_frames(_portrait("grace_hopper"), 4, 0, 160, 1.3, 0.5)
+    windows = _windows(clean)
+
+    def face_psnr(frames):
+        return np.mean([calculate_psnr(f[y0:y1, x0:x1], g[y0:y1, x0:x1])
+                        for f, g, (y0, y1, x0, x1) in zip(frames, clean, windows)])
+
+    def restored(**kw):
+        from gfpgan.inference.job.segments import images
+
+        return images(VideoFaceRestorer(str(base), device="cpu", **kw).process(iter(lq)))
+    kept, pasted = face_psnr(restored()), face_psnr(restored(keep_detail=0))
+    assert abs(kept - face_psnr(lq)) <= 0.5 < face_psnr(lq) - pasted  # the rule is what keeps it
