@@ -49,11 +49,16 @@ def weight_field(default: float = 0.0, help: str = "") -> Field:
 
 
 def weights_file(key: str, param_key: Optional[str] = None) -> Dict[str, Field]:
-    """``pretrain_<key>`` (a file), ``param_key_<suffix>`` and ``strict_load_<suffix>``."""
+    """``pretrain_<key>`` (a file), ``param_key_<suffix>``, ``strict_load_<suffix>``, as BasicSR reads them.
+
+    ``strict_load_*: ~`` is a non-strict load (BasicSR passes the None on to
+    ``load_state_dict(strict=None)``); ``param_key_*: ~`` the whole file as the state dict.
+    """
     suffix = key.replace("network_", "")
     return {f"pretrain_{key}": Field(str, default=None, path="file"),
             f"param_key_{suffix}": Field(str, default=param_key),
-            f"strict_load_{suffix}": Field(bool, default=True, nullable=False)}
+            f"strict_load_{suffix}": Field(bool, default=True, null=False,
+                                           help="~: non-strict, as BasicSR reads it")}
 
 
 # What every training model reads: the generator's optimizer, schedule, EMA and speed options.

@@ -23,8 +23,8 @@ Deliberate differences from the reference, all numerically neutral for the recip
   forward with a ``0 * real_pred`` term; gradients are the same sum.
 * Both terms of a component-D loss use the component GAN loss; the reference uses the global
   softplus loss for the fake term, which equals vanilla BCE with fake label 0 (the recipe's).
-* Optimizer betas come from the options (the reference hard-codes them); the recipe files spell
-  the reference's values.
+* Optimizer betas come from the options (the reference hard-codes them and ignores the block's);
+  a block without betas gets the reference's, so the reference's option files mean the same.
 * Component crops scale with ``out_size / 512`` (see components.py).
 * Optimizer steps wait until G's and D's losses are known to be finite on every rank, so a
   non-finite step skips every update and the EMA (the G step does not change D's losses).
@@ -60,6 +60,11 @@ from gfpgan.registry import MODEL_REGISTRY
 from gfpgan.schema import LOSS_BLOCK, OPTIM_BLOCK, Block, Field
 
 logger = logging.getLogger("gfpgan")
+
+# Adam's betas where an optimizer block spells none: the reference hard-codes them (and ignores
+# the block's), so its option files, which spell none, mean these.
+BETAS_G_D = (0.0, 0.99)
+BETAS_COMPONENT = (0.9, 0.99)
 
 # The options this model reads (joined with the trainer's by gfpgan.options.train_schema).
 OPTION_SCHEMA = extend_schema(
@@ -163,14 +168,15 @@ class GFPGANModel(TrainingModel):
     def build_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         """G's, D's (lazy-R1 ratio on lr and betas) and one per component D (their own block)."""
         train = self.train_opt
-        optimizers = {"net_g": build_optimizer(self._trainable(self.net_g), train["optim_g"])}
+        optimizers = {"net_g": build_optimizer(self._trainable(self.net_g), train["optim_g"],
+                                               betas=BETAS_G_D)}
         if self.net_d is not None:
             ratio = train["net_d_reg_every"] / (train["net_d_reg_every"] + 1)
             block = train["optim_d"] or train["optim_g"]
-            optimizers["net_d"] = build_optimizer(self._trainable(self.net_d), block, ratio)
+            optimizers["net_d"] = build_optimizer(self._trainable(self.net_d), block, ratio, BETAS_G_D)
         for c, net in self.net_d_comp.items():
             optimizers[f"net_d_{c}"] = build_optimizer(
-                self._trainable(net), train["optim_component"] or train["optim_g"])
+                self._trainable(net), train["optim_component"] or train["optim_g"], betas=BETAS_COMPONENT)
         return optimizers
 
     # ------------------------------------------------------------------ the pyramid switch
