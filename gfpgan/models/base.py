@@ -52,7 +52,8 @@ def weights_file(key: str, param_key: Optional[str] = None) -> Dict[str, Field]:
     """``pretrain_<key>`` (a file), ``param_key_<suffix>``, ``strict_load_<suffix>``, as BasicSR reads them.
 
     ``strict_load_*: ~`` is a non-strict load (BasicSR passes the None on to
-    ``load_state_dict(strict=None)``); ``param_key_*: ~`` the whole file as the state dict.
+    ``load_state_dict(strict=None)``); ``param_key_*: ~`` reads a bare state dict (and, where
+    BasicSR would fail, a file's ``params_ema`` or ``params``).
     """
     suffix = key.replace("network_", "")
     return {f"pretrain_{key}": Field(str, default=None, path="file"),
