@@ -199,6 +199,10 @@ TRAINER_SCHEMA = Section({
     "name": Field(str, required=True, nullable=False, help="experiment name = run folder name"),
     "model_type": Field(str, default="GFPGANModel", nullable=False, help="MODEL_REGISTRY name"),
     "num_gpu": Field((int, str), default="auto", help="ignored: torchrun sets the world size"),
+    # BasicSR's parse_options sets these two itself (its files may carry them, e.g. the
+    # reference's tests/data/test_gfpgan_model.yml); here too the launcher decides.
+    "is_train": Field(bool, default=None, help="ignored: accepted for BasicSR files"),
+    "dist": Field(bool, default=None, help="ignored: torchrun decides"),
     "manual_seed": Field(int, default=0, min=0, help="base seed; rank r uses seed + r"),
     "datasets": Section({
         "train": Block("dataset", _LOADER_FIELDS, required=True, nullable=False),
@@ -225,6 +229,7 @@ TRAINER_SCHEMA = Section({
         "save_img": Field(bool, default=False),
         "suffix": Field(str, default=None),
         "pbar": Field(bool, default=False),
+        "use_pbar": Field(bool, default=None, help="ignored, as BasicSR ignores it (it reads pbar)"),
         "max_images": Field(int, default=None, min=1, help="validate on the first N images"),
         "lpips_weights": Field(str, default=None, help="folder/file for LPIPS trunk weights"),
         "metrics": MapOf(Section({

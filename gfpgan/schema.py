@@ -76,10 +76,15 @@ class Field:
         nullable: ``~``/``null`` is allowed.
         path: None, "file", "dir" or "exists": a non-null value must name an existing path.
         help: One line shown in docs.
+        null: What ``~``/``null`` means when it means a value rather than "nothing": BasicSR
+            reads ``strict_load_g: ~`` through ``opt['path'].get('strict_load_g', True)``, i.e.
+            None, i.e. a non-strict load, so that field says ``null=False``. A file's ``~``
+            then validates to this value (an absent key still gets ``default``).
     """
 
     def __init__(self, type=None, default=None, required: bool = False, choices=None, min=None,
-                 max=None, nullable: bool = True, path: Optional[str] = None, help: str = ""):
+                 max=None, nullable: bool = True, path: Optional[str] = None, help: str = "",
+                 null=MISSING):
         self.type = type
         self.default = MISSING if required and default is None else default
         self.required = required
@@ -88,6 +93,7 @@ class Field:
         self.nullable = nullable
         self.path = path
         self.help = help
+        self.null = null
 
     def _coerce(self, value, dotted: str, ctx: _Ctx):
         types = self.type if isinstance(self.type, tuple) else (self.type,)
@@ -123,6 +129,8 @@ class Field:
                         f"fix its value")
 
     def check(self, value, dotted: str, ctx: _Ctx):
+        if value is None and self.null is not MISSING:
+            return self.null
         if value is None:
             if self.nullable and not self.required:
                 return None

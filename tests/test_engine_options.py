@@ -169,3 +169,15 @@ def test_write_run_info(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the run folder"):
         write_run_info(blocker / "run", opt, [])
+
+
+def test_a_null_can_mean_a_value():
+    # BasicSR reads strict_load_g: ~ as a non-strict load; an absent key keeps the default (strict)
+    schema = Section({"strict": Field(bool, default=True, null=False), "plain": Field(bool, default=True)})
+    assert validate({"strict": None, "plain": None}, schema) == {"strict": False, "plain": None}
+    assert validate({}, schema) == {"strict": True, "plain": True}
+    assert validate({"strict": True}, schema)["strict"] is True
+    with pytest.raises(UserError, match="must be true or false"):
+        validate({"strict": "no"}, schema)
+    path = TRAIN_SCHEMA.fields["path"].fields
+    assert all(path[k].null is False for k in ("strict_load_g", "strict_load_d", "strict_load_identity"))

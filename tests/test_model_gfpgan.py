@@ -13,9 +13,10 @@ from gfpgan.models import GFPGANModel
 from gfpgan.models.components import build_optimizer, component_crop_size, crop_components, image_pyramid
 from tests.helpers import CPU, S, one_thread, tiny_batch, tiny_opt  # noqa: F401  (autouse fixture)
 
-RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style", "l_g_gan", "l_g_gan_left_eye",
-               "l_g_gan_right_eye", "l_g_gan_mouth", "l_g_comp_style_loss", "l_identity", "l_d", "real_score",
-               "fake_score", "l_d_r1", "l_d_left_eye", "l_d_right_eye", "l_d_mouth", "skipped"}
+RECIPE_KEYS = {"l_g_pix", "l_p_8", "l_p_16", "l_p_32", "l_g_percep", "l_g_style", "l_g_gan",
+               "l_g_gan_left_eye", "l_g_gan_right_eye", "l_g_gan_mouth", "l_g_comp_style_loss", "l_identity",
+               "l_d", "real_score", "fake_score", "l_d_r1", "l_d_left_eye", "l_d_right_eye", "l_d_mouth",
+               "skipped"}
 
 
 def _flat(net):
@@ -69,8 +70,8 @@ def test_full_recipe_step_logs_gradients_and_frozen_networks():
     assert not in_optim & (decoder | {id(p) for p in frozen})
     assert {id(p) for p in g.parameters() if p.requires_grad} <= in_optim
     assert not any(id(p) in decoder for o in model.optimizers.values() for p in o.state)
-    assert set(model.networks_to_save()) == {"net_g", "net_g_ema", "net_d", "net_d_left_eye", "net_d_right_eye",
-                                             "net_d_mouth"}
+    assert set(model.networks_to_save()) == {"net_g", "net_g_ema", "net_d", "net_d_left_eye",
+                                             "net_d_right_eye", "net_d_mouth"}
 
 
 def test_optimizer_hyper_parameters_follow_options_and_lazy_ratio():
@@ -79,8 +80,8 @@ def test_optimizer_hyper_parameters_follow_options_and_lazy_ratio():
     assert og["lr"] == pytest.approx(2e-3) and og["betas"] == (0.0, 0.99)
     assert od["lr"] == pytest.approx(2e-3 * 16 / 17) and od["betas"][1] == pytest.approx(0.99 ** (16 / 17))
     assert od["betas"][0] == 0.0 and oc["betas"] == (0.9, 0.99)
-    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"type": "AdamW", "lr": 1.0, "betas": [0.5, 0.9],
-                                                                 "weight_decay": 0.1}, reg_ratio=0.5)
+    block = {"type": "AdamW", "lr": 1.0, "betas": [0.5, 0.9], "weight_decay": 0.1}
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], block, reg_ratio=0.5)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.1
     assert opt.param_groups[0]["betas"] == pytest.approx((0.5 ** 0.5, 0.9 ** 0.5))
     assert not opt.param_groups[0]["fused"]  # fused is the default on CUDA only
@@ -210,6 +211,41 @@ def test_pretrained_generator_and_ema_load_from_an_official_style_file(tmp_path)
     model = GFPGANModel(opt, CPU)
     assert torch.equal(model.net_g.state_dict()[key], ema[key])
     assert torch.equal(model.ema.module.state_dict()[key], ema[key])
+
+
+def test_pretrained_files_load_as_basicsr_reads_strict_and_param_key(tmp_path):
+    opt = tiny_opt(identity=False, perceptual=False, components=False)
+    torch.manual_seed(1)
+    src = GFPGANModel(opt, CPU)
+    params = {k: v.clone() for k, v in src.net_g.state_dict().items()}
+    # a file saved without an EMA, with one key the network lacks; D's file lacks one of D's keys
+    torch.save({"params": {**params, "extra.weight": torch.ones(1)}}, tmp_path / "net_g.pth")
+    d_state = src.net_d.state_dict()
+    dropped = next(iter(d_state))
+    torch.save({"params": {k: v for k, v in d_state.items() if k != dropped}}, tmp_path / "net_d.pth")
+    # the reference's values: param_key_g: params_ema, strict_load_g: ~ (and strict_load_d: ~)
+    opt["path"] = {"pretrain_network_g": str(tmp_path / "net_g.pth"), "param_key_g": "params_ema",
+                   "strict_load_g": None, "pretrain_network_d": str(tmp_path / "net_d.pth"),
+                   "strict_load_d": None}
+    torch.manual_seed(2)
+    model = GFPGANModel(opt, CPU)
+    assert model.path_opt["strict_load_g"] is False and model.path_opt["strict_load_d"] is False
+    key = "final_linear.weight"
+    # no params_ema in the file: BasicSR loads its 'params', into net_g and into the EMA
+    assert torch.equal(model.net_g.state_dict()[key], params[key])
+    assert torch.equal(model.ema.module.state_dict()[key], params[key])
+    assert all(torch.equal(model.net_d.state_dict()[k], v) for k, v in d_state.items() if k != dropped)
+    for strict in ("strict_load_g", "strict_load_d"):  # true: the extra / missing key is an error
+        with pytest.raises(UserError, match="does not match"):
+            GFPGANModel({**opt, "path": {**opt["path"], strict: True}}, CPU)
+    # param_key_g: ~ reads the whole file as the state dict (a bare one)
+    torch.save(params, tmp_path / "bare.pth")
+    bare = {"pretrain_network_g": str(tmp_path / "bare.pth"), "param_key_g": None}
+    model = GFPGANModel({**opt, "path": bare}, CPU)
+    assert torch.equal(model.net_g.state_dict()[key], params[key])
+    torch.save({"weights": params}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="has neither 'params_ema' nor 'params'"):
+        GFPGANModel({**opt, "path": {"pretrain_network_g": str(tmp_path / "other.pth")}}, CPU)
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

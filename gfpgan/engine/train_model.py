@@ -3,7 +3,8 @@
 A model class registered in ``MODEL_REGISTRY`` is built as ``cls(opt, dist_info)`` (the whole
 validated options tree, this rank's :class:`~gfpgan.dist.DistInfo`) and then driven through the
 methods below. The trainer asks nothing else of it (no ``hasattr``): a new model implements this
-protocol, declares the options it reads in ``option_schema``, and registers itself.
+protocol, declares the options it reads in ``option_schema``, and registers itself. Subclassing
+:class:`gfpgan.models.base.TrainingModel` gives it everything here but ``train_step``.
 """
 
 from typing import ClassVar, Dict, Mapping, Protocol, Tuple, runtime_checkable

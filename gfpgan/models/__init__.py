@@ -1,14 +1,17 @@
 """Training models, registered in ``MODEL_REGISTRY`` (``model_type`` in the options).
 
+* ``base``: ``TrainingModel``, the setup every model shares (options, EMA, DDP, channels_last,
+  optimizers, schedulers, the trainer's protocol besides the step) and the shared option schema.
 * ``gfpgan_model``: ``GFPGANModel`` (the GFP-GAN recipe: networks, losses, one train step).
 * ``temporal_model``: ``TemporalGFPGANModel`` (the temporal adapter's recipe on clips, issue 15).
-* ``components``: its helpers (component crops, pyramid, optimizers, schedulers, weights).
+* ``components``: their helpers (component crops, pyramid, optimizers, schedulers, weights).
 
 Training-only: nothing on the inference path imports this package.
 """
 
 from gfpgan.models import gfpgan_model, temporal_model  # noqa: F401  (registration)
+from gfpgan.models.base import TrainingModel
 from gfpgan.models.gfpgan_model import GFPGANModel
 from gfpgan.models.temporal_model import TemporalGFPGANModel
 
-__all__ = ["GFPGANModel", "TemporalGFPGANModel"]
+__all__ = ["GFPGANModel", "TemporalGFPGANModel", "TrainingModel"]

@@ -90,7 +90,20 @@ def load_weights(net: nn.Module, path: str, key: Optional[str], strict: bool, wh
     """
     if not os.path.isfile(path):
         raise UserError(f"{what}: weight file {path} does not exist; fix the path in the options file.")
-    state = load_state_dict(path, key=key)
+    try:
+        state = load_state_dict(path, key=key)
+    except UserError:
+        # BasicSR's load_network: a file without ``key`` but with 'params' loads its 'params'
+        # (an official file saved without an EMA, read with the recipe's param_key_g: params_ema)
+        if key in (None, "params"):
+            raise
+        try:
+            state = load_state_dict(path, key="params")
+        except UserError:
+            raise UserError(f"{what}: {path} has neither {key!r} nor 'params'; set its param_key "
+                            f"option to the key that holds the network's tensors (~: the whole file)."
+                            ) from None
+        logger.info("%s: %s has no %r, loaded its 'params' (as BasicSR does)", what, path, key)
     check_state_dict(net, state, path, strict=strict)  # one UserError sentence on a mismatch
     result = net.load_state_dict(state, strict=strict)
     if not strict and (result.missing_keys or result.unexpected_keys):
@@ -98,8 +111,8 @@ def load_weights(net: nn.Module, path: str, key: Optional[str], strict: bool, wh
                     len(result.missing_keys), len(result.unexpected_keys))
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: dict,
-                    reg_ratio: float = 1.0) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter], cfg: dict, reg_ratio: float = 1.0,
+                    betas: Sequence[float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """Optimizer from an options block; lazy-regularisation ratio applied to lr and betas.
 
     StyleGAN2's lazy R1 (every k steps) is compensated by ``lr * c`` and ``betas ** c`` with
@@ -110,13 +123,15 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: dict,
         cfg: {'type': 'Adam'|'AdamW'|'SGD', 'lr': ..., 'betas': [b1, b2], 'weight_decay': ...};
             Adam/AdamW on CUDA are ``fused`` unless the block sets ``fused`` or ``foreach``.
         reg_ratio: c above.
+        betas: Adam's betas when the block has none: a recipe's own (the reference hard-codes
+            (0, 0.99) for G and D, so its option files, which spell none, mean those).
     """
     cfg = dict(cfg)
     kind = cfg.pop("type", "Adam")
     cfg["lr"] = float(cfg.get("lr", 1e-3)) * reg_ratio
     params = list(params)
     if kind in ("Adam", "AdamW"):
-        betas = cfg.get("betas", (0.9, 0.999))
+        betas = cfg.get("betas", betas)
         cfg["betas"] = tuple(float(b) ** reg_ratio for b in betas)
         if "fused" not in cfg and "foreach" not in cfg and params and all(p.is_cuda for p in params):
             # one kernel per step on CUDA, and no per-parameter host sync of the step counts

@@ -23,93 +23,73 @@ Deliberate differences from the reference, all numerically neutral for the recip
   forward with a ``0 * real_pred`` term; gradients are the same sum.
 * Both terms of a component-D loss use the component GAN loss; the reference uses the global
   softplus loss for the fake term, which equals vanilla BCE with fake label 0 (the recipe's).
-* Optimizer betas come from the options (the reference hard-codes them); the recipe files spell
-  the reference's values. Component crops scale with ``out_size / 512`` (see components.py).
+* Optimizer betas come from the options (the reference hard-codes them and ignores the block's);
+  a block without betas gets the reference's, so the reference's option files mean the same.
+* Component crops scale with ``out_size / 512`` (see components.py).
 * Optimizer steps wait until G's and D's losses are known to be finite on every rank, so a
   non-finite step skips every update and the EMA (the G step does not change D's losses).
 """
 
-import contextlib
 import logging
 import math
-import warnings
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from torch import nn
 
-from gfpgan.dist import DistInfo, all_ranks, get_dist_info, mean_over_ranks
-from gfpgan.engine.ema import DEFAULT_EMA_DECAY, ModelEMA
+from gfpgan.dist import all_ranks, mean_over_ranks
 from gfpgan.errors import UserError
-from gfpgan.losses import build_loss, gram_matrix, r1_penalty
+from gfpgan.losses import gram_matrix, r1_penalty
+from gfpgan.models.base import (
+    BASE_SCHEMA,
+    RESTORATION_FIELDS,
+    TrainingModel,
+    extend_schema,
+    weight_field,
+    weights_file,
+)
 from gfpgan.models.components import (
     COMPONENTS,
-    TrainedNet,
-    build_identity_loss,
     build_optimizer,
-    build_scheduler,
     crop_components,
     image_pyramid,
     load_weights,
     unused_without_pyramid,
 )
-from gfpgan.registry import ARCH_REGISTRY, MODEL_REGISTRY
-from gfpgan.schema import LOSS_BLOCK, OPTIM_BLOCK, SCHED_BLOCK, Block, Field, Section, validate_part
+from gfpgan.registry import MODEL_REGISTRY
+from gfpgan.schema import LOSS_BLOCK, OPTIM_BLOCK, Block, Field
 
 logger = logging.getLogger("gfpgan")
 
-
-def _weight(default=0.0, help=""):
-    return Field(float, default=default, min=0.0, nullable=False, help=help)
-
-
-def _weights_file(key: str, strict: bool = True) -> Dict[str, Field]:
-    """``pretrain_<key>`` (a file), ``param_key_<suffix>`` and ``strict_load_<suffix>``."""
-    suffix = key.replace("network_", "")
-    return {f"pretrain_{key}": Field(str, default=None, path="file"),
-            f"param_key_{suffix}": Field(str, default={"g": "params_ema", "d": "params"}.get(suffix)),
-            f"strict_load_{suffix}": Field(bool, default=True, nullable=False)}
-
+# Adam's betas where an optimizer block spells none: the reference hard-codes them (and ignores
+# the block's), so its option files, which spell none, mean these.
+BETAS_G_D = (0.0, 0.99)
+BETAS_COMPONENT = (0.9, 0.99)
 
 # The options this model reads (joined with the trainer's by gfpgan.options.train_schema).
-OPTION_SCHEMA = {
-    "find_unused_parameters": Field(bool, default=False, help="DDP flag for every trainable network"),
-    "path": Section({
-        **_weights_file("network_g"),
-        **_weights_file("network_d"),
+OPTION_SCHEMA = extend_schema(
+    BASE_SCHEMA,
+    path={
+        **RESTORATION_FIELDS["path"],
+        **weights_file("network_d", "params"),
         **{f"pretrain_network_d_{c}": Field(str, default=None, path="file") for c in COMPONENTS},
-        **_weights_file("network_identity"),
-        "pretrain_network_vgg": Field(str, default=None, path="file",
-                                      help="VGG19 weights for the perceptual loss"),
-    }),
-    "train": Section({
-        "optim_g": Block(None, OPTIM_BLOCK.fields, required=True, nullable=False),
+    },
+    train={
+        **RESTORATION_FIELDS["train"],
         "optim_d": OPTIM_BLOCK,
         "optim_component": OPTIM_BLOCK,
-        "scheduler": SCHED_BLOCK,
-        "warmup_iter": Field(int, default=-1, min=-1, help="linear LR warm-up; -1: none"),
-        "pixel_opt": LOSS_BLOCK,
         "L1_opt": Block("loss", default={"type": "L1Loss", "loss_weight": 1.0}, help="pyramid L1"),
-        "perceptual_opt": LOSS_BLOCK,
         "gan_opt": LOSS_BLOCK,
         "gan_component_opt": LOSS_BLOCK,
-        "identity_opt": LOSS_BLOCK,
-        "pyramid_loss_weight": _weight(0.0, "image-pyramid L1 weight"),
+        "pyramid_loss_weight": weight_field(0.0, "image-pyramid L1 weight"),
         "remove_pyramid_loss": Field(int, default=None, min=0, help="drop the pyramid after it"),
-        "comp_style_weight": _weight(0.0, "component Gram-style weight"),
-        "identity_weight": _weight(0.0, "ArcFace identity weight"),
-        "r1_reg_weight": _weight(10.0, "R1 penalty weight"),
+        "comp_style_weight": weight_field(0.0, "component Gram-style weight"),
+        "r1_reg_weight": weight_field(10.0, "R1 penalty weight"),
         "net_d_iters": Field(int, default=1, min=1, nullable=False),
         "net_d_init_iters": Field(int, default=0, min=0, nullable=False),
         "net_d_reg_every": Field(int, default=16, min=1, nullable=False, help="lazy R1 interval"),
-        "ema_decay": Field(float, default=DEFAULT_EMA_DECAY, min=0.0, max=1.0, nullable=False),
-        "amp": Field(str, default=None, choices=[None, "bf16", "fp16"], help="autocast dtype"),
-        "channels_last": Field(bool, default=False, nullable=False),
-        "compile": Field((bool, str), default=False, nullable=False, choices=[
-            False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
-            help="torch.compile every trainable network (true, or a torch.compile mode)"),
-    }, required=True),
-}
+    },
+)
 
 
 def _set_requires_grad(nets, flag: bool) -> None:
@@ -119,10 +99,11 @@ def _set_requires_grad(nets, flag: bool) -> None:
 
 
 @MODEL_REGISTRY.register()
-class GFPGANModel:
+class GFPGANModel(TrainingModel):
     """Builds the recipe from the options tree and runs its training steps.
 
-    Implements :class:`gfpgan.engine.train_model.TrainModel`, the contract the trainer calls.
+    Implements :class:`gfpgan.engine.train_model.TrainModel`, the contract the trainer calls; the
+    setup around the recipe (EMA, DDP, optimizers, speed options) is :class:`TrainingModel`'s.
 
     Args:
         opt: Options tree (``network_*``, ``path``, ``train`` sections, BasicSR schema). The keys of
@@ -132,104 +113,49 @@ class GFPGANModel:
 
     option_schema = OPTION_SCHEMA
 
-    def __init__(self, opt: dict, dist_info: Optional[DistInfo] = None):
-        import gfpgan.archs  # noqa: F401  (registers the architectures)
-
-        self.opt = opt
-        self.dist = dist_info or get_dist_info()
-        self.device = self.dist.device
-        own = validate_part(opt, self.option_schema, "the model options")
-        train, path = own["train"], own["path"]
-        self.train_opt = train
+    def build(self, own: dict) -> None:
+        """The generator, the global and component discriminators and every loss of the recipe."""
+        opt, train = self.opt, self.train_opt
         self.out_size = int(opt["network_g"]["out_size"])
         self.log_size = int(math.log2(self.out_size))
 
         # ---------------- networks ----------------
         self.net_g = self._build_net("network_g")
-        if path["pretrain_network_g"]:
-            load_weights(self.net_g, path["pretrain_network_g"], path["param_key_g"], path["strict_load_g"],
-                         "path.pretrain_network_g")
+        self.load_pretrained(self.net_g, "network_g")
         self.net_d = self._build_net("network_d") if opt.get("network_d") else None
-        if self.net_d is not None and path["pretrain_network_d"]:
-            load_weights(self.net_d, path["pretrain_network_d"], path["param_key_d"], path["strict_load_d"],
-                         "path.pretrain_network_d")
+        if self.net_d is not None:
+            self.load_pretrained(self.net_d, "network_d")
         present = [c for c in COMPONENTS if opt.get(f"network_d_{c}")]
         if present and len(present) != len(COMPONENTS):
             raise UserError(f"options name component discriminators {present} but the recipe needs all of "
                             f"network_d_left_eye, network_d_right_eye and network_d_mouth (or none).")
         self.net_d_comp = nn.ModuleDict({c: self._build_net(f"network_d_{c}") for c in present})
         for c, net in self.net_d_comp.items():
-            if path[f"pretrain_network_d_{c}"]:
-                load_weights(net, path[f"pretrain_network_d_{c}"], "params", True,
+            if self.path_opt[f"pretrain_network_d_{c}"]:  # as the reference: 'params', strictly
+                load_weights(net, self.path_opt[f"pretrain_network_d_{c}"], "params", True,
                              f"path.pretrain_network_d_{c}")
         if self.net_d_comp and not train["gan_component_opt"]:
             raise UserError("component discriminators are configured but train.gan_component_opt is missing.")
 
         # ---------------- losses ----------------
-        self.cri_pix = self._loss(train["pixel_opt"])
+        self.build_restoration_losses()
         self.cri_l1 = self._loss(train["L1_opt"])
-        perceptual_opt = train["perceptual_opt"]
-        if perceptual_opt and path["pretrain_network_vgg"] and "vgg_weights" not in perceptual_opt:
-            perceptual_opt = dict(perceptual_opt, vgg_weights=path["pretrain_network_vgg"])
-        self.cri_perceptual = self._loss(perceptual_opt)
         self.cri_gan = self._loss(train["gan_opt"])
         if self.net_d is not None and self.cri_gan is None:
             raise UserError("network_d is configured but train.gan_opt is missing.")
         self.cri_component = self._loss(train["gan_component_opt"]) if self.net_d_comp else None
-        self.cri_identity = build_identity_loss(opt.get("network_identity"), train, path, self.device)
+        self._pyramid_active = True  # the generator is built with every parameter trainable
+        self._pyramid_unused = None
 
-        # ---------------- speed options ----------------
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[train["amp"]]
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
-        if self.memory_format == torch.channels_last:
-            for net in self.trainable_nets().values():
-                # Only 4-D weights: Module.to(memory_format=...) also hits the 5-D modulated-conv
-                # weights, for which channels_last is undefined.
-                for p in net.parameters():
-                    if p.dim() == 4:
-                        p.data = p.data.contiguous(memory_format=torch.channels_last)
-
-        # ---------------- EMA, DDP, optimizers, schedulers ----------------
-        self.ema = ModelEMA(self.net_g, decay=train["ema_decay"])
+    def init_ema(self) -> None:
+        """As the reference: the EMA starts from the pretrained file's ``params_ema`` when it has one."""
+        path = self.path_opt
         if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
-            try:  # as the reference: the EMA starts from the file's params_ema when it has one
+            try:
                 load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
                              "path.pretrain_network_g")
             except UserError:
                 logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
-        self.find_unused = own["find_unused_parameters"]
-        # one record per trainable network: plain, DDP-wrapped, compiled training call, frozen call
-        self.nets = {name: self._record(net) for name, net in self.trainable_nets().items()}
-        self._pyramid_active = True  # the generator is built with every parameter trainable
-        self._pyramid_unused = None
-
-        self.optimizers = {"net_g": build_optimizer(self._trainable(self.net_g), train["optim_g"])}
-        if self.net_d is not None:
-            ratio = train["net_d_reg_every"] / (train["net_d_reg_every"] + 1)
-            self.optimizers["net_d"] = build_optimizer(self._trainable(self.net_d),
-                                                       train["optim_d"] or train["optim_g"], ratio)
-        for c, net in self.net_d_comp.items():
-            self.optimizers[f"net_d_{c}"] = build_optimizer(
-                self._trainable(net), train["optim_component"] or train["optim_g"])
-        self.schedulers = {k: build_scheduler(o, train["scheduler"]) for k, o in self.optimizers.items()}
-        self._base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
-        self._visuals: Dict[str, torch.Tensor] = {}
-
-    # ------------------------------------------------------------------ construction helpers
-    def _build_net(self, key: str) -> nn.Module:
-        return ARCH_REGISTRY.build(self.opt[key]).to(self.device).train()
-
-    def _loss(self, cfg: Optional[dict]):
-        return build_loss(cfg).to(self.device) if cfg else None
-
-    @staticmethod
-    def _trainable(net: nn.Module):
-        # Frozen parameters (a fixed StyleGAN2 decoder) get no optimizer state at all.
-        return [p for p in net.parameters() if p.requires_grad]
-
-    def _record(self, net: nn.Module) -> TrainedNet:
-        return TrainedNet.build(net, self.dist, self.find_unused, self.train_opt["compile"])
 
     def trainable_nets(self) -> Dict[str, nn.Module]:
         """The plain trainable networks by save name: net_g, net_d, net_d_left_eye ..."""
@@ -239,13 +165,19 @@ class GFPGANModel:
         nets.update({f"net_d_{c}": n for c, n in self.net_d_comp.items()})
         return nets
 
-    def _autocast(self, enabled: bool = True):
-        if self.amp_dtype is None or not enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+    def build_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        """G's, D's (lazy-R1 ratio on lr and betas) and one per component D (their own block)."""
+        train = self.train_opt
+        optimizers = {"net_g": build_optimizer(self._trainable(self.net_g), train["optim_g"],
+                                               betas=BETAS_G_D)}
+        if self.net_d is not None:
+            ratio = train["net_d_reg_every"] / (train["net_d_reg_every"] + 1)
+            block = train["optim_d"] or train["optim_g"]
+            optimizers["net_d"] = build_optimizer(self._trainable(self.net_d), block, ratio, BETAS_G_D)
+        for c, net in self.net_d_comp.items():
+            optimizers[f"net_d_{c}"] = build_optimizer(
+                self._trainable(net), train["optim_component"] or train["optim_g"], betas=BETAS_COMPONENT)
+        return optimizers
 
     # ------------------------------------------------------------------ the pyramid switch
     def _set_pyramid(self, active: bool, lq: torch.Tensor) -> None:
@@ -411,89 +343,6 @@ class GFPGANModel:
             add("l_identity", self.cri_identity(output, gt))
         return sum(t.float() for t in terms)
 
-    def _step(self, name: str) -> None:
-        if self.scaler is not None:
-            self.scaler.step(self.optimizers[name])
-        else:
-            self.optimizers[name].step()
-
-    # ------------------------------------------------------------------ engine interface
-    def update_learning_rate(self, it: int) -> None:
-        """Step the schedulers (once per iteration); linear warm-up for ``it < warmup_iter``."""
-        with warnings.catch_warnings():
-            # BasicSR's order (schedule, then step) is kept on purpose; torch warns about it once.
-            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*before.*optimizer.step")
-            for sched in self.schedulers.values():
-                if sched is not None:
-                    sched.step()
-        if 0 < it < self.train_opt["warmup_iter"]:
-            for name, opt in self.optimizers.items():
-                for group, base in zip(opt.param_groups, self._base_lrs[name]):
-                    group["lr"] = base * it / self.train_opt["warmup_iter"]
-
-    def current_learning_rates(self) -> Dict[str, float]:
-        """{optimizer name: lr of its first group}, for logging."""
-        return {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
-
-    def state_dict(self) -> dict:
-        """Unwrapped networks, EMA, optimizers, schedulers and grad scaler."""
-        return {
-            "networks": {k: n.state_dict() for k, n in self.trainable_nets().items()},
-            "net_g_ema": self.ema.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items() if s is not None},
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved (strict: the recipe must be the same)."""
-        nets = self.trainable_nets()
-        if set(state["networks"]) != set(nets):
-            raise UserError(f"the training state holds networks {sorted(state['networks'])} but the "
-                            f"options build {sorted(nets)}; resume with the options it was saved with.")
-        for k, net in nets.items():
-            net.load_state_dict(state["networks"][k])
-        self.ema.load_state_dict(state["net_g_ema"])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
-        for k, s in self.schedulers.items():
-            if s is not None and k in state.get("schedulers", {}):
-                s.load_state_dict(state["schedulers"][k])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-
-    def networks_to_save(self) -> Dict[str, tuple]:
-        """{name: (plain module, arch name, constructor kwargs)} for self-describing checkpoints."""
-        def spec(key):
-            kwargs = {k: v for k, v in self.opt[key].items() if k != "type"}
-            kwargs.pop("decoder_load_path", None)  # the weights are in the checkpoint itself
-            return self.opt[key]["type"], kwargs
-
-        out = {"net_g": (self.net_g, *spec("network_g")), "net_g_ema": (self.ema.module, *spec("network_g"))}
-        if self.net_d is not None:
-            out["net_d"] = (self.net_d, *spec("network_d"))
-        for c, net in self.net_d_comp.items():
-            out[f"net_d_{c}"] = (net, *spec(f"network_d_{c}"))
-        return out
-
-    def generator_for_eval(self) -> nn.Module:
-        """The EMA generator (eval mode, frozen), as the reference validates and releases."""
-        return self.ema.module.eval()
-
-    @torch.no_grad()
-    def restore(self, lq: torch.Tensor) -> torch.Tensor:
-        """Restore a batch with the EMA generator.
-
-        Args:
-            lq: (B, 3, S, S) degraded faces in [-1, 1], any device.
-        Returns:
-            (B, 3, S, S) restored faces in [-1, 1] (float32, on the model's device).
-        """
-        net = self.generator_for_eval()
-        with self._autocast():
-            out, _ = net(lq.to(self.device).contiguous(memory_format=self.memory_format), return_rgb=False)
-        return out.float()
-
-    def last_visuals(self) -> Dict[str, torch.Tensor]:
-        """{'lq', 'output', 'gt'}: up to 4 samples of the last step, float32 on the CPU."""
-        return {k: v.float().cpu() for k, v in self._visuals.items()}
+    def eval_forward(self, net: nn.Module, lq: torch.Tensor) -> torch.Tensor:
+        """The EMA generator's image without its pyramid outputs."""
+        return net(lq, return_rgb=False)[0]

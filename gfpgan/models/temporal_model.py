@@ -28,60 +28,52 @@ the base's architecture in its kwargs, so it rebuilds from the file alone); each
 writes ``models/temporal.safetensors``: the EMA adapter as a temporal file
 (:func:`gfpgan.temporal_file.save_temporal`) naming its base, for ``--temporal`` at inference.
 
-Everything of the trainer's protocol besides the step (learning rates, state dicts, visuals'
-format, AMP, optimizers, schedulers) is inherited from :class:`GFPGANModel`.
+Everything of the trainer's protocol besides the step (learning rates, state dicts, AMP,
+channels_last, EMA, DDP, schedulers) is the shared setup of :class:`~gfpgan.models.base.TrainingModel`.
 """
 
 import contextlib
 import logging
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import torch
-from torch import nn
 
-from gfpgan.dist import DistInfo, all_ranks, get_dist_info, mean_over_ranks
-from gfpgan.engine.ema import ModelEMA
+from gfpgan.dist import all_ranks, mean_over_ranks
 from gfpgan.errors import UserError
-from gfpgan.models.components import (
-    build_identity_loss,
-    build_optimizer,
-    build_scheduler,
-    unused_without_pyramid,
+from gfpgan.models.base import (
+    BASE_SCHEMA,
+    RESTORATION_FIELDS,
+    TrainingModel,
+    extend_schema,
+    weight_field,
 )
-from gfpgan.models.gfpgan_model import OPTION_SCHEMA as GFPGAN_SCHEMA
-from gfpgan.models.gfpgan_model import GFPGANModel, _weight
+from gfpgan.models.components import build_identity_loss, build_optimizer, unused_without_pyramid
 from gfpgan.registry import MODEL_REGISTRY
-from gfpgan.schema import LOSS_BLOCK, Field, Section, validate_part
+from gfpgan.schema import LOSS_BLOCK, Field
 
 logger = logging.getLogger("gfpgan")
 
-_G_TRAIN, _G_PATH = GFPGAN_SCHEMA["train"].fields, GFPGAN_SCHEMA["path"].fields
-_SHARED_TRAIN = ("optim_g", "scheduler", "warmup_iter", "pixel_opt", "perceptual_opt", "identity_opt",
-                 "identity_weight", "ema_decay", "amp", "channels_last", "compile")
-_SHARED_PATH = ("param_key_g", "strict_load_g", "pretrain_network_identity", "param_key_identity",
-                "strict_load_identity", "pretrain_network_vgg")
-
-# The options this model reads: GFPGANModel's fields where they mean the same, plus its own.
-OPTION_SCHEMA = {
-    "find_unused_parameters": GFPGAN_SCHEMA["find_unused_parameters"],
-    "path": Section({
+# The options this model reads: the shared setup's and the per-frame losses', plus its own.
+OPTION_SCHEMA = extend_schema(
+    BASE_SCHEMA,
+    path={
         "pretrain_network_g": Field(str, required=True, nullable=False, path="file",
                                     help="the base generator: one of our .safetensors or an official .pth"),
-        **{k: _G_PATH[k] for k in _SHARED_PATH},
-    }, required=True),
-    "train": Section({
-        **{k: _G_TRAIN[k] for k in _SHARED_TRAIN},
+        **RESTORATION_FIELDS["path"],
+    },
+    train={
+        **RESTORATION_FIELDS["train"],
         "temporal_opt": LOSS_BLOCK,
-        "temporal_identity_weight": _weight(0.0, "TemporalIdentityLoss weight (needs network_identity)"),
-        "base_lr_scale": _weight(0.0, "base learning rate / adapter learning rate; 0: base frozen"),
+        "temporal_identity_weight": weight_field(0.0, "TemporalIdentityLoss weight (needs network_identity)"),
+        "base_lr_scale": weight_field(0.0, "base learning rate / adapter learning rate; 0: base frozen"),
         "tbptt": Field(int, default=None, min=1, help="frames per backward (state detached between); "
                                                         "~: the whole clip"),
         "state_reset_prob": Field(float, default=0.0, min=0.0, max=1.0,
                                   help="per clip and frame: probability of a state reset (a cut)"),
-    }, required=True),
-}
+    },
+)
 
 
 def _detached(state):
@@ -89,7 +81,7 @@ def _detached(state):
 
 
 @MODEL_REGISTRY.register()
-class TemporalGFPGANModel(GFPGANModel):
+class TemporalGFPGANModel(TrainingModel):
     """Trains a TemporalGFPGAN adapter on clips; implements :class:`~gfpgan.engine.train_model.TrainModel`.
 
     Args:
@@ -100,18 +92,13 @@ class TemporalGFPGANModel(GFPGANModel):
 
     option_schema = OPTION_SCHEMA
 
-    def __init__(self, opt: dict, dist_info: Optional[DistInfo] = None):  # noqa: C901 (the recipe)
-        import gfpgan.archs  # noqa: F401  (registers the architectures)
+    def build(self, own: dict) -> None:
+        """The base from its file, the adapter around it, and the per-frame and temporal losses."""
         from gfpgan.archs.temporal_arch import TemporalGFPGAN
         from gfpgan.losses import TemporalIdentityLoss
         from gfpgan.networks import load_network
 
-        self.opt = opt
-        self.dist = dist_info or get_dist_info()
-        self.device = self.dist.device
-        own = validate_part(opt, self.option_schema, "the model options")
-        train, path = own["train"], own["path"]
-        self.train_opt = train
+        opt, train, path = self.opt, self.train_opt, self.path_opt
         adapter = {k: v for k, v in opt["network_g"].items() if k != "type"}
         if opt["network_g"]["type"] != "TemporalGFPGAN" or {"base", "freeze_base"} & set(adapter):
             raise UserError("TemporalGFPGANModel trains network_g of type TemporalGFPGAN; its base comes "
@@ -122,22 +109,16 @@ class TemporalGFPGANModel(GFPGANModel):
                                              strict=path["strict_load_g"])
         self.base_spec = {"type": arch, **kwargs}
         self.base_name = Path(path["pretrain_network_g"]).name
-        frozen = train["base_lr_scale"] == 0
-        self.net_g = TemporalGFPGAN(base, **adapter, freeze_base=frozen).to(self.device).train()
+        self.frozen_base = train["base_lr_scale"] == 0
+        self.net_g = TemporalGFPGAN(base, **adapter, freeze_base=self.frozen_base).to(self.device).train()
         self.out_size = self.net_g.out_size
-        if not frozen:  # the base's pyramid-only layers get no gradient: frozen (no DDP unused-param error)
+        if not self.frozen_base:  # the base's pyramid-only layers get no gradient: frozen (no DDP error)
             probe = torch.zeros(1, 3, self.out_size, self.out_size, device=self.device)
             for name in unused_without_pyramid(self.net_g.base, probe):
                 self.net_g.base.get_parameter(name).requires_grad_(False)
-        self.net_d, self.net_d_comp = None, nn.ModuleDict()
 
         # ---------------- losses ----------------
-        self.cri_pix = self._loss(train["pixel_opt"])
-        perceptual_opt = train["perceptual_opt"]
-        if perceptual_opt and path["pretrain_network_vgg"] and "vgg_weights" not in perceptual_opt:
-            perceptual_opt = dict(perceptual_opt, vgg_weights=path["pretrain_network_vgg"])
-        self.cri_perceptual = self._loss(perceptual_opt)
-        self.cri_identity = build_identity_loss(opt.get("network_identity"), train, path, self.device)
+        self.build_restoration_losses()
         self.cri_temporal = self._loss(train["temporal_opt"])
         self.cri_temporal_id = None
         if train["temporal_identity_weight"] > 0:
@@ -151,29 +132,19 @@ class TemporalGFPGANModel(GFPGANModel):
         if not any((self.cri_pix, self.cri_perceptual, self.cri_temporal)):
             raise UserError("the temporal recipe has no loss: set train.pixel_opt, train.perceptual_opt "
                             "or train.temporal_opt.")
-
-        # ---------------- speed options, EMA, DDP, optimizer, scheduler ----------------
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[train["amp"]]
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
-        self.ema = ModelEMA(self.net_g, decay=train["ema_decay"])
-        self.find_unused = own["find_unused_parameters"]
-        self.nets = {"net_g": self._record(self.net_g)}
-        optimizer = build_optimizer([p for n, p in self.net_g.named_parameters()
-                                     if p.requires_grad and not n.startswith("base.")], train["optim_g"])
-        if not frozen:  # a second group: the base at base_lr_scale times the adapter's rate
-            optimizer.add_param_group({"params": self._trainable(self.net_g.base),
-                                       "lr": optimizer.param_groups[0]["lr"] * train["base_lr_scale"]})
-        self.optimizers = {"net_g": optimizer}
-        self.schedulers = {"net_g": build_scheduler(self.optimizers["net_g"], train["scheduler"])}
-        self._base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
-        self._visuals: Dict[str, torch.Tensor] = {}
         root = (opt.get("path") or {}).get("experiments_root")  # None: a model built outside a run
         self.models_dir = Path(root) / opt["name"] / "models" if root and opt.get("name") else None
 
-    def trainable_nets(self) -> Dict[str, nn.Module]:
-        """The plain trainable network by save name: ``net_g`` (the TemporalGFPGAN, base included)."""
-        return {"net_g": self.net_g}
+    def build_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        """The adapter at ``optim_g``'s rate; a jointly trained base in a second group, at
+        ``base_lr_scale`` times that rate."""
+        train = self.train_opt
+        optimizer = build_optimizer([p for n, p in self.net_g.named_parameters()
+                                     if p.requires_grad and not n.startswith("base.")], train["optim_g"])
+        if not self.frozen_base:
+            optimizer.add_param_group({"params": self._trainable(self.net_g.base),
+                                       "lr": optimizer.param_groups[0]["lr"] * train["base_lr_scale"]})
+        return {"net_g": optimizer}
 
     # ------------------------------------------------------------------ one iteration
     def train_step(self, batch: Dict[str, torch.Tensor], it: int) -> Dict[str, float]:
@@ -299,10 +270,3 @@ class TemporalGFPGANModel(GFPGANModel):
                           base_kwargs={k: v for k, v in self.base_spec.items() if k != "type"})
         return {"net_g": (self.net_g, "TemporalGFPGAN", kwargs),
                 "net_g_ema": (self.ema.module, "TemporalGFPGAN", kwargs)}
-
-    @torch.no_grad()
-    def restore(self, lq: torch.Tensor) -> torch.Tensor:
-        """As :meth:`GFPGANModel.restore`, through the EMA adapter's first-frame step (new tracks)."""
-        net, lq = self.generator_for_eval(), lq.to(self.device).contiguous(memory_format=self.memory_format)
-        with self._autocast():
-            return net(lq)[0].float()
