@@ -37,7 +37,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     bad = tiny_batch(seed=99)
     if rank == 1:
         bad["gt"][0, 0, 0, 0] = float("inf")
-    before = {k: torch.cat([p.detach().flatten() for p in n.parameters()]) for k, n in model.trainable_nets().items()}
+    before = {k: torch.cat([p.detach().flatten() for p in n.parameters()])
+              for k, n in model.trainable_nets().items()}
     result["logs"].append(model.train_step(bad, 3))
     result["unchanged_after_skip"] = all(
         torch.equal(before[k], torch.cat([p.detach().flatten() for p in n.parameters()]))

@@ -1,6 +1,6 @@
 """Temporal GFP-GAN training model: a recurrent adapter learned on clips around a fixed base.
 
-The recipe of issue 15 (design in shared/reference/TEMPORAL.md): a :class:`TemporalGFPGAN`
+The temporal recipe: a :class:`TemporalGFPGAN`
 adapter (ConvGRU on the decoder features, warped state, confidence gate) is trained on clips
 (:class:`gfpgan.data.FFHQClipDataset` batches: 'lq', 'gt' (B, T, 3, S, S), 'rel_affine' (B, T, 2, 3))
 around a base generator loaded from ``path.pretrain_network_g`` (an official release or one of
