@@ -47,6 +47,11 @@ def _check_outputs(out, trained: bool):
         v = c.streams.video[0]
         assert v.width == 2 * v.height  # input | restored
     assert ("train_s" in summary["steps"]) == trained
+    # personalization: an unseen person's near frames teach the base, its far frames are scored
+    personal = summary["bench_personal"]
+    assert set(personal["rows"]) == {"input", "base", "personal (adapter)"}
+    assert personal["targets"] > 0 and max(personal["target_frames"]) < 3  # near frames only
+    assert "| personal (adapter) |" in table
 
 
 @pytest.mark.slow

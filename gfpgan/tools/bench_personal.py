@@ -210,7 +210,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     res = run(args.model, Path(args.out), args.device, args.near, args.far, args.size, args.near_zoom,
               args.far_zoom, [s for s in args.scopes.split(",") if s], args.seed)
     print(f"{res['targets']} targets from frames {res['target_frames']} (scan {res['scan_s']} s)")
-    print(table(res))
+    res["table"] = table(res)
+    print(res["table"])
     if args.json:
         from gfpgan.files import write_text_atomic
 
