@@ -54,7 +54,7 @@ def test_at_initialisation_the_output_is_the_base_output_bit_for_bit(cls):
     state = net.init_state(1)
     x = _face(0)
     with torch.no_grad():
-        for t in range(3):
+        for _ in range(3):
             ref, ref_rgbs = base(x, return_rgb=True)
             out, rgbs, state = net(x, state, R, return_rgb=True)
             assert torch.equal(out, ref)
@@ -197,7 +197,7 @@ def test_bad_state_and_clip_shapes_are_user_errors():
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape checks become constants
 def test_one_step_exports_to_onnx_and_matches_pytorch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     net = TemporalGFPGAN(_base(), num_scales=2).eval()
     _randomise_adapter(net)
     step = TemporalStep(net).eval()

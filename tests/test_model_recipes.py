@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "options"
 
 def _real_faces(folder: Path, n: int = 100, size: int = 64) -> Path:
     """scikit-image's LFW subset faces (its first 100 images; real 25x25 gray faces) as PNGs."""
-    cv2 = pytest.importorskip("cv2")
-    skdata = pytest.importorskip("skimage.data")
+    import cv2
+    import skimage.data as skdata
     folder.mkdir(parents=True, exist_ok=True)
     for i, face in enumerate(skdata.lfw_subset()[:n]):
         img = cv2.resize((face * 255).round().astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
@@ -48,11 +48,12 @@ def test_paper_recipes_validate_and_need_their_weight_files(name):
 def test_paper_recipe_numbers_and_model(tmp_path):
     opt = load_train_options(ROOT / "train_gfpgan_v1.yml", _paper_overrides(tmp_path, True))
     tr = opt["train"]
-    assert (tr["pixel_opt"]["loss_weight"], tr["pyramid_loss_weight"], tr["remove_pyramid_loss"]) == (0.1, 1, 50000)
+    assert (tr["pixel_opt"]["loss_weight"], tr["pyramid_loss_weight"],
+            tr["remove_pyramid_loss"]) == (0.1, 1, 50000)
     assert tr["perceptual_opt"]["layer_weights"] == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1,
                                                       "conv4_4": 1, "conv5_4": 1}
-    assert (tr["perceptual_opt"]["style_weight"], tr["gan_opt"]["gan_type"], tr["gan_opt"]["loss_weight"]) == (
-        50, "wgan_softplus", 0.1)
+    assert (tr["perceptual_opt"]["style_weight"], tr["gan_opt"]["gan_type"],
+            tr["gan_opt"]["loss_weight"]) == (50, "wgan_softplus", 0.1)
     assert (tr["comp_style_weight"], tr["identity_weight"], tr["r1_reg_weight"], tr["net_d_reg_every"]) == (
         200, 10, 10, 16)
     assert tr["optim_g"]["betas"] == [0, 0.99] and tr["optim_component"]["betas"] == [0.9, 0.99]
