@@ -85,8 +85,8 @@ def expected_codec(stream: dict, ext: str):
         keep = ext == ".mkv" or codec in MP4_AUDIO or (ext == ".mov" and codec.startswith("pcm_"))
         return codec if keep else "aac"
     if kind == "subtitle":  # copied; text converted to what the container holds; bitmaps: mkv
-        if codec not in TEXT_SUBS:
-            return codec if ext == ".mkv" else None
+        if codec not in TEXT_SUBS:  # (and DVD VobSub in mp4)
+            return codec if ext == ".mkv" or (ext == ".mp4" and codec == "dvd_subtitle") else None
         return ("subrip" if codec == "mov_text" else codec) if ext == ".mkv" else "mov_text"
     return None  # data streams (timecode, chapter text tracks, telemetry), attachments
 

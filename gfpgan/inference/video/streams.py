@@ -5,7 +5,8 @@
   AAC encoder takes (float planar, a standard layout for the channel count, a rate AAC has) and
   re-encoded.
 * **Subtitles**: copied (mkv) or converted between SubRip/ASS/WebVTT and mov_text (mp4/mov);
-  a stream the container cannot hold (a bitmap subtitle in mp4) is left out with a note.
+  a stream the container cannot hold (a Blu-ray PGS bitmap in mp4, any bitmap in mov; mp4 keeps
+  DVD VobSub) is left out with a note.
 * **Chapters** and **metadata**: the container's tags (``title``, ``creation_time``,
   ``location``...) and each stream's (``language``, ``title``...), except the ones that describe
   the old file (encoder, statistics, brands); each stream's disposition (``default``, ``forced``,
