@@ -209,7 +209,8 @@ def require_cli() -> None:
     missing = [name for name, path in (("ffmpeg", FFMPEG), ("ffprobe", FFPROBE)) if path is None]
     if not missing:
         return
-    msg = (f"the {' and '.join(missing)} CLI is not installed (`make ffmpeg` installs Debian's "
+    verb = "CLIs are" if len(missing) > 1 else "CLI is"
+    msg = (f"the {' and '.join(missing)} {verb} not installed (`make ffmpeg` installs Debian's "
            f"ffmpeg); the format corpus needs it as its oracle.")
     if CI:
         pytest.fail(msg, pytrace=False)

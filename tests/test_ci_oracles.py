@@ -85,3 +85,24 @@ def test_skips_fail_under_ci_except_gpu_tests(tmp_path, ci):
         assert "SKIPPED" in out and "the ffmpeg CLI is not installed" in out
         summary = f"{2 - gpu_skips} passed, {2 + gpu_skips} skipped"
     assert summary in out.splitlines()[-1], out
+
+
+@pytest.mark.parametrize("ci", [True, False])
+def test_format_corpus_without_ffmpeg_fails_under_ci_and_skips_elsewhere(tmp_path, ci):
+    """The corpus with neither ffmpeg nor ffprobe on the PATH (only this Python is)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {"PATH": str(bin_dir), "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", "/"),
+           **({"CI": "true"} if ci else {})}
+    case = "tests/test_video_formats.py::test_corpus_input_frames_are_ffmpegs_frames[h264_aac.mp4]"
+    r = subprocess.run([str(bin_dir / "python"), "-m", "pytest", "-q", "-rA", "-p",
+                        "no:cacheprovider", case], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    sentence = ("the ffmpeg and ffprobe CLIs are not installed (`make ffmpeg` installs Debian's "
+                "ffmpeg); the format corpus needs it as its oracle.")
+    assert sentence in r.stdout, r.stdout[-2000:]
+    if ci:
+        assert r.returncode != 0 and "1 error" in r.stdout.splitlines()[-1]
+    else:
+        assert r.returncode == 0 and "1 skipped" in r.stdout.splitlines()[-1]
