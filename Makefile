@@ -16,11 +16,16 @@ oracle:
 	@test -f $(ORACLE_DIR)/gfpgan/__init__.py || \
 	  $(PYTHON) -m pip install -q --no-deps --target $(ORACLE_DIR) gfpgan==1.3.8
 
-# Debian's ffmpeg CLI generates the real-world format corpus of tests/test_video_formats.py (the
-# project itself uses PyAV's libraries only). Best effort: without it those cases skip, saying why.
+# Debian's ffmpeg CLI (ffmpeg and ffprobe) makes the real-world format corpus of
+# tests/test_video_formats.py and is the oracle its restored files are compared with (the project
+# itself uses PyAV's libraries only). Outside CI best effort: without it those cases skip, saying
+# why. Under CI=true a failed install stops the run with one sentence.
 ffmpeg:
-	@command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg) || \
-	  echo "ffmpeg CLI not installed: the format-corpus tests will be skipped"
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq ffmpeg) || \
+	  if [ "$$CI" = true ]; then \
+	    echo "error: the ffmpeg CLI could not be installed (apt-get install ffmpeg failed), and CI=true needs it for the format corpus." >&2; exit 1; \
+	  else echo "ffmpeg CLI not installed: the format-corpus tests will be skipped"; fi
 
 test: install oracle ffmpeg
 	$(PYTHON) -m ruff check .

@@ -34,6 +34,8 @@ INSTALL_REQUIRES = [
     "lpips>=0.1.4",
     "numpy>=1.24",
     "opencv-python>=4.8",
+    # images are read as viewers show them: EXIF orientation, colour profiles (littlecms), CMYK
+    "Pillow>=9.1",
     "pyyaml>=6.0",
     "tensorboard>=2.12",
     "av>=12.0",  # PyAV: FFmpeg's libraries in the wheel, for streaming video and audio

@@ -8,7 +8,10 @@ layout (GFPGAN's ``inference_gfpgan.py``)::
     cmp/<name>_<NN>.png                      input face | restored face, side by side
     restored_imgs/<name>[_<suffix>].<ext>    the whole restored image (not with --aligned)
 
-Every file is written atomically (temp + rename). An unreadable image is reported in one line and
+Images are read as viewers show them (EXIF orientation applied, colour profiles and CMYK converted
+to sRGB; see :func:`gfpgan.images.decode_image`); a restored JPEG keeps the input's EXIF (dates,
+GPS location, camera) with the orientation reset to 1. Every file is written atomically (temp +
+rename). An unreadable image is reported in one line and
 skipped; the exit code is then 1 (2 when nothing could be restored or an option is wrong).
 """
 
@@ -68,10 +71,10 @@ def list_inputs(spec: str) -> List[Path]:
     return files
 
 
-def _save(path: Path, img: np.ndarray) -> None:
+def _save(path: Path, img: np.ndarray, exif: Optional[bytes] = None) -> None:
     from gfpgan.images import write_image_atomic
 
-    write_image_atomic(path, img)
+    write_image_atomic(path, img, exif=exif)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = list_inputs(args.input)
     out = Path(args.output)
 
-    from gfpgan.images import read_image
+    from gfpgan.images import read_image_exif
     from gfpgan.inference.faces.model import resolve_device
     from gfpgan.inference.faces.pipeline import FaceRestorer
 
@@ -108,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         it = files
     for path in it:
         try:
-            img = read_image(path)
+            img, exif = read_image_exif(path)  # upright, sRGB; EXIF kept for a JPEG output
         except UserError as exc:
             if len(files) == 1:
                 raise
@@ -127,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if res.restored_img is not None:
             ext = path.suffix.lower().lstrip(".") if args.ext == "auto" else args.ext
             ext = ext if ext in ("png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff") else "png"
-            _save(out / "restored_imgs" / f"{base}{suffix}.{ext}", res.restored_img)
+            _save(out / "restored_imgs" / f"{base}{suffix}.{ext}", res.restored_img, exif)
     done = len(files) - failed
     print(f"restored {faces_total} face(s) in {done} image(s); results in {out}"
           + (f"; {failed} unreadable image(s) skipped" if failed else ""))

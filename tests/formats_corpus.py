@@ -11,13 +11,22 @@ several audio and subtitle tracks and chapters, VFR, raw H.264 without timestamp
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+import pytest
+
 FFMPEG = shutil.which("ffmpeg")
+FFPROBE = shutil.which("ffprobe")
+CI = os.environ.get("CI", "").lower() == "true"
 FLASH_S = 1.0  # time of the flash frame and of the click onset
 CLICK = "0.03*sin(2*PI*440*t)+0.9*sin(2*PI*1000*t)*between(t,1.0,1.03)"
 SRT = "1\n00:00:00,200 --> 00:00:00,900\nHello {lang}\n\n2\n00:00:01,000 --> 00:00:01,400\nFlash\n"
@@ -158,7 +167,7 @@ def make_case(case: Case, folder: Path) -> Path:
             f":c={'mono' if case.channels == 1 else 'stereo'}")
     if case.audio:
         args += ["-f", "lavfi", "-i", tone]
-    for k, extra in enumerate(case.inputs):
+    for extra in case.inputs:
         if extra.startswith("srt:"):
             lang = extra[4:]
             srt = folder / f"{Path(case.name).stem}.{lang}.srt"
@@ -195,23 +204,63 @@ def make_corpus(folder: Path, names: Optional[Sequence[str]] = None) -> List[Pat
     return [make_case(c, folder) for c in CASES if names is None or c.name in names]
 
 
-def framemd5(path: Path) -> tuple:
-    """(frames, duration in s) of the first video stream as ``ffmpeg -f framemd5`` decodes it.
+def require_cli() -> None:
+    """Fail (under CI=true) or skip (elsewhere, with the reason) when ffmpeg/ffprobe are missing."""
+    missing = [name for name, path in (("ffmpeg", FFMPEG), ("ffprobe", FFPROBE)) if path is None]
+    if not missing:
+        return
+    verb = "CLIs are" if len(missing) > 1 else "CLI is"
+    msg = (f"the {' and '.join(missing)} {verb} not installed (`make ffmpeg` installs Debian's "
+           f"ffmpeg); the format corpus needs it as its oracle.")
+    if CI:
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
 
-    ``-fps_mode passthrough``: every frame the decoder returns, once (by default the CLI would
-    duplicate or drop frames to mend broken timestamps, which is not what was decoded).
-    """
-    r = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                        "-fps_mode", "passthrough", "-f", "framemd5", "-"],
-                       capture_output=True, text=True, check=True)
-    tb, rows = None, []
+
+def ffprobe(path: Path) -> dict:
+    """``ffprobe -show_streams -show_format -show_chapters`` as JSON, with every packet's stream,
+    pts and duration (a stream's ``duration`` field is a header estimate in AVI and MPEG-TS)."""
+    r = subprocess.run([FFPROBE, "-v", "error", "-show_streams", "-show_format", "-show_chapters",
+                        "-show_entries", "packet=stream_index,pts,duration", "-of", "json",
+                        str(path)], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def framemd5_rows(path: Path) -> Tuple[Fraction, List[Tuple[int, int, str]]]:
+    """``(time base, [(pts, duration, md5)...])`` of the first video stream as ``ffmpeg -f
+    framemd5`` decodes it: every frame the decoder returns, once (``-fps_mode passthrough``; by
+    default the CLI would duplicate or drop frames to mend broken timestamps), stamps in the
+    stream's own time base (``-enc_time_base -1``) as the file has them (``-copyts``: not moved
+    to start at 0), each frame's planes as decoded (``-noautorotate``), in the decoder's pixel
+    format, hashed."""
+    r = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-copyts", "-noautorotate", "-i",
+                        str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-enc_time_base:v",
+                        "-1", "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    tb, rows = Fraction(1), []
     for line in r.stdout.splitlines():
         if line.startswith("#tb 0:"):
-            num, den = line.split(":")[1].strip().split("/")
-            tb = int(num) / int(den)
+            tb = Fraction(line.split(":")[1].strip())
         elif line and not line.startswith("#"):
-            _, _, pts, dur = (int(x) for x in line.split(",")[:4])
-            rows.append((pts, dur))
+            cells = [c.strip() for c in line.split(",")]
+            rows.append((int(cells[2]), int(cells[3]), cells[5]))
+    return tb, rows
+
+
+def framemd5(path: Path) -> tuple:
+    """(frames, duration in s) of the first video stream as ``ffmpeg -f framemd5`` decodes it."""
+    tb, rows = framemd5_rows(path)
     if not rows:
         return 0, 0.0
-    return len(rows), (rows[-1][0] + rows[-1][1] - rows[0][0]) * tb
+    return len(rows), float((rows[-1][0] + rows[-1][1] - rows[0][0]) * tb)
+
+
+def planes_md5(frame) -> str:
+    """MD5 of a decoded PyAV frame's planes without line padding: what ``framemd5`` hashes for
+    a planar pixel format (every format of the corpus is one)."""
+    assert frame.format.name.startswith(("yuv", "gray")), frame.format.name
+    size = 2 if frame.format.components[0].bits > 8 else 1
+    h = hashlib.md5()
+    for plane in frame.planes:
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+        h.update(np.ascontiguousarray(rows[:plane.height, :plane.width * size]).tobytes())
+    return h.hexdigest()

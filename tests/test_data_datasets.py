@@ -54,7 +54,8 @@ def _same(a, b):
 
 def test_registry_builds_from_a_yaml_style_block(folder):
     ds = DATASET_REGISTRY.build({"type": "FFHQDegradationDataset", "dataroot_gt": str(folder),
-                                 "io_backend": {"type": "disk"}, "out_size": S, "kernel_list": ["iso", "aniso"],
+                                 "io_backend": {"type": "disk"}, "out_size": S,
+                                 "kernel_list": ["iso", "aniso"],
                                  "kernel_prob": [0.5, 0.5], "blur_kernel_size": 7, "blur_sigma": [0.1, 3]})
     item = ds[0]
     assert len(ds) == 4 and item["lq"].shape == (3, S, S) and item["gt"].shape == (3, S, S)
@@ -80,7 +81,8 @@ def test_degradations_change_lq_only(folder):
 
 
 def _worker(monkeypatch, wid):
-    monkeypatch.setattr(fdd, "get_worker_info", lambda: None if wid is None else types.SimpleNamespace(id=wid))
+    monkeypatch.setattr(fdd, "get_worker_info",
+                        lambda: None if wid is None else types.SimpleNamespace(id=wid))
 
 
 def test_seeding_per_seed_rank_worker_epoch(folder, monkeypatch):
@@ -202,7 +204,8 @@ def test_gray_rgba_and_16bit_images_are_converted(tmp_path):
     cv2.imwrite(str(root / "b.png"), np.dstack([face[:, :, ::-1], np.full((S, S), 128, np.uint8)]))
     cv2.imwrite(str(root / "c.png"), face[:, :, ::-1].astype(np.uint16) * 257)
     ds = _ds(root, use_hflip=False, **OFF)
-    a, b, c = (((ds[i]["gt"] + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.uint8) for i in range(3))
+    a, b, c = (((ds[i]["gt"] + 1) * 127.5).round().permute(1, 2, 0).numpy().astype(np.uint8)
+               for i in range(3))
     np.testing.assert_array_equal(a, np.repeat(gray[:, :, None], 3, 2))
     np.testing.assert_array_equal(b, face)
     np.testing.assert_array_equal(c, face)
@@ -295,9 +298,9 @@ def test_reference_mutates_its_boxes_on_flip_and_we_do_not(folder, tmp_path):
     import subprocess
     import sys
 
-    oracle = Path(__file__).resolve().parents[1] / ".cache" / "oracle"
-    if not (oracle / "gfpgan").is_dir():
-        pytest.skip("the reference gfpgan 1.3.8 is not unpacked in .cache/oracle")
+    from tests.oracle import ORACLE_DIR as oracle
+    from tests.oracle import require_oracle
+    require_oracle()  # skips outside CI only
     opt = dict(dataroot_gt=str(folder), io_backend={"type": "disk"}, mean=[0.5] * 3, std=[0.5] * 3,
                out_size=S, use_hflip=True, blur_kernel_size=3, kernel_list=["iso"], kernel_prob=[1],
                blur_sigma=[0.1, 0.2], downsample_range=[1, 1], noise_range=[0, 0], jpeg_range=[100, 100],
@@ -311,7 +314,8 @@ def test_reference_mutates_its_boxes_on_flip_and_we_do_not(folder, tmp_path):
     orig = (torch.from_numpy(_face(int(Path(samples[0]["path"]).stem))[0, 0]).float() / 127.5 - 1).tolist()
     ref_unflipped = {tuple(s["left"]) for s in samples if np.allclose(s["gt0"], orig, atol=1e-4)}
     assert len(ref_unflipped) > 1  # the same unflipped image got different boxes: the cache was mutated
-    ours = _ds(folder, use_hflip=True, crop_components=True, component_path=str(tmp_path / "boxes.pth"), **OFF)
+    ours = _ds(folder, use_hflip=True, crop_components=True,
+               component_path=str(tmp_path / "boxes.pth"), **OFF)
     mine = set()
     orig = (torch.from_numpy(_face(0)[0, 0]).float() / 127.5 - 1).tolist()
     for epoch in range(16):

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "options"
 
 def _real_faces(folder: Path, n: int = 100, size: int = 64) -> Path:
     """scikit-image's LFW subset faces (its first 100 images; real 25x25 gray faces) as PNGs."""
-    cv2 = pytest.importorskip("cv2")
-    skdata = pytest.importorskip("skimage.data")
+    import cv2
+    import skimage.data as skdata
     folder.mkdir(parents=True, exist_ok=True)
     for i, face in enumerate(skdata.lfw_subset()[:n]):
         img = cv2.resize((face * 255).round().astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)

@@ -18,8 +18,9 @@ import skimage.data
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video as vio
+from gfpgan.inference.job.options import VideoJobOptions
 from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
+from gfpgan.inference.job.video_job import run_videos, work_dir
 
 NTSC = Fraction(30000, 1001)
 

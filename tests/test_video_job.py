@@ -17,8 +17,9 @@ import pytest
 
 from gfpgan.errors import UserError
 from gfpgan.inference import video as vio
+from gfpgan.inference.job.options import VideoJobOptions
 from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.job.video_job import VideoJobOptions, run_videos, work_dir
+from gfpgan.inference.job.video_job import run_videos, work_dir
 from tests.test_video_io import audio_packets, make_clip, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,8 @@ SLOW_JOB = """
 import sys, time
 sys.path.insert(0, {root!r})
 from gfpgan.inference.job.segments import IdentityProcessor, ProcessedFrame
-from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
+from gfpgan.inference.job.options import VideoJobOptions
+from gfpgan.inference.job.video_job import run_videos
 class Slow(IdentityProcessor):
     def process(self, frames, window):
         for f in frames:

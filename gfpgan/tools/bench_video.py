@@ -174,7 +174,8 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
 
 def run_ours(src: Path, dst: Path, model, device: str, batch_faces: int, detect_every: int,
              half: bool, overlap: bool, clock: _Clock) -> int:
-    from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
+    from gfpgan.inference.job.options import VideoJobOptions
+    from gfpgan.inference.job.video_job import run_videos
     from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
     vfr = VideoFaceRestorer(model, device=device, batch_faces=batch_faces, detect_batch_size=8,
                             detect_every=detect_every, half="fp16" if half else None,

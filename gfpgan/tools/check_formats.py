@@ -103,8 +103,9 @@ def check_file(src: Path, dst: Path, restore: Callable[[Path, Path], List[str]])
 
 
 def _io_only(src: Path, dst: Path) -> List[str]:
+    from gfpgan.inference.job.options import VideoJobOptions
     from gfpgan.inference.job.segments import IdentityProcessor
-    from gfpgan.inference.job.video_job import VideoJobOptions, run_videos
+    from gfpgan.inference.job.video_job import run_videos
     [s] = run_videos([(str(src), str(dst))], IdentityProcessor(),
                      VideoJobOptions(progress=False, preset="veryfast"))
     return list(s.notes)

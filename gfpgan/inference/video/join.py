@@ -93,6 +93,7 @@ def join_segments(segments: Sequence[tuple], dest, info: VideoInfo,
             sources = [_video_packets(segments, vout, shift_v)]
             mux.copy_tags(src.metadata, out.metadata)
             mux.copy_tags(src.streams.video[0].metadata, vout.metadata)
+            mux.copy_disposition(src.streams.video[0], vout)
             for i in audio:
                 aout, reencode = mux.add_audio(out, src.streams[i], fmt)
                 sources.append(mux.audio_packets(audio_source, i, aout, reencode, shift))

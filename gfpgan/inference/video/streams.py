@@ -5,10 +5,14 @@
   AAC encoder takes (float planar, a standard layout for the channel count, a rate AAC has) and
   re-encoded.
 * **Subtitles**: copied (mkv) or converted between SubRip/ASS/WebVTT and mov_text (mp4/mov);
-  a stream the container cannot hold (a bitmap subtitle in mp4) is left out with a note.
+  a stream the container cannot hold (a Blu-ray PGS bitmap in mp4, any bitmap in mov; mp4 keeps
+  DVD VobSub) is left out with a note.
 * **Chapters** and **metadata**: the container's tags (``title``, ``creation_time``,
   ``location``...) and each stream's (``language``, ``title``...), except the ones that describe
-  the old file (encoder, statistics, brands).
+  the old file (encoder, statistics, brands); each stream's disposition (``default``, ``forced``,
+  ``hearing_impaired``...), so players pick the same audio and subtitle tracks.
+* **Dropped**: data streams (timecode, telemetry) and attachments; a subtitle the container cannot
+  hold (with a note).
 * **Start offset**: the output starts at 0. Every stream is moved by the same amount, the
   earliest start among video and audio (an MPEG-TS/PS clock of 1.48 s becomes 0), so the
   offsets between streams are kept, as FFmpeg's CLI does.
@@ -23,8 +27,8 @@ from typing import Iterator, List, Optional, Tuple
 
 import av
 
-__all__ = ["av_open", "start_offset", "add_audio", "add_subtitle", "copy_tags", "copy_chapters",
-           "audio_packets", "subtitle_packets"]
+__all__ = ["av_open", "codec_name", "start_offset", "add_audio", "add_subtitle", "copy_tags", "copy_chapters",
+           "copy_disposition", "audio_packets", "subtitle_packets"]
 
 # Audio codecs the mp4/mov muxers take as a copy (players read them); anything else -> AAC.
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -37,6 +41,14 @@ _TEXT_SUBS = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 _STALE_TAGS = {"encoder", "duration", "handler_name", "vendor_id", "major_brand",
                "minor_version", "compatible_brands", "bps", "number_of_frames",
                "number_of_bytes", "rotate", "timecode"}
+
+
+def codec_name(stream) -> str:
+    """The codec of a stream (``mp3``), not its decoder's name (``mp3float``), "" when unknown."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return ""
+    return getattr(ctx.codec, "canonical_name", None) or ctx.name or ""
 
 
 def av_open(path) -> "av.container.InputContainer":
@@ -78,6 +90,15 @@ def copy_tags(src_meta, dst_meta) -> None:
             continue
 
 
+def copy_disposition(src_stream, dst_stream) -> None:
+    """Copy a stream's disposition flags (default, forced, hearing impaired...): a stream made
+    from a template or an encoder starts with none, and Matroska then marks no track default."""
+    try:
+        dst_stream.disposition = src_stream.disposition
+    except (AttributeError, TypeError, ValueError):  # PyAV < 13 has no disposition
+        pass
+
+
 def copy_chapters(src, out, shift: Fraction) -> None:
     """Copy the source's chapters, moved by the start offset (in s)."""
     chapters = src.chapters()
@@ -107,18 +128,20 @@ def _aac_stream(out, src_stream):
 
 def add_audio(out, src_stream, fmt: str) -> Tuple[object, bool]:
     """Add an output stream for a source audio stream; returns (stream, re-encode?)."""
-    copy = src_stream.codec_context.name in MP4_AUDIO or (
-        fmt == "mov" and src_stream.codec_context.name.startswith("pcm_"))
+    name = codec_name(src_stream)
+    copy = name in MP4_AUDIO or (fmt == "mov" and name.startswith("pcm_"))
     if fmt == "matroska" or copy:
         try:
             s = out.add_stream_from_template(src_stream)
             s.time_base = src_stream.time_base
             copy_tags(src_stream.metadata, s.metadata)
+            copy_disposition(src_stream, s)
             return s, False
         except ValueError:  # the muxer does not take this codec
             pass
     s = _aac_stream(out, src_stream)
     copy_tags(src_stream.metadata, s.metadata)
+    copy_disposition(src_stream, s)
     return s, True
 
 
@@ -130,7 +153,7 @@ def add_subtitle(out, src_stream, fmt: str, ext: str) -> Tuple[Optional[object],
         (stream, conversion, note): conversion is None (copy) or the target text codec; stream
         is None with a one-line note when the container cannot hold this subtitle.
     """
-    name = src_stream.codec_context.name if src_stream.codec_context else ""
+    name = codec_name(src_stream)
     try:
         s = out.add_stream_from_template(src_stream)
         s.time_base = src_stream.time_base
@@ -143,6 +166,7 @@ def add_subtitle(out, src_stream, fmt: str, ext: str) -> Tuple[Optional[object],
         s = out.add_mux_stream(conv)
         s.time_base = src_stream.time_base
     copy_tags(src_stream.metadata, s.metadata)
+    copy_disposition(src_stream, s)
     return s, conv, ""
 
 
@@ -167,7 +191,7 @@ def subtitle_packets(src_path, index: int, out_stream, conv: Optional[str],
     """(time in s, order, packet) of one subtitle stream, copied or converted."""
     with av_open(src_path) as c:
         st = c.streams[index]
-        codec = st.codec_context.name if st.codec_context else ""
+        codec = codec_name(st)
         d = int(round(shift / st.time_base))
         try:
             for p in c.demux(st):

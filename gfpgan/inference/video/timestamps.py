@@ -15,7 +15,8 @@ frame gets a timestamp the way FFmpeg's ``best_effort_timestamp`` picks one:
 3. otherwise the longest increasing run of stamps is kept and the rest (missing, repeated, out
    of order) are spread evenly between their kept neighbours, or one frame duration apart
    before the first and after the last (the frame rate only where the stream gives no
-   duration).
+   duration). A stamp that several frames carry belongs to none of them for sure: it is not
+   kept (where every stamp is repeated, the first frame of each keeps it).
 
 Frame count and order are always the decoder's; only the stamps are replaced. A frame is found
 again after a seek by its raw ``(pts, dts)`` pair (unique in the files that need it), so segments
@@ -112,6 +113,21 @@ def _increasing_anchors(stamps: Sequence[Optional[int]]) -> List[int]:
     return run[::-1]
 
 
+def _anchors(stamps: Sequence[Optional[int]]) -> List[int]:
+    """The stamps to keep: the longest increasing run among the stamps only one frame carries
+    (a repeated stamp cannot say which of its frames it belongs to); where every stamp is
+    repeated, among the first frame of each."""
+    first: Dict[int, int] = {}
+    count: Dict[int, int] = {}
+    for i, t in enumerate(stamps):
+        if t is not None:
+            first.setdefault(t, i)
+            count[t] = count.get(t, 0) + 1
+    unique = [t if t is not None and count[t] == 1 else None for t in stamps]
+    firsts = [t if t is not None and first[t] == i else None for i, t in enumerate(stamps)]
+    return _increasing_anchors(unique) or _increasing_anchors(firsts)
+
+
 def _fill(stamps: Sequence[Optional[int]], anchors: List[int], durations: Sequence[int],
           step: int) -> List[int]:
     """Stamps at the anchors; between two anchors evenly spaced; before the first and after the
@@ -158,7 +174,7 @@ def repair_stamps(raw_pts: Sequence[Optional[int]], raw_dts: Sequence[Optional[i
     if out is None and source != "counted" and fp and fd >= fp:
         out = _sorted_if_permuted(raw_dts)  # the pts are incomplete but the dts are a reordering
     if out is None:
-        out = _fill(base, _increasing_anchors(base), durations, step)
+        out = _fill(base, _anchors(base), durations, step)
     pts = np.array(out, np.int64)
     repaired = int(sum(1 for a, b in zip(raw_pts, out) if a != b))
     keys: Optional[Dict[RawKey, int]] = {}
