@@ -181,6 +181,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if collector is not None:
             collector.close()
+            if collector.targets_written == 0 and summaries is not None:
+                print(f"note: no collected face can serve as a training target (none is at least "
+                      f"{processor.size} px in the video, confident and frontal); "
+                      f"{collector.dest} keeps them for reference only.", file=sys.stderr)
         if world > 1:
             from gfpgan import dist
             dist.cleanup(synchronize=summaries is not None)

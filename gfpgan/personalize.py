@@ -24,6 +24,7 @@ looks like when it is degraded the way the video degrades it.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import hashlib
 import math
@@ -250,10 +251,16 @@ def load_targets(sources: Sequence[str], size: int, device="cpu", min_scale: flo
         p = Path(src)
         if (p / "data.mdb").is_file() or (p / "faces.lmdb" / "data.mdb").is_file():
             from gfpgan.data.file_backends import LmdbBackend, read_meta_info
+            from gfpgan.inference.tracks.face_database import METADATA_FILE
 
             root = p if (p / "data.mdb").is_file() else p / "faces.lmdb"
             backend = LmdbBackend(root)
-            photos += [decode_image(backend.get(k), f"{root}:{k}") for k in read_meta_info(root)]
+            keys = read_meta_info(root)
+            if (root / METADATA_FILE).is_file():  # a face database: its training targets only
+                with open(root / METADATA_FILE, newline="") as f:
+                    rows = {r["key"]: r for r in csv.DictReader(f)}
+                keys = [k for k in keys if rows.get(k, {}).get("target", "1") == "1"]
+            photos += [decode_image(backend.get(k), f"{root}:{k}") for k in keys]
         elif p.is_dir():
             photos += [read_image(f) for f in list_images(p)]
         elif p.is_file():

@@ -110,7 +110,7 @@ def test_personalize_writes_a_file_the_pipeline_applies(tmp_path, base):
         FaceRestorer(str(other), device="cpu", personal=str(out))
 
 
-def test_only_faces_larger_than_the_crop_become_targets():
+def test_only_faces_larger_than_the_crop_become_targets(tmp_path):
     from gfpgan.inference.tracks.sinks import FaceRecord
     from gfpgan.inference.tracks.targets import TargetCollector
 
@@ -128,6 +128,20 @@ def test_only_faces_larger_than_the_crop_become_targets():
     found.add(record(11, 2.0, written=False))  # a context frame is not the segment's
     assert sorted(m["frame"] for m in found.metadata) == [0, 2, 4]
     assert found.restore_scales == [0.6] * 5
+    # the face database marks its targets; personalization takes those only
+    import csv
+
+    from gfpgan.inference.tracks.face_database import FaceCollector
+    from gfpgan.personalize import load_targets
+
+    db = FaceCollector(tmp_path / "db", top_n=10, min_track=1)
+    for f in range(10):
+        db.add(record(f, 2.0 if f < 3 else 0.6))
+    path = db.close()
+    rows = list(csv.DictReader(open(path / "metadata.csv")))
+    assert [r["target"] for r in rows].count("1") == 3 == db.targets_written and len(rows) == 10
+    assert float(rows[0]["scale"]) == pytest.approx(2.0)
+    assert len(load_targets([str(tmp_path / "db")], 64)) == 3
 
 
 @pytest.mark.slow  # a short clip restored twice: ~40 s on 2 cores

@@ -2,9 +2,13 @@
 
 The GFP-GAN paper trains on FFHQ-aligned faces; a video run already detects, tracks and aligns
 every face, so it can hand those faces to a training run for free. Taking every frame would fill
-the dataset with near-duplicates and blurred frames, so per track only the ``top_n`` faces by
-*sharpness x size* (variance of the Laplacian of the gray crop times the face box side) are kept,
-and tracks shorter than ``min_track`` frames (usually false detections) are dropped.
+the dataset with near-duplicates and blurred frames, so per track only the ``top_n`` faces are kept:
+those that can serve as training targets first (at least as large in the video as the crop, a
+confident detection, frontal: :func:`~gfpgan.inference.tracks.targets.evidence_of`), then by
+*sharpness x size* (variance of the Laplacian of the gray crop times the face box side); tracks
+shorter than ``min_track`` frames (usually false detections) are dropped. ``metadata.csv`` says
+which faces are targets (``target``) and why (``scale``, ``sharpness``, ``frontal``, ``score``);
+``python -m gfpgan.personalize`` takes only those.
 
 Output (``DIR`` ending in ``.lmdb``, or ``DIR/faces.lmdb``), in the layout the training dataset
 (``FFHQDegradationDataset`` with ``io_backend: lmdb``) reads, written with the data package's
@@ -14,7 +18,8 @@ atomic :class:`~gfpgan.data.file_backends.LmdbWriter`::
       data.mdb lock.mdb meta_info.txt   images (PNG), key "<video>_t<track>_f<frame>"
       landmarks.json                    5 points per key in crop pixels (component-box tool input)
       metadata.csv                      key, video, frame, track, box, landmarks (frame pixels),
-                                        detector score, sharpness
+                                        detector score, sharpness, scale, frontal,
+                                        target (1: a training target)
 
 Running again with the same ``DIR`` adds the new faces to the existing dataset (rebuilt atomically:
 the old one stays intact until the new one is complete). lmdb is imported only when writing.
@@ -29,23 +34,17 @@ import os
 from pathlib import Path
 from typing import Collection, Dict, List, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from gfpgan.inference.faces.alignment import transform_points
 from gfpgan.inference.tracks.sinks import FaceRecord, FaceSink, safe_name
+from gfpgan.inference.tracks.targets import evidence_of
 
-__all__ = ["sharpness", "FaceCollector", "METADATA_FILE"]
+__all__ = ["FaceCollector", "METADATA_FILE"]
 
 METADATA_FILE = "metadata.csv"
-_FIELDS = (["key", "video", "frame", "track", "x1", "y1", "x2", "y2", "score", "sharpness"]
-           + [f"lm{i}{c}" for i in range(5) for c in "xy"])
-
-
-def sharpness(img: np.ndarray) -> float:
-    """Variance of the Laplacian of an RGB uint8 image's gray version (higher = sharper)."""
-    gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+_FIELDS = (["key", "video", "frame", "track", "x1", "y1", "x2", "y2", "score", "sharpness", "scale",
+            "frontal", "target"] + [f"lm{i}{c}" for i in range(5) for c in "xy"])
 
 
 class FaceCollector(FaceSink):
@@ -72,15 +71,17 @@ class FaceCollector(FaceSink):
         self._tie = itertools.count()
         self._done: List[dict] = []
         self.size: Optional[int] = None
+        self.targets_written = 0  # faces written by close() that can serve as training targets
 
     def add(self, record: FaceRecord) -> None:
-        """Offer one face; kept when it is among the ``top_n`` sharpest x largest of its track."""
+        """Offer one face; kept when it is among the ``top_n`` of its track, training targets first
+        (see :func:`~gfpgan.inference.tracks.targets.evidence_of`), then sharpest x largest."""
         if not record.written:
             return  # a segment's context frame: the neighbouring segment writes it
         box = np.asarray(record.box, np.float64).reshape(4)
         side = float(min(box[2] - box[0], box[3] - box[1]))
-        sharp = sharpness(record.crop)
-        rank = sharp * max(side, 1.0)
+        ev = evidence_of(record)
+        rank = ev.sharpness * max(side, 1.0) * (1e6 if ev.qualifies else 1.0)
         video = self.video or safe_name(record.video)
         key = (video, int(record.track))
         self._seen[key] = self._seen.get(key, 0) + 1
@@ -92,7 +93,8 @@ class FaceCollector(FaceSink):
         rec = {"video": video, "frame": int(record.frame), "track": int(record.track), "box": box,
                "landmarks": landmarks,
                "crop_landmarks": transform_points(landmarks, record.affine),
-               "score": float(record.score), "sharpness": sharp, "crop": record.crop.copy()}
+               "score": float(record.score), "sharpness": ev.sharpness, "scale": ev.scale,
+               "frontal": ev.frontal, "target": int(ev.qualifies), "crop": record.crop.copy()}
         item = (rank, next(self._tie), rec)
         if len(heap) < self.top_n:
             heapq.heappush(heap, item)
@@ -135,10 +137,12 @@ class FaceCollector(FaceSink):
                     key = f"{rec['video']}_t{rec['track']:04d}_f{rec['frame']:06d}_{n}"
                     n += 1
                 w.add(key, rec["crop"], landmarks=rec["crop_landmarks"])
+                self.targets_written += rec["target"]
                 b, lm = rec["box"], rec["landmarks"]
                 rows.append(dict(zip(_FIELDS, [key, rec["video"], rec["frame"], rec["track"],
                                                *np.round(b, 2).tolist(), round(rec["score"], 5),
-                                               round(rec["sharpness"], 3),
+                                               round(rec["sharpness"], 3), round(rec["scale"], 4),
+                                               round(rec["frontal"], 4), rec["target"],
                                                *np.round(lm.reshape(10), 3).tolist()])))
             with open(Path(w.tmp) / METADATA_FILE, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=_FIELDS)

@@ -13,14 +13,33 @@ way the video degrades those faces (:func:`gfpgan.personalize.matched_degradatio
 from __future__ import annotations
 
 import heapq
-from typing import Collection, Dict, List, Tuple
+from typing import Collection, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 
 from gfpgan.inference.faces.evidence import frontal, sharpness, source_scale
 from gfpgan.inference.tracks.sinks import FaceRecord, FaceSink
 
-__all__ = ["TargetCollector"]
+__all__ = ["Evidence", "evidence_of", "TargetCollector"]
+
+
+class Evidence(NamedTuple):
+    """What a face shows at its source, and whether it can serve as a training target."""
+
+    scale: float  # source pixels per crop pixel (>= 1: the crop shrank it)
+    sharpness: float  # variance of the Laplacian of the crop
+    frontal: float  # in [0, 1]
+    score: float  # detector confidence
+    qualifies: bool  # a target: large enough, confident and frontal enough
+    rank: float  # sharpness x frontal x score
+
+
+def evidence_of(record: FaceRecord, min_scale: float = 1.0, min_score: float = 0.9,
+                min_frontal: float = 0.5) -> Evidence:
+    """The :class:`Evidence` of one face record (thresholds as :class:`TargetCollector`'s)."""
+    scale, front, sharp = source_scale(record.affine), frontal(record.smoothed), sharpness(record.crop)
+    ok = scale >= min_scale and record.score >= min_score and front >= min_frontal
+    return Evidence(scale, sharp, front, float(record.score), ok, sharp * front * float(record.score))
 
 
 class TargetCollector(FaceSink):
@@ -45,22 +64,19 @@ class TargetCollector(FaceSink):
     def add(self, record: FaceRecord) -> None:
         if not record.written:
             return
-        scale = source_scale(record.affine)
-        front = frontal(record.smoothed)
-        if scale < self.min_scale or record.score < self.min_score or front < self.min_frontal:
-            self.restore_scales.append(scale)
+        ev = evidence_of(record, self.min_scale, self.min_score, self.min_frontal)
+        if not ev.qualifies:
+            self.restore_scales.append(ev.scale)
             return
         key = (record.video, record.track)
         if record.frame - self._last.get(key, -self.spacing) < self.spacing:
             return
         self._last[key] = record.frame
-        rank = sharpness(record.crop) * front * record.score
-        meta = {"video": record.video, "frame": record.frame, "track": record.track, "scale": scale,
-                "frontal": front, "score": record.score, "rank": rank}
-        item = (rank, record.frame, record.track, record.crop.copy(), meta)
+        meta = dict(ev._asdict(), video=record.video, frame=record.frame, track=record.track)
+        item = (ev.rank, record.frame, record.track, record.crop.copy(), meta)
         if len(self._heap) < self.top_n:
             heapq.heappush(self._heap, item)
-        elif rank > self._heap[0][0]:
+        elif ev.rank > self._heap[0][0]:
             heapq.heapreplace(self._heap, item)
 
     def end_tracks(self, video: str, live: Collection[int]) -> None:
