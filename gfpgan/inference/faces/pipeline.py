@@ -174,10 +174,14 @@ class FaceStages:
             crops.append(warp_face(frame, m, self.size))
         return crops, affines
 
-    def restore_batch(self, crops: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """Restore aligned crops, ``batch_faces`` per forward pass."""
+    def restore_batch(self, crops: Sequence[np.ndarray],
+                      strength: Optional[float] = None) -> List[np.ndarray]:
+        """Restore aligned crops, ``batch_faces`` per forward pass; ``strength`` overrides the
+        configured one for this call only (the stages stay shareable between threads)."""
+        restorer = self.restorer if strength is None else FaceBatchRestorer(
+            self.model, batch_faces=self.restorer.batch_faces, strength=strength)
         with self.timer.stage("generator"):
-            return self.restorer.restore(crops)
+            return restorer.restore(crops)
 
     def face_masks(self, restored: Sequence[np.ndarray], track_ids=None,
                    smoother: Optional[MaskSmoother] = None) -> List[np.ndarray]:
@@ -206,8 +210,8 @@ class FaceStages:
         return np.ascontiguousarray(out)
 
     def paste(self, frame: np.ndarray, restored: Sequence[np.ndarray],
-              affines: Sequence[np.ndarray], masks: Optional[Sequence[np.ndarray]] = None
-              ) -> np.ndarray:
+              affines: Sequence[np.ndarray], masks: Optional[Sequence[np.ndarray]] = None,
+              background: Optional[np.ndarray] = None) -> np.ndarray:
         """Paste restored faces into a new output frame (the input is never modified).
 
         Args:
@@ -215,8 +219,10 @@ class FaceStages:
             restored: (S, S, 3) uint8 restored crops.
             affines: the frame->crop matrices used to align them (input pixels).
             masks: (S, S) blend masks; feathered square when None.
+            background: the output frame to paste into, (H', W', 3) uint8, modified in place;
+                :meth:`background_for` of ``frame`` when None. The faces follow its scale.
         """
-        out = self.background_for(frame)
+        out = self.background_for(frame) if background is None else background
         scale = out.shape[1] / frame.shape[1]
         for i, (face, m) in enumerate(zip(restored, affines)):
             paste_face(out, face, scale_affine(m, scale), None if masks is None else masks[i])
