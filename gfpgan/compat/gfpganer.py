@@ -24,7 +24,10 @@ What differs from the reference, on purpose:
 * ``weight`` works (see :func:`gfpgan.compat.archs.weight_to_strength`; 0.5, the default,
   is the reference's full restoration);
 * ``enhance`` keeps its state per call, so threads may share one restorer, and the returned lists
-  are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing.
+  are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing;
+* the paste mask fades over the crop's outer 12% (the reference cuts its mask at 10 px of 512),
+  and at ``upscale`` other than 1 faces land on the pixel centres (the reference's inverse affine
+  is half an output pixel off).
 
 How close the results are to the reference's (same weights, same RetinaFace and ParseNet files) is
 measured by ``tests/test_compat_gfpganer_oracle.py`` and stated in the README.
