@@ -27,7 +27,7 @@ What differs from the reference, on purpose:
   are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing;
 * the paste mask fades over the crop's outer 12% (the reference cuts its mask at 10 px of 512),
   and at ``upscale`` other than 1 faces land on the pixel centres (the reference's inverse affine
-  is half an output pixel off).
+  is off by half an output pixel above 1, by ``0.5 - 0.5 * upscale`` below).
 
 How close the results are to the reference's (same weights, same RetinaFace and ParseNet files) is
 measured by ``tests/test_compat_gfpganer_oracle.py`` and stated in the README.
