@@ -10,19 +10,14 @@ The reference package (TencentARC/GFPGAN) exposed ``GFPGANer``, its architecture
 
 __version__ = "0.1.0"
 
-# name -> module that defines it, imported only when the name is first used
+# name -> module that defines it, imported only when the name is first used (the reference's API
+# is gfpgan.compat; see gfpgan.compat.archs for its classes)
 _LAZY = {
     "GFPGANer": "gfpgan.compat.gfpganer",
-    "load_file_from_url": "gfpgan.utils",
-    "GFPGANv1Clean": "gfpgan.archs.gfpganv1_clean_arch",
-    "StyleGAN2GeneratorCSFT": "gfpgan.archs.gfpganv1_clean_arch",
-    "GFPGANv1": "gfpgan.archs.gfpganv1_arch",
-    "StyleGAN2GeneratorSFT": "gfpgan.archs.gfpganv1_arch",
-    "FacialComponentDiscriminator": "gfpgan.archs.gfpganv1_arch",
-    "GFPGANBilinear": "gfpgan.archs.gfpgan_bilinear_arch",
-    "StyleGAN2GeneratorBilinear": "gfpgan.archs.stylegan2_bilinear_arch",
-    "StyleGAN2GeneratorClean": "gfpgan.archs.stylegan2_clean_arch",
-    "RestoreFormer": "gfpgan.archs.restoreformer_arch",
+    "load_file_from_url": "gfpgan.utils",  # read there: programs replace it in gfpgan.utils
+    **dict.fromkeys(["GFPGANv1Clean", "StyleGAN2GeneratorCSFT", "GFPGANv1", "StyleGAN2GeneratorSFT",
+                     "FacialComponentDiscriminator", "GFPGANBilinear", "StyleGAN2GeneratorBilinear",
+                     "StyleGAN2GeneratorClean", "RestoreFormer"], "gfpgan.compat.archs"),
     "ResNetArcFace": "gfpgan.archs.arcface_arch",
 }
 

@@ -91,7 +91,8 @@ def run_oracle(snippet: str, inputs: Optional[Dict] = None, fused_act_standin: b
                 + "IN = torch.load('in.pt', weights_only=True)\nOUT = {}\n"
                 + textwrap.dedent(snippet)
                 + "\ntorch.save(OUT, 'out.pt')\n")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ORACLE_DIR), os.environ.get("PYTHONPATH")])), PYTHONWARNINGS="ignore")
+        path = os.pathsep.join(filter(None, [str(ORACLE_DIR), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, PYTHONPATH=path, PYTHONWARNINGS="ignore")
         # cwd is the scratch folder so the project checkout on '' cannot shadow the reference
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, capture_output=True, text=True,
                               timeout=timeout)

@@ -171,3 +171,58 @@ def test_top_level_names_resolve_lazily_and_import_stays_cheap():
         import gfpgan
 
         gfpgan.NoSuchName  # noqa: B018
+
+
+REFERENCE_MODULES = ("gfpganv1_clean_arch", "gfpganv1_arch", "stylegan2_clean_arch", "gfpgan_bilinear_arch",
+                     "stylegan2_bilinear_arch", "restoreformer_arch")
+
+
+@pytest.mark.parametrize("module", REFERENCE_MODULES)
+def test_reference_module_paths_define_nothing_and_name_one_class(module):
+    """Each reference module path only re-exports gfpgan.compat.archs: its names are those classes."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import gfpgan
+    import gfpgan.archs
+    from gfpgan.compat import archs as compat_archs
+
+    m = importlib.import_module(f"gfpgan.archs.{module}")
+    tree = ast.parse(Path(m.__file__).read_text(encoding="utf-8"))
+    for node in tree.body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        is_all = isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"]
+        is_reexport = isinstance(node, ast.ImportFrom) and node.module == "gfpgan.compat.archs"
+        assert is_doc or is_all or is_reexport, f"{module} line {node.lineno} defines something"
+    assert m.__all__
+    for name in m.__all__:
+        obj = getattr(m, name)
+        assert any(obj is v for v in vars(compat_archs).values()), f"{module}.{name}"
+        if name in gfpgan.__all__:
+            assert getattr(gfpgan, name) is obj  # gfpgan.GFPGANv1Clean ... the same class
+    assert getattr(gfpgan.archs, module) is m  # the reference's path also as an attribute
+
+
+def test_the_registry_and_gfpgan_archs_hold_the_projects_classes():
+    """The names the option files build are this project's classes (its defaults, no reference
+    mixin); each reference class is a subclass of the project's class of the same name."""
+    import gfpgan.archs
+    from gfpgan.compat import archs as compat_archs
+    from gfpgan.registry import ARCH_REGISTRY
+
+    mixins = (compat_archs.ReferenceRestorer, compat_archs.ReferenceGenerator)
+    for name in ARCH_REGISTRY:
+        cls = ARCH_REGISTRY.get(name)
+        assert not issubclass(cls, mixins) and not cls.__module__.startswith("gfpgan.compat"), name
+    for name in ("GFPGANv1Clean", "GFPGANv1", "GFPGANBilinear", "RestoreFormer", "StyleGAN2GeneratorClean",
+                 "StyleGAN2GeneratorBilinear"):
+        ours, theirs = getattr(gfpgan.archs, name), getattr(compat_archs, name)
+        assert ARCH_REGISTRY.get(name) is ours and ours is not theirs
+        assert issubclass(theirs, ours) and issubclass(theirs, mixins), name
+    # the project's RestoreFormer has no fidelity weight: weight= is the reference's convention
+    net = gfpgan.archs.RestoreFormer(n_embed=16, embed_dim=32, ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                                     attn_resolutions=(16,), resolution=32, z_channels=32, head_size=2).eval()
+    t = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(t, weight=1.0)[0], net(t)[0])

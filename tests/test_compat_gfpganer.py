@@ -150,6 +150,27 @@ def test_aligned_faces_weight_and_fresh_lists(narrow, photo):
         r.enhance(face, has_aligned=True, weight=2)
 
 
+def test_the_whole_image_is_the_project_face_restorers(narrow, photo):
+    """GFPGANer drives this project's face stages: on the same network and detector its image and
+    faces are those of FaceRestorer (gfpgan.infer_image's restorer), in BGR."""
+    from gfpgan.compat.archs import ReferenceFaceModel
+    from gfpgan.inference.faces.pipeline import FaceRestorer, FaceStages
+
+    r = GFPGANer(model_path=str(narrow), upscale=1)
+    assert isinstance(r.stages, FaceStages) and r.stages.model.net is r.gfpgan
+    cropped, restored, img = r.enhance(photo)
+    fr = FaceRestorer(ReferenceFaceModel(r.gfpgan), device="cpu", detector=r.stages.detector, upscale=1,
+                      min_face=0)
+    res = fr.restore(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
+    assert len(res.restored_faces) == len(restored) == 1
+    assert np.array_equal(cv2.cvtColor(res.cropped_faces[0], cv2.COLOR_RGB2BGR), cropped[0])
+    assert np.array_equal(cv2.cvtColor(res.restored_faces[0], cv2.COLOR_RGB2BGR), restored[0])
+    assert np.array_equal(cv2.cvtColor(res.restored_img, cv2.COLOR_RGB2BGR), img)
+    # a network a caller puts in place of restorer.gfpgan is the one that runs
+    r.gfpgan = _narrow_net("clean")
+    assert r.stages.model.net is r.gfpgan and not np.array_equal(r.enhance(photo)[1][0], restored[0])
+
+
 def test_no_face_returns_the_upscaled_frame_and_empty_lists(narrow):
     r = GFPGANer(model_path=str(narrow), upscale=2)
     flat = np.full((120, 90, 3), 90, np.uint8)

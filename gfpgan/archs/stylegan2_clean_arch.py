@@ -1,15 +1,9 @@
-"""The reference's ``gfpgan.archs.stylegan2_clean_arch``: StyleGAN2GeneratorClean.
+"""The reference's ``gfpgan.archs.stylegan2_clean_arch``: StyleGAN2GeneratorClean with the
+reference's forward signature (``randomize_noise=True`` by default).
 
-This project's clean StyleGAN2 generator (:mod:`gfpgan.archs.stylegan2_arch`) with the reference's
-forward signature, ``randomize_noise=True`` by default (see :mod:`gfpgan.compat.archs`).
+A re-export of :mod:`gfpgan.compat.archs`; this module defines nothing.
 """
 
-from gfpgan.archs import stylegan2_arch
-from gfpgan.compat.archs import ReferenceGenerator
+from gfpgan.compat.archs import StyleGAN2GeneratorClean
 
 __all__ = ["StyleGAN2GeneratorClean"]
-
-
-class StyleGAN2GeneratorClean(ReferenceGenerator, stylegan2_arch.StyleGAN2GeneratorClean):
-    """StyleGAN2 generator without custom ops; arguments as
-    :class:`gfpgan.archs.stylegan2_arch.StyleGAN2GeneratorClean`."""

@@ -9,18 +9,28 @@ SadTalker, older webui and Deep-Live-Cam ...) call::
         img, has_aligned=False, only_center_face=False, paste_back=True, weight=0.5)
 
 with BGR uint8 images (also RGBA, 16-bit, gray and non-contiguous views). This class keeps that
-contract and runs the project's stages instead of facexlib's helper: detection
-(:func:`~gfpgan.inference.faces.detection.build_detector`: RetinaFace when its weights are on the
-machine, else MTCNN, whose weights ship with its wheel), deterministic alignment, all faces of an
-image in one batch through the network with its fixed noise buffers, and paste-back limited to
-each face's box. What differs from the reference, on purpose:
+contract and drives the project's face restorer (:class:`~gfpgan.inference.faces.pipeline.FaceStages`,
+the stages ``gfpgan.infer_image`` and the video restorer use) instead of facexlib's helper: its
+detection (RetinaFace when its weights are on the machine, else MTCNN, whose weights ship with its
+wheel), deterministic alignment, all faces of an image in one batch through the network with its
+fixed noise buffers, its masks (ParseNet with ``parsing_parsenet.pth``, else a feathered square)
+and its paste-back limited to each face's box. This module only translates: the reference's
+input reading, ``weight``, the eye-distance filter and centre face, the output size
+``int(h * upscale)``, the background upsampler's (possibly 16-bit or RGBA) image, BGR out.
+What differs from the reference, on purpose:
 
 * nothing is downloaded for detection or parsing; the model's URL resolves to a local file first;
 * the StyleGAN2 noise is fixed (the same image gives the same result every time);
 * ``weight`` works (see :func:`gfpgan.compat.archs.weight_to_strength`; 0.5, the default,
   is the reference's full restoration);
 * ``enhance`` keeps its state per call, so threads may share one restorer, and the returned lists
-  are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing.
+  are new on every call; ``face_helper.clean_all()`` is kept for callers and does nothing;
+* the paste mask fades over the crop's outer 12% (the reference cuts its mask at 10 px of 512),
+  and at ``upscale`` other than 1 faces land on the pixel centres (the reference's inverse affine
+  is off by half an output pixel above 1, by ``0.5 - 0.5 * upscale`` below).
+
+How close the results are to the reference's (same weights, same RetinaFace and ParseNet files) is
+measured by ``tests/test_compat_gfpganer_oracle.py`` and stated in the README.
 """
 
 from __future__ import annotations
@@ -100,70 +110,54 @@ def read_reference_image(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-class FaceHelper:
-    """What callers touch of the reference's ``face_helper``: ``face_det``, ``face_parse``, ``clean_all()``.
+def build_stages(model, device: torch.device, upscale: float):
+    """The project's face stages as ``GFPGANer`` runs them: detection and parsing weights looked up
+    locally (never downloaded) in :func:`gfpgan.compat.weights.weight_dirs`, every face kept (the
+    eye-distance filter and the centre face are chosen per call), 8 faces per forward pass."""
+    from gfpgan.compat.weights import find_weights
+    from gfpgan.inference.faces.detection import RETINAFACE_FILE
+    from gfpgan.inference.faces.pipeline import FaceStages
+    from gfpgan.inference.settings import RestorerConfig
 
-    Detection and parsing weights are looked up locally (never downloaded): RetinaFace's
-    ``detection_Resnet50_Final.pth`` (else MTCNN) and ``parsing_parsenet.pth`` (else a feathered
-    square mask), in :func:`gfpgan.compat.weights.weight_dirs`.
+    retina = find_weights(RETINAFACE_FILE)
+    parse = find_weights("parsing_parsenet.pth")
+    config = RestorerConfig(device=str(device), detector="retinaface" if retina else "mtcnn",
+                            detector_weights=str(retina) if retina else None,
+                            parse_weights=str(parse) if parse else None, only="all", min_face=0.0,
+                            batch_faces=8, upscale=float(upscale), strength=1.0, keep_detail=0.0)
+    return FaceStages(model, config)
+
+
+class FaceHelper:
+    """What callers touch of the reference's ``face_helper``: ``face_det``, ``face_parse``,
+    ``clean_all()``, ``upscale_factor``, ``face_size``; a view of the restorer's stages.
 
     Args:
-        device: torch device of the detector and parser.
+        stages: the :class:`~gfpgan.inference.faces.pipeline.FaceStages` ``GFPGANer`` drives.
         upscale: the restorer's output scale (kept as ``upscale_factor`` for callers that read it).
     """
 
-    def __init__(self, device: torch.device, upscale: float):
-        from gfpgan.compat.weights import find_weights
-        from gfpgan.inference.faces.detection import RETINAFACE_FILE, build_detector
-        from gfpgan.inference.faces.paste import ParseMasker
-
+    def __init__(self, stages, upscale: float):
+        self.stages = stages
         self.upscale_factor = upscale
         self.face_size = FACE_SIZE
-        retina = find_weights(RETINAFACE_FILE)
-        self.detector = build_detector("retinaface" if retina else "mtcnn", device=device,
-                                       weights=str(retina) if retina else None, min_face=20)
-        parse = find_weights("parsing_parsenet.pth")
-        self.parser = ParseMasker(str(parse), device) if parse else None
-        # facexlib's detectors are not re-entrant (they keep per-call sizes on the instance)
-        self.lock = threading.Lock()
 
     @property
     def face_det(self) -> nn.Module:
         """The detection network (``.to(device)`` moves it; the next call follows it)."""
-        return self.detector.net
+        return self.stages.detector.net
 
     @property
     def face_parse(self) -> nn.Module:
         """The parsing network, or an empty module when parsing is off."""
-        return self.parser.net if self.parser is not None else nn.Identity()
+        return self.stages.parser.net if self.stages.parser is not None else nn.Identity()
 
     def clean_all(self) -> None:
         """Kept for callers; there is nothing to clean: ``enhance`` keeps its state per call."""
 
-    def detect(self, rgb: np.ndarray, only_center_face: bool):
-        """Faces of one RGB frame: eye distance >= 5 px, then all or the centre one."""
-        from gfpgan.inference.faces.pipeline import select_faces
-
-        with self.lock:
-            net = self.detector.net
-            net.device = _module_device(net)  # follow a caller's face_det.to(device)
-            det = self.detector.detect([rgb])[0]
-        det = det.filter(min_face=EYE_DIST_THRESHOLD)
-        return select_faces(det, rgb.shape, "center" if only_center_face else "all")
-
-    def masks(self, restored: List[np.ndarray]) -> Optional[List[np.ndarray]]:
-        """ParseNet blend masks for RGB crops (None: the paste's feathered square)."""
-        if self.parser is None or not restored:
-            return None
-        from gfpgan.inference.faces.batch import crops_to_tensor
-        from gfpgan.inference.faces.paste import feather_mask
-
-        parsed = self.parser(crops_to_tensor(restored, self.parser.device)).cpu().numpy()
-        return [np.minimum(m, feather_mask(m.shape[0])) for m in parsed]
-
 
 class GFPGANer:
-    """The reference's restorer API on this project's pipeline.
+    """The reference's restorer API on this project's face stages.
 
     Args:
         model_path: a ``.pth`` (or converted ``.safetensors``) file, a release URL (resolved to a
@@ -176,13 +170,16 @@ class GFPGANer:
         device: None (CUDA when available), a string or a ``torch.device``.
 
     Attributes:
-        gfpgan: the network, an instance of the reference-named class.
+        gfpgan: the network, an instance of the reference-named class (a caller may move it, or
+            replace it with another network of the same signature).
         face_helper: :class:`FaceHelper`.
         device: the torch device.
+        stages: the project's :class:`~gfpgan.inference.faces.pipeline.FaceStages` it drives.
     """
 
     def __init__(self, model_path, upscale: float = 2, arch: str = "clean", channel_multiplier: float = 2,
                  bg_upsampler=None, device: Union[str, torch.device, None] = None):
+        from gfpgan.compat.archs import ReferenceFaceModel
         from gfpgan.compat.weights import resolve_model_path
         from gfpgan.inference.faces.model import resolve_device
         from gfpgan.legacy import check_state_dict, load_checkpoint
@@ -197,31 +194,38 @@ class GFPGANer:
         sd, _ = load_checkpoint(path)
         check_state_dict(net, sd, path)
         net.load_state_dict(sd, strict=True)
-        self.gfpgan = net.eval().requires_grad_(False).to(self.device)
-        self.face_helper = FaceHelper(self.device, upscale)
-        self._model_lock = threading.Lock()
-        self._face_model = None
+        self._face_model = ReferenceFaceModel(net.eval().requires_grad_(False).to(self.device), FACE_SIZE)
+        self.stages = build_stages(self._face_model, self.device, upscale)
+        self.face_helper = FaceHelper(self.stages, upscale)
+        # facexlib's detectors are not re-entrant (they keep per-call sizes on the instance)
+        self._detect_lock = threading.Lock()
 
-    def _model(self):
-        """The network wrapped for inference (fixed noise), rebuilt if a caller moved ``gfpgan``."""
-        from gfpgan.inference.faces.model import TorchFaceModel
+    @property
+    def gfpgan(self) -> nn.Module:
+        return self._face_model.net
 
-        with self._model_lock:
-            dev = _module_device(self.gfpgan)
-            fm = self._face_model
-            if fm is None or fm.net is not self.gfpgan or fm.device != dev:
-                fm = self._face_model = TorchFaceModel(self.gfpgan, device=dev, fixed_noise=True,
-                                                       size=FACE_SIZE)
-            return fm
+    @gfpgan.setter
+    def gfpgan(self, net: nn.Module) -> None:
+        self._face_model.net = net
+
+    def _detect(self, rgb: np.ndarray, only_center_face: bool):
+        """Faces of one RGB image: the stages' detection, eye distance >= 5 px, all or the centre one."""
+        from gfpgan.inference.faces.pipeline import select_faces
+
+        with self._detect_lock:
+            net = self.stages.detector.net
+            net.device = _module_device(net)  # follow a caller's face_det.to(device)
+            det = self.stages.detect_batch([rgb])[0]
+        det = det.filter(min_face=EYE_DIST_THRESHOLD)
+        return select_faces(det, rgb.shape, "center" if only_center_face else "all")
 
     def _restore(self, crops_rgb: List[np.ndarray], weight: float) -> List[np.ndarray]:
         """Restore RGB crops in one batch; a RuntimeError keeps the crops (one warning)."""
         from gfpgan.compat.archs import weight_to_strength
-        from gfpgan.inference.faces.batch import FaceBatchRestorer
 
-        restorer = FaceBatchRestorer(self._model(), batch_faces=8, strength=weight_to_strength(weight))
+        strength = weight_to_strength(weight)
         try:
-            return restorer.restore(crops_rgb)
+            return self.stages.restore_batch(crops_rgb, strength=strength)
         except RuntimeError as exc:
             warnings.warn(f"GFPGAN inference failed, the faces are left unrestored: {exc}", RuntimeWarning,
                           stacklevel=3)
@@ -254,38 +258,33 @@ class GFPGANer:
             not pasted. An image without faces gives empty lists and the (upscaled) image.
         """
         bgr = read_reference_image(img)
-        if has_aligned:
-            crops = [cv2.cvtColor(cv2.resize(bgr, (FACE_SIZE, FACE_SIZE)), cv2.COLOR_BGR2RGB)]
-            affines = []
+        if has_aligned:  # the reference's only crop: cv2.resize's default (bilinear) to 512
+            rgb = cv2.cvtColor(cv2.resize(bgr, (FACE_SIZE, FACE_SIZE)), cv2.COLOR_BGR2RGB)
+            crops, affines = [rgb], []
         else:
-            from gfpgan.inference.faces.alignment import estimate_affine, warp_face
-
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            det = self.face_helper.detect(rgb, only_center_face)
-            affines = [estimate_affine(lm, FACE_SIZE) for lm in det.landmarks]
-            crops = [warp_face(rgb, m, FACE_SIZE) for m in affines]
+            crops, affines = self.stages.align(rgb, self._detect(rgb, only_center_face).landmarks)
         restored = self._restore(crops, weight) if crops else []
         to_bgr = [cv2.cvtColor(c, cv2.COLOR_RGB2BGR) for c in crops]
         restored_bgr = [cv2.cvtColor(c, cv2.COLOR_RGB2BGR) for c in restored]
         if has_aligned or not paste_back:
             return to_bgr, restored_bgr, None
-        return to_bgr, restored_bgr, self._paste(img, bgr, restored, affines)
+        return to_bgr, restored_bgr, self._paste(img, bgr, rgb, restored, affines)
 
-    def _paste(self, img: np.ndarray, bgr: np.ndarray, restored: List[np.ndarray],
+    def _paste(self, img: np.ndarray, bgr: np.ndarray, rgb: np.ndarray, restored: List[np.ndarray],
                affines: List[np.ndarray]) -> np.ndarray:
-        from gfpgan.inference.faces.paste import paste_face, scale_affine
-
+        """The stages' masks and paste into the reference's background (``int(h * upscale)``, the
+        upsampler's output as it is: 16-bit pasted in 8 bits and returned in 16, alpha kept)."""
         h, w = bgr.shape[:2]
         size = (int(w * self.upscale), int(h * self.upscale))
         bg = self._background(img, bgr, size)
         if not restored:
             return bg
-        wide = bg.dtype == np.uint16  # a 16-bit upsampler output: paste in 8 bits, return 16
+        wide = bg.dtype == np.uint16
         canvas = (bg[:, :, :3] // 257).astype(np.uint8) if wide else np.ascontiguousarray(bg[:, :, :3])
-        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-        masks = self.face_helper.masks(restored)
-        for i, (face, m) in enumerate(zip(restored, affines)):
-            paste_face(canvas, face, scale_affine(m, size[0] / w), None if masks is None else masks[i])
+        canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)  # a new array, pasted into in place
+        masks = self.stages.face_masks(restored)
+        canvas = self.stages.paste(rgb, restored, affines, masks, background=canvas)
         canvas = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
         if wide:
             canvas = canvas.astype(np.uint16) * 257

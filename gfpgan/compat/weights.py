@@ -155,8 +155,8 @@ def load_file_from_url(url: str, model_dir: Optional[str] = None, progress: bool
                        file_name: Optional[str] = None) -> str:
     """Download a weights file unless it is already in ``model_dir`` (the reference's helper).
 
-    ``GFPGANer`` looks this name up in ``gfpgan.utils`` at call time (when that module is loaded), so programs that replace it
-    (AUTOMATIC1111's webui redirects ``model_dir``) keep working. See
+    ``GFPGANer`` looks this name up in ``gfpgan.utils`` at call time (when that module is loaded),
+    so programs that replace it (AUTOMATIC1111's webui redirects ``model_dir``) keep working. See
     :func:`gfpgan.compat.weights.download_weights` (atomic, checked against the model card's sha256).
 
     Returns:

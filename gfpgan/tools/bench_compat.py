@@ -8,6 +8,11 @@ the time per face is printed side by side with the ratio. The reference runs in 
 package is also called ``gfpgan``) from ``.cache/oracle``; facexlib's detector and parser, which it
 would download at construction, are replaced by stubs there (aligned faces use neither).
 
+The restored faces are compared too: by default the reference's network is called with
+``randomize_noise=False`` (the stored noise buffers, which this package always uses), so the
+difference is the two implementations'; ``--reference-noise fresh`` keeps the reference's own
+fresh noise per call (what its callers get). ``tests/test_compat_gfpganer_oracle.py`` asserts it.
+
 Usage:
     python -m gfpgan.tools.bench_compat                 # CPU, 3 faces, 1 warm-up call each
     python -m gfpgan.tools.bench_compat --device cuda --faces 8 --json results/compat.json
@@ -41,6 +46,9 @@ cfg = json.load(open("cfg.json"))
 torch.set_num_threads(cfg["threads"])
 faces = np.load("faces.npy")
 r = GFPGANer(model_path="GFPGANv1.4.pth", upscale=2, arch="clean", channel_multiplier=2, device=cfg["device"])
+if cfg["noise"] == "fixed":  # the stored noise buffers, as the network parity tests call it
+    forward = r.gfpgan.forward
+    r.gfpgan.forward = lambda x, **kw: forward(x, **dict(kw, randomize_noise=False))
 for _ in range(cfg["warmup"]):
     r.enhance(faces[0], has_aligned=True)
 sync = torch.cuda.synchronize if cfg["device"].startswith("cuda") else (lambda: None)
@@ -60,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--reference-dir", default=str(DEFAULT_ORACLE), help="where gfpgan==1.3.8 is unpacked")
     p.add_argument("--no-reference", action="store_true", help="time ours only")
+    p.add_argument("--reference-noise", choices=("fixed", "fresh"), default="fixed",
+                   help="the reference's StyleGAN2 noise: the stored buffers (default; the difference is "
+                        "the implementations') or fresh per call (what its callers get)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     add_common_arguments(p, device=True)
     return p
@@ -72,7 +83,7 @@ def make_weights(path: Path) -> None:
     torch.manual_seed(0)
     net = build_reference_net("clean", 2)
     with torch.no_grad():  # a non-zero noise strength, as in trained weights, so noise is exercised
-        for name, p in net.stylegan_decoder.named_parameters():
+        for p in net.stylegan_decoder.parameters():
             if p.numel() == 1:
                 p.fill_(0.1)
     torch.save({"params_ema": net.state_dict()}, path)
@@ -105,7 +116,8 @@ def time_ours(weights: Path, faces: np.ndarray, device: str, warmup: int):
     return time.perf_counter() - t, np.stack(out)
 
 
-def time_reference(oracle: Path, weights: Path, faces: np.ndarray, device: str, warmup: int):
+def time_reference(oracle: Path, weights: Path, faces: np.ndarray, device: str, warmup: int,
+                   noise: str = "fixed"):
     """Run the reference's GFPGANer in a subprocess; (seconds, outputs) or None when unavailable."""
     if not (oracle / "gfpgan" / "utils.py").is_file():
         print(f"reference: not found at {oracle} (pip install --no-deps --target {oracle} gfpgan==1.3.8); "
@@ -115,7 +127,8 @@ def time_reference(oracle: Path, weights: Path, faces: np.ndarray, device: str, 
         os.symlink(weights, os.path.join(tmp, "GFPGANv1.4.pth"))
         np.save(os.path.join(tmp, "faces.npy"), faces)
         with open(os.path.join(tmp, "cfg.json"), "w") as f:
-            json.dump({"device": device, "warmup": warmup, "threads": torch.get_num_threads()}, f)
+            json.dump({"device": device, "warmup": warmup, "threads": torch.get_num_threads(),
+                       "noise": noise}, f)
         path = os.pathsep.join(filter(None, [str(oracle), os.environ.get("PYTHONPATH")]))
         proc = subprocess.run([sys.executable, "-c", REFERENCE_SNIPPET], cwd=tmp, capture_output=True,
                               text=True, env=dict(os.environ, PYTHONPATH=path, PYTHONWARNINGS="ignore"))
@@ -138,13 +151,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         weights = Path(tmp) / "GFPGANv1.4.pth"
         make_weights(weights)
         sec, ours = time_ours(weights, faces, args.device, args.warmup)
-        rows.append({"impl": "ours", "s_per_face": sec / args.faces})
+        rows.append({"impl": "ours", "s_per_face": sec / args.faces,
+                     # how much the network changed the faces (a difference of 0 must mean something)
+                     "mean_abs_change": float(np.abs(ours.astype(np.float32) - faces).mean())})
         ref = None if args.no_reference else time_reference(Path(args.reference_dir), weights, faces,
-                                                            args.device, args.warmup)
+                                                            args.device, args.warmup, args.reference_noise)
         if ref is not None:
+            diff = np.abs(ref[1].astype(np.int16) - ours.astype(np.int16))
             rows.append({"impl": "reference", "s_per_face": ref[0] / args.faces,
-                         # the reference draws fresh StyleGAN2 noise per call, ours uses the fixed buffers
-                         "mean_abs_diff_vs_ours": float(np.abs(ref[1].astype(np.float32) - ours).mean())})
+                         "noise": args.reference_noise, "max_abs_diff_vs_ours": int(diff.max()),
+                         "mean_abs_diff_vs_ours": float(diff.mean()),
+                         "fraction_differing": float((diff > 0).mean())})
     base = rows[-1]["s_per_face"]
     print(f"\nGFPGANer.enhance(face, has_aligned=True), GFPGANv1Clean 512 cm2, device={args.device}, "
           f"threads={torch.get_num_threads()}, {args.faces} faces")
@@ -153,6 +170,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         r["speed_vs_reference"] = base / r["s_per_face"] if ref is not None else None
         speed = "-" if r["speed_vs_reference"] is None else f"{r['speed_vs_reference']:.2f}x"
         print(f"{r['impl']:<11}{r['s_per_face']:>9.3f}{1 / r['s_per_face']:>9.3f}{speed:>14}")
+    if ref is not None:
+        r = rows[-1]
+        print(f"restored faces, reference ({r['noise']} noise) vs ours: max |diff| "
+              f"{r['max_abs_diff_vs_ours']} levels, mean {r['mean_abs_diff_vs_ours']:.4f}, "
+              f"{100 * r['fraction_differing']:.3f}% of values differ (the network changed the faces "
+              f"by {rows[0]['mean_abs_change']:.1f} levels on average)")
     if args.json:
         from gfpgan.images import write_bytes_atomic
 

@@ -6,17 +6,18 @@ with ``.size`` (S) and ``.device``. :func:`load_face_model` builds one from a mo
 of our ``.safetensors`` files, an official ``.pth`` file or a ready ``nn.Module``, for PyTorch or
 ONNX Runtime.
 
-Why the wrapper and not the bare generator: the reference calls GFPGAN with
-``randomize_noise=True``, drawing fresh StyleGAN2 noise on every call, so two identical video
-frames get different skin detail (a flicker source). Here the noise is the fixed buffers of the
-network by default, the intermediate RGB pyramid is not computed (``return_rgb=False``), autograd
-is off and the input is moved/cast once, so callers only ever hand over float tensors.
+Why the wrapper and not the bare generator: StyleGAN2 noise drawn fresh on every call gives two
+identical video frames different skin detail (a flicker source). Here the noise is the fixed
+buffers of the network by default, the intermediate RGB pyramid is not computed
+(``return_rgb=False``), autograd is off and the input is moved/cast once, so callers only ever
+hand over float tensors. :class:`TorchFaceModel` wraps this project's generators; a network with
+other calling conventions comes with a FaceModel of its own (the reference's, for ``GFPGANer``,
+is ``gfpgan.compat.archs.ReferenceFaceModel``).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from typing import Optional, Protocol, Union, runtime_checkable
 
@@ -80,31 +81,32 @@ def _half_dtype(half: Union[bool, str, None], device: torch.device) -> torch.dty
     raise UserError(f"half={half!r} is not a precision; use fp16, bf16 or leave it off.")
 
 
-def _infer_size(net: nn.Module, size: Optional[int]) -> int:
+def _network_size(net: nn.Module, size: Optional[int]) -> int:
+    """The crop side: ``size``, else the network's ``out_size``, else ``2 ** log_size`` (this
+    project's GFP-GAN and StyleGAN2 generators store log2 of their size)."""
     if size is not None:
         return int(size)
-    for owner in (net, getattr(net, "stylegan_decoder", None)):
-        for attr in ("out_size", "size", "resolution"):
-            val = getattr(owner, attr, None) if owner is not None else None
-            if isinstance(val, int) and val > 0:
-                return val
-        log_size = getattr(owner, "log_size", None) if owner is not None else None
-        if isinstance(log_size, int) and log_size > 0:  # our StyleGAN2/GFPGAN archs store log2(S)
-            return 2 ** log_size
-    return 512
+    out_size = getattr(net, "out_size", None)
+    if isinstance(out_size, int) and out_size > 0:
+        return out_size
+    log_size = getattr(net, "log_size", None)
+    if isinstance(log_size, int) and log_size > 0:
+        return 2 ** log_size
+    raise UserError(f"cannot tell the face size of {type(net).__name__} (no out_size or log_size); "
+                    f"pass size=.")
 
 
 class TorchFaceModel(FaceModel):
     """A PyTorch generator wrapped for inference (eval, no autograd, fixed noise, channels_last).
 
     Args:
-        net: a GFPGAN-style generator whose ``forward(x, return_rgb=..., randomize_noise=...)``
-            returns ``image`` or ``(image, out_rgbs)``; any module mapping (B,3,S,S)->(B,3,S,S)
-            works (extra kwargs are passed only when its forward accepts them).
+        net: one of this project's generators (:mod:`gfpgan.archs`), or any module whose
+            ``forward(x, return_rgb=False, randomize_noise=bool)`` returns ``image`` or
+            ``(image, ...)`` for (B,3,S,S) faces in [-1, 1] (``forward(x, **kwargs)`` will do).
         device: target device ("auto", "cpu", "cuda", "cuda:1" ...).
         half: False, True/"fp16" or "bf16"; ignored on CPU.
         fixed_noise: use the network's fixed noise buffers (True) or fresh noise per call.
-        size: crop side; read from the network (``out_size``) when None.
+        size: crop side; the network's ``out_size`` (or ``2 ** log_size``) when None.
     """
 
     def __init__(self, net: nn.Module, device: Union[str, torch.device] = "auto",
@@ -112,23 +114,12 @@ class TorchFaceModel(FaceModel):
                  size: Optional[int] = None):
         self.device = resolve_device(device)
         self.dtype = _half_dtype(half, self.device)
-        self.size = _infer_size(net, size)
+        self.size = _network_size(net, size)
         self.fixed_noise = bool(fixed_noise)
         net = net.eval().requires_grad_(False).to(self.device, self.dtype)
         if self.device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        try:
-            params = inspect.signature(net.forward).parameters
-        except (TypeError, ValueError):  # pragma: no cover - builtins/scripted modules
-            params = {}
-        takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        self._kwargs = {}
-        if "return_rgb" in params or takes_kwargs:
-            self._kwargs["return_rgb"] = False
-        if "randomize_noise" in params or takes_kwargs:
-            # None = "fixed buffers in eval mode" in our archs; True = a fresh draw per call.
-            self._kwargs["randomize_noise"] = None if self.fixed_noise else True
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +128,7 @@ class TorchFaceModel(FaceModel):
         x = x.to(self.device, self.dtype, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.net(x, **self._kwargs)
+        out = self.net(x, return_rgb=False, randomize_noise=not self.fixed_noise)
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float()
@@ -174,7 +165,7 @@ class TemporalFaceModel(TorchFaceModel):
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         rel = rel_affine.to(self.device, self.dtype)
-        out, _, state = self.net(x, state, rel, False, self._kwargs.get("randomize_noise"))
+        out, _, state = self.net(x, state, rel, False, not self.fixed_noise)
         return out.float(), state
 
 

@@ -198,10 +198,14 @@ class FaceStages:
             crops.append(warp_face(frame, m, self.size))
         return crops, affines
 
-    def restore_batch(self, crops: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """Restore aligned crops, ``batch_faces`` per forward pass."""
+    def restore_batch(self, crops: Sequence[np.ndarray],
+                      strength: Optional[float] = None) -> List[np.ndarray]:
+        """Restore aligned crops, ``batch_faces`` per forward pass; ``strength`` overrides the
+        configured one for this call only (the stages stay shareable between threads)."""
+        restorer = self.restorer if strength is None else FaceBatchRestorer(
+            self.model, batch_faces=self.restorer.batch_faces, strength=strength)
         with self.timer.stage("generator"):
-            return self.restorer.restore(crops)
+            return restorer.restore(crops)
 
     def face_masks(self, restored: Sequence[np.ndarray], track_ids=None,
                    smoother: Optional[MaskSmoother] = None) -> List[np.ndarray]:
@@ -239,7 +243,8 @@ class FaceStages:
 
     def paste(self, frame: np.ndarray, restored: Sequence[np.ndarray],
               affines: Sequence[np.ndarray], masks: Optional[Sequence[np.ndarray]] = None,
-              trust: Optional[Sequence[float]] = None) -> np.ndarray:
+              trust: Optional[Sequence[float]] = None,
+              background: Optional[np.ndarray] = None) -> np.ndarray:
         """Paste restored faces into a new output frame (the input is never modified).
 
         Args:
@@ -248,8 +253,10 @@ class FaceStages:
             affines: the frame->crop matrices used to align them (input pixels).
             masks: (S, S) blend masks; feathered square when None.
             trust: each face's weight of the model's output (:meth:`trust`); 1 when None.
+            background: the output frame to paste into, (H', W', 3) uint8, modified in place;
+                :meth:`background_for` of ``frame`` when None. The faces follow its scale.
         """
-        out = self.background_for(frame)
+        out = self.background_for(frame) if background is None else background
         scale = out.shape[1] / frame.shape[1]
         for i, (face, m) in enumerate(zip(restored, affines)):
             mask = None if masks is None else masks[i]
