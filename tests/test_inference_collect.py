@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from gfpgan.inference.faces.detection import Detections
-from gfpgan.inference.job.segments import images
 from gfpgan.inference.faces.evidence import sharpness
+from gfpgan.inference.job.segments import images
 from gfpgan.inference.tracks.face_database import METADATA_FILE, FaceCollector
 from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
