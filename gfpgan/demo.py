@@ -410,13 +410,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:  # noqa: C901 (one step a
         bench = json.loads((out / "bench_personal.json").read_text())
         summary["bench_personal"] = {k: bench[k] for k in ("rows", "targets", "target_frames")}
         personal_table = bench["table"]
-        work = out / "bench_personal"
-        p_gt = read_frames(work / "person_clean.mp4")
-        far = np.linspace(bench["near"], len(p_gt) - 1, 5).round().astype(int)
-        p_crops = [_face_window(det, p_gt[i]) for i in far]
-        for name in ("person_degraded", "person_base", "person_adapter", "person_clean"):
-            frames = read_frames(work / f"{name}.mp4")
-            personal_rows.append([frames[i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(far, p_crops)])
+        from gfpgan.tools.bench_personal import far_strips
+
+        personal_rows = far_strips(out / "bench_personal", bench["near"], "adapter")
         summary["steps"]["bench_personal_s"] = round(time.time() - t, 1)
     summary["total_s"] = round(time.time() - t0, 1)
     from gfpgan.files import write_bytes_atomic

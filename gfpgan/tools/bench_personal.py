@@ -30,7 +30,7 @@ import numpy as np
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
 
-__all__ = ["near_far_frames", "run"]
+__all__ = ["near_far_frames", "run", "far_strips", "table"]
 
 
 def _portrait(name: str) -> np.ndarray:
@@ -170,6 +170,19 @@ def run(model: str, work: Path, device: str = "cpu", near: int = 24, far: int = 
             tune_s=round(tune_s, 1), iterations=info["iterations"],
             held_out=[round(info["held_out_psnr_base"], 2), round(info["held_out_psnr"], 2)])
     return results
+
+
+def far_strips(work: Path, near: int, scope: str, columns: int = 5) -> List[List[np.ndarray]]:
+    """Face windows of ``columns`` far frames of the person's clip: input, base, personalized
+    (``scope``) and ground truth, one row each (for a figure)."""
+    gt = _decode(work / "person_clean.mp4")
+    far = np.linspace(near, len(gt) - 1, columns).round().astype(int)
+    windows = _windows([gt[i] for i in far])
+    rows = []
+    for name in ("person_degraded", "person_base", f"person_{scope}", "person_clean"):
+        frames = _decode(work / f"{name}.mp4")
+        rows.append([frames[i][y0:y1, x0:x1] for i, (y0, y1, x0, x1) in zip(far, windows)])
+    return rows
 
 
 def table(results: Dict) -> str:
