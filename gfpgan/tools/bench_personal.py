@@ -110,7 +110,7 @@ def _restore(src: Path, dst: Path, model: str, device: str, extra: Sequence[str]
 
 
 def run(model: str, work: Path, device: str = "cpu", near: int = 24, far: int = 24, size: int = 192,
-        near_zoom: float = 1.3, far_zoom: float = 0.5, scopes: Sequence[str] = ("adapter", "full"),
+        near_zoom: float = 1.3, far_zoom: float = 0.4, scopes: Sequence[str] = ("adapter", "full"),
         seed: int = 0) -> Dict:
     """Make the clips, personalize with each scope, restore, score; returns the results."""
     from gfpgan.inference.tracks.targets import TargetCollector
@@ -138,7 +138,9 @@ def run(model: str, work: Path, device: str = "cpu", near: int = 24, far: int = 
     if not found.targets:
         raise UserError("no face of the near frames qualifies as a target; raise --near-zoom.")
     frames_used = sorted(m["frame"] for m in found.metadata)
-    assert frames_used[-1] < near, "a far frame entered tuning"
+    if frames_used[-1] >= near:
+        raise UserError(f"far frame {frames_used[-1]} qualifies as a target (its face is at least the "
+                        f"model's crop); lower --far-zoom.")
     scan_s = time.time() - t
 
     results: Dict = {"model": model, "device": device, "near": near, "far": far, "size": size,
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--far", type=int, default=24, help="far frames")
     p.add_argument("--size", type=int, default=192, help="frame side")
     p.add_argument("--near-zoom", type=float, default=1.3, help="face scale of the near frames")
-    p.add_argument("--far-zoom", type=float, default=0.5, help="face scale of the far frames")
+    p.add_argument("--far-zoom", type=float, default=0.4, help="face scale of the far frames")
     p.add_argument("--scopes", default="adapter,full", help="tuning scopes to compare")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results here")
