@@ -9,7 +9,7 @@
   relative transforms come from an optional ``landmarks.json`` sidecar in the clip folder (the
   format of :func:`gfpgan.data.file_backends.read_landmarks`), else identity.
 
-Both seed every sample with ``np.random.default_rng([seed, epoch, index])`` like
+Both seed every sample with ``np.random.default_rng([seed, 0, 0, epoch, index])`` like
 :class:`~gfpgan.data.ffhq_degradation_dataset.FFHQDegradationDataset` (a pure function of those,
 whichever worker or rank makes it, so a resumed run replays it). Each item:
 ``'lq'``, ``'gt'`` float32 (T, 3, S, S) normalised (0.5/0.5: [-1, 1]); ``'rel_affine'`` float32

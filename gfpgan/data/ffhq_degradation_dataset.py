@@ -4,13 +4,14 @@ Implements the GFP-GAN training data recipe (reference §2.1: options, ranges an
 degradations) with three differences that matter for research use:
 
 * **Seeding.** Every sample draws from its own generator,
-  ``np.random.default_rng([seed, epoch, index])``: a sample is a pure function of (seed, epoch,
-  index), disk or LMDB alike, in the main process or any DataLoader worker, on any rank, in a
+  ``np.random.default_rng([seed, 0, 0, epoch, index])``: a sample is a pure function of (seed,
+  epoch, index), disk or LMDB alike, in the main process or any DataLoader worker, on any rank, in a
   fresh or a resumed run; different epochs and indices give different samples. Neither the worker
   nor the rank is part of the seed: a run resumed mid-epoch hands its batches to other workers
   than the run it replays (a fresh iterator starts at worker 0), and a 2-rank run must see the
   samples of a 1-rank run with twice the batch (the sampler already gives each rank its own
-  indices). ``index`` may exceed ``len(dataset)`` (an enlarged sampler): the image is
+  indices; the zeros keep the samples earlier versions made on rank 0 in the main process).
+  ``index`` may exceed ``len(dataset)`` (an enlarged sampler): the image is
   ``index % len`` and the full index goes into the seed. Call :meth:`set_epoch` each epoch (with
   ``persistent_workers=False``, the default, workers see the new value).
 * **Component boxes** are computed on copies, so flipping never corrupts the cached boxes.
@@ -166,8 +167,13 @@ class FFHQDegradationDataset(Dataset):
         self.epoch = int(epoch)
 
     def generator(self, index: int) -> np.random.Generator:
-        """The generator of sample ``index``: a pure function of (seed, epoch, index)."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        """The generator of sample ``index``: a pure function of (seed, epoch, index).
+
+        The two zeros stand where the rank and the worker id were: the samples are those that
+        earlier versions made on rank 0 in the main process, so single-process runs and the
+        values tests were tuned on stay as they were.
+        """
+        return np.random.default_rng([self.seed, 0, 0, self.epoch, int(index)])
 
     def __getitem__(self, index: int) -> Dict:
         rng = self.generator(index)
