@@ -145,8 +145,7 @@ class SeededSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        # spawned child: a stream of its own, apart from a dataset's np.random.default_rng([seed,
-        # epoch, index]) of the same numbers
+        # a spawned child: not the stream a dataset's own default_rng of these numbers would give
         ss = _seed_sequence(self.seed, self.epoch, index).spawn(1)[0]
         py_seed, np_seed, torch_seed = (int(v) for v in ss.generate_state(3, np.uint64))
         py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()

@@ -13,15 +13,15 @@
    logs -> validation every ``val.val_freq`` (best checkpoint kept) -> training state every
    ``logger.save_checkpoint_freq`` -> stop cleanly on SIGTERM/SIGINT after saving a state.
 
-Resuming reproduces an uninterrupted run exactly, at any world size and worker count it was saved
-with: the state holds the model (networks, EMA, optimizers, schedulers, grad scaler), the
-iteration, every rank's RNG states and the sampler position (epoch, next batch). Every other draw
-is a pure function of the seed: the data order of ``(seed, epoch)``, each sample (flip,
-degradations, crops) of ``(seed, epoch, index)`` whichever worker or rank makes it
-(:class:`~gfpgan.engine.sampler.SeededSamples`), the DataLoader's worker seeds of
-``(seed, rank, epoch)`` on a generator of their own. The RNG states are restored last, right
-before the first iteration, so that nothing set up after them (loaders, logger, validation) can
-shift them; validation and the model's probes fork the RNG.
+Resuming on the world size a state was saved with reproduces an uninterrupted run exactly, with
+any number of DataLoader workers: the state holds the model (networks, EMA, optimizers,
+schedulers, grad scaler), the iteration, every rank's RNG states and the sampler position (epoch,
+next batch). Every other draw is a pure function of the seed: the data order of
+``(seed, epoch)``, each sample (flip, degradations, crops) of ``(seed, epoch, index)`` whichever
+worker or rank makes it (:class:`~gfpgan.engine.sampler.SeededSamples`), the DataLoader's worker
+seeds of ``(seed, rank, epoch)`` on a generator of their own. The RNG states are restored last,
+right before the first iteration, so that nothing set up before the loop (loaders, logger, the
+validation metrics' networks) can shift them; validation and the model's probes fork the RNG.
 """
 
 import inspect
