@@ -9,8 +9,9 @@
   relative transforms come from an optional ``landmarks.json`` sidecar in the clip folder (the
   format of :func:`gfpgan.data.file_backends.read_landmarks`), else identity.
 
-Both seed every sample with ``np.random.default_rng([seed, rank, worker, epoch, index])`` like
-:class:`~gfpgan.data.ffhq_degradation_dataset.FFHQDegradationDataset`. Each item:
+Both seed every sample with ``np.random.default_rng([seed, 0, 0, epoch, index])`` like
+:class:`~gfpgan.data.ffhq_degradation_dataset.FFHQDegradationDataset` (a pure function of those,
+whichever worker or rank makes it, so a resumed run replays it). Each item:
 ``'lq'``, ``'gt'`` float32 (T, 3, S, S) normalised (0.5/0.5: [-1, 1]); ``'rel_affine'`` float32
 (T, 2, 3), crop t-1 -> crop t in pixels (identity at t = 0, :mod:`gfpgan.motion` convention);
 ``'crf'`` int (-1 without codec); ``'gt_path'`` str.
@@ -62,7 +63,7 @@ class FFHQClipDataset(FFHQDegradationDataset):
         drift: per-frame random-walk steps ``{'blur_sigma', 'scale', 'noise', 'jpeg'}``.
         codec_prob: probability of a libx264 pass over the clip; ``crf_range``: its CRF range.
         **kwargs: every option of ``FFHQDegradationDataset`` (out_size, the degradation ranges,
-            use_hflip, mean/std, gray, seed, rank) except the component boxes.
+            use_hflip, mean/std, gray, seed; rank is ignored) except the component boxes.
     """
 
     def __init__(self, dataroot_gt: str, num_frames: int = 5, max_angle: float = 5.0, max_zoom: float = 0.05,
@@ -154,7 +155,7 @@ class FaceTrackClipDataset(Dataset):
         out_size: side of the output (frames are resized to it).
         mean, std: per-channel normalisation.
         drift, codec_prob, crf_range: as in :class:`FFHQClipDataset`.
-        seed, rank: seed parts (``rank=None``: the torch.distributed rank).
+        seed: the base seed of every sample's generator; rank: ignored (as in the FFHQ dataset).
         **degradation: ``gfpgan.data.degradations.sample_degradation`` options (blur_sigma,
             downsample_range, noise_range, jpeg_range, ...; their defaults otherwise).
     """
@@ -174,11 +175,7 @@ class FaceTrackClipDataset(Dataset):
         self.degradation = degradation
         deg.sample_degradation(np.random.default_rng(0), **degradation)  # bad options fail here
         self.drift, self.codec_prob, self.crf_range = dict(drift or {}), float(codec_prob), tuple(crf_range)
-        if rank is None:
-            from gfpgan.dist import get_dist_info
-
-            rank = get_dist_info().rank
-        self.seed, self.rank, self.epoch = int(seed), int(rank), 0
+        self.seed, self.epoch = int(seed), 0
 
     set_epoch = FFHQDegradationDataset.set_epoch
     generator = FFHQDegradationDataset.generator

@@ -88,7 +88,8 @@ def load_components(path: Union[str, os.PathLike]) -> Dict[str, Dict[str, np.nda
         raise UserError(f"{path} is not a readable component box file ({type(exc).__name__}); "
                         f"remake it with python -m gfpgan.tools.component_boxes.") from None
     if not isinstance(raw, Mapping) or not raw:
-        raise UserError(f"{path} holds no component boxes; remake it with python -m gfpgan.tools.component_boxes.")
+        raise UserError(f"{path} holds no component boxes; remake it with "
+                        f"python -m gfpgan.tools.component_boxes.")
     return {str(k): _as_entry(v, path, k) for k, v in raw.items()}
 
 

@@ -17,7 +17,7 @@ formula (a rotated bivariate Gaussian on a centred integer grid, normalised to s
 OpenCV JPEG round trip are the same. What is owned here instead:
 
 * BasicSR draws from the global ``numpy``/``random``/``torch`` generators, so a sample cannot be
-  reproduced per (seed, rank, worker) and forked DataLoader workers can share streams;
+  reproduced from (seed, epoch, index) and forked DataLoader workers can share streams;
 * it asserts ``low < high`` on every sigma range, so a fixed sigma (``[2, 2]``) is rejected;
 * its JPEG step passes a float quality, which current OpenCV rejects (older versions truncated
   it, so ``uniform(60, 100)`` never reached 100); here quality is an integer drawn inclusively;
@@ -185,7 +185,8 @@ def sample_color_jitter_pt(rng: np.random.Generator, brightness=(0.5, 1.5), cont
 
 def _luma(img: np.ndarray) -> np.ndarray:
     # torchvision's rgb_to_grayscale weights, so the jitter matches its definition
-    return img[..., 0] * np.float32(0.2989) + img[..., 1] * np.float32(0.587) + img[..., 2] * np.float32(0.114)
+    return (img[..., 0] * np.float32(0.2989) + img[..., 1] * np.float32(0.587)
+            + img[..., 2] * np.float32(0.114))
 
 
 def _blend(img: np.ndarray, other, ratio: float) -> np.ndarray:

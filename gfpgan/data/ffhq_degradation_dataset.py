@@ -4,12 +4,16 @@ Implements the GFP-GAN training data recipe (reference §2.1: options, ranges an
 degradations) with three differences that matter for research use:
 
 * **Seeding.** Every sample draws from its own generator,
-  ``np.random.default_rng([seed, rank, worker_id, epoch, index])``: the same (seed, rank,
-  worker, epoch, index) always gives the same sample (disk or LMDB alike, fresh or resumed run),
-  and different workers / ranks / epochs give different ones. ``worker_id`` is the DataLoader
-  worker (0 in the main process); ``index`` may exceed ``len(dataset)`` (an enlarged sampler),
-  the image is ``index % len`` and the full index goes into the seed. Call :meth:`set_epoch` each
-  epoch (with ``persistent_workers=False``, the default, workers see the new value).
+  ``np.random.default_rng([seed, 0, 0, epoch, index])``: a sample is a pure function of (seed,
+  epoch, index), disk or LMDB alike, in the main process or any DataLoader worker, on any rank, in a
+  fresh or a resumed run; different epochs and indices give different samples. Neither the worker
+  nor the rank is part of the seed: a run resumed mid-epoch hands its batches to other workers
+  than the run it replays (a fresh iterator starts at worker 0), and a 2-rank run must see the
+  samples of a 1-rank run with twice the batch (the sampler already gives each rank its own
+  indices; the zeros keep the samples earlier versions made on rank 0 in the main process).
+  ``index`` may exceed ``len(dataset)`` (an enlarged sampler): the image is
+  ``index % len`` and the full index goes into the seed. Call :meth:`set_epoch` each epoch (with
+  ``persistent_workers=False``, the default, workers see the new value).
 * **Component boxes** are computed on copies, so flipping never corrupts the cached boxes.
   Boxes are looked up by the image's name (``00012.png`` -> ``'00000012'``), not by its position
   in the folder, and every image's key is checked when the dataset is built.
@@ -23,7 +27,7 @@ from typing import Dict, Optional, Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from gfpgan.data import degradations as deg
 from gfpgan.data.components import component_key, component_locations, load_components
@@ -98,7 +102,8 @@ class FFHQDegradationDataset(Dataset):
         gray_prob: probability of a gray LQ; ``gt_gray``: make the GT gray too when it happens.
         crop_components, component_path, eye_enlarge_ratio: return eye/mouth boxes from the box
             file (boxes in the stored image's pixels, scaled with the resize to ``out_size``).
-        seed, rank: seed parts (``rank=None``: the torch.distributed rank, else 0).
+        seed: the base seed of every sample's generator.
+        rank: accepted for older callers and ignored (samples do not depend on the rank).
     Each item: 'lq', 'gt' float32 (3, out_size, out_size) normalised; 'gt_path' str; and with
     crop_components the three boxes as float32 (4,) x1, y1, x2, y2.
     """
@@ -143,11 +148,7 @@ class FFHQDegradationDataset(Dataset):
                     raise UserError(f"{component_path} has no boxes for image {name} (key "
                                     f"{component_key(name)!r}); remake it for this dataset with "
                                     f"python -m gfpgan.tools.component_boxes.")
-        if rank is None:
-            from gfpgan.dist import get_dist_info
-
-            rank = get_dist_info().rank
-        self.seed, self.rank, self.epoch = int(seed), int(rank), 0
+        self.seed, self.epoch = int(seed), 0
 
     def __len__(self) -> int:
         return len(self.source.keys)
@@ -166,10 +167,13 @@ class FFHQDegradationDataset(Dataset):
         self.epoch = int(epoch)
 
     def generator(self, index: int) -> np.random.Generator:
-        """The generator of sample ``index`` in this process (seed, rank, worker, epoch, index)."""
-        info = get_worker_info()
-        worker = info.id if info is not None else 0
-        return np.random.default_rng([self.seed, self.rank, worker, self.epoch, int(index)])
+        """The generator of sample ``index``: a pure function of (seed, epoch, index).
+
+        The two zeros stand where the rank and the worker id were: the samples are those that
+        earlier versions made on rank 0 in the main process, so single-process runs and the
+        values tests were tuned on stay as they were.
+        """
+        return np.random.default_rng([self.seed, 0, 0, self.epoch, int(index)])
 
     def __getitem__(self, index: int) -> Dict:
         rng = self.generator(index)

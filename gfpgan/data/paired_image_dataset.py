@@ -59,8 +59,10 @@ class PairedImageDataset(Dataset):
         else:
             raise UserError(f"no readable image pair in {self.gt.root} / {self.lq.root}; check the dataset.")
         if (gt.shape[0] != lq.shape[0] * self.scale) or (gt.shape[1] != lq.shape[1] * self.scale):
-            raise UserError(f"{self.lq.backend.path(self.lq.keys[li])} is {lq.shape[1]}x{lq.shape[0]} but its "
-                            f"GT is {gt.shape[1]}x{gt.shape[0]}, not scale {self.scale}; check 'scale'.")
-        return {"lq": to_tensor(lq / 255.0, self.mean, self.std), "gt": to_tensor(gt / 255.0, self.mean, self.std),
+            raise UserError(f"{self.lq.backend.path(self.lq.keys[li])} is {lq.shape[1]}x{lq.shape[0]} "
+                            f"but its GT is {gt.shape[1]}x{gt.shape[0]}, not scale {self.scale}; "
+                            f"check 'scale'.")
+        return {"lq": to_tensor(lq / 255.0, self.mean, self.std),
+                "gt": to_tensor(gt / 255.0, self.mean, self.std),
                 "lq_path": self.lq.backend.path(self.lq.keys[li]),
                 "gt_path": self.gt.backend.path(self.gt.keys[gi])}

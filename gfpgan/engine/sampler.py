@@ -1,4 +1,4 @@
-"""A resumable, world-size-aware sampler and deterministic DataLoader worker seeding.
+"""A resumable, world-size-aware sampler, per-sample seeding and DataLoader worker seeding.
 
 Each epoch draws one permutation of ``len(dataset) * enlarge_ratio`` indices from a generator
 seeded with ``seed + epoch`` (the same on every rank), pads it to a multiple of the world size and
@@ -7,15 +7,24 @@ of a W-rank run therefore sees exactly the samples of step ``k`` of a 1-rank run
 ``B * W``, which is what makes 1-process and N-process runs comparable. ``set_start(n)`` skips
 the first ``n`` indices of this rank in the current epoch, so a resumed run continues mid-epoch
 with the samples the interrupted run would have used.
+
+What a sample looks like must not depend on *where* it is made (which worker, which rank, how far a
+worker's stream had got), or a run resumed mid-epoch would make other samples than the run it
+replays: its fresh workers start their streams over, and a DataLoader hands batch ``j`` of a fresh
+iterator to worker ``j % num_workers``. :class:`SeededSamples` therefore runs every
+``dataset[index]`` with the global ``random``/``numpy``/``torch`` generators seeded from
+``(seed, epoch, index)`` alone (and puts the caller's states back afterwards), and
+:func:`loader_generator` keeps the DataLoader's own per-iterator seed draw off the global torch
+stream, which the model's noise injection uses and a training state restores.
 """
 
 import math
 import random
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class ResumableDistributedSampler(Sampler):
@@ -99,3 +108,72 @@ def seed_everything(seed: int, device: Optional[torch.device] = None) -> None:
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
+
+
+def _seed_sequence(*parts: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([int(p) for p in parts])
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` as a pure function of ``(seed, epoch, index)``, wherever it runs.
+
+    Each item is made with Python's ``random``, numpy's global generator and torch's CPU generator
+    seeded from ``(seed, epoch, index)``; the caller's states are put back afterwards. A dataset
+    that draws from the global generators (BasicSR-style code does) then gives the same sample
+    in the main process or in any DataLoader worker, fresh or resumed, and with
+    ``num_workers=0`` it no longer consumes the training stream. (The project's datasets draw
+    from their own per-sample generators too; this makes the guarantee hold for any dataset.)
+
+    Args:
+        dataset: A map-style dataset; its ``set_epoch`` (if any) is called by :meth:`set_epoch`.
+        seed: The run's base seed (the same on every rank: the sampler already gives each rank
+            its own indices, and a sample does not depend on the rank that makes it).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the next items (call before creating the epoch's iterator)."""
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        # a spawned child: not the stream a dataset's own default_rng of these numbers would give
+        ss = _seed_sequence(self.seed, self.epoch, index).spawn(1)[0]
+        py_seed, np_seed, torch_seed = (int(v) for v in ss.generate_state(3, np.uint64))
+        py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        random.seed(py_seed)
+        np.random.seed(np_seed % 2 ** 32)
+        torch.default_generator.manual_seed(torch_seed)  # the CPU's only: torch.manual_seed costs ~100x
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            torch.set_rng_state(torch_state)
+
+
+def loader_generator() -> torch.Generator:
+    """A private generator for ``DataLoader(generator=...)``; reseed it with :func:`seed_loader`.
+
+    Every new DataLoader iterator (every epoch, and once more when a run resumes mid-epoch) draws
+    a base seed for its workers from this generator, or, without one, from the *global* torch
+    generator. That extra draw on resume shifted the stream of the generator's noise injection
+    after every mid-epoch resume (the uninterrupted run had made its draw at the epoch start,
+    before the state it saved), so the resumed run trained on other noise.
+    """
+    return torch.Generator()
+
+
+def seed_loader(generator: Optional[torch.Generator], seed: int, rank: int, epoch: int) -> None:
+    """Seed a loader's generator for ``epoch``: its workers' base seed is then a pure function of
+    ``(seed, rank, epoch)``, whether the epoch starts at its head or mid-way (resume)."""
+    if generator is not None:
+        generator.manual_seed(int(_seed_sequence(seed, rank, epoch).generate_state(1, np.uint64)[0] >> 1))

@@ -13,9 +13,15 @@
    logs -> validation every ``val.val_freq`` (best checkpoint kept) -> training state every
    ``logger.save_checkpoint_freq`` -> stop cleanly on SIGTERM/SIGINT after saving a state.
 
-Resuming reproduces an uninterrupted run exactly: the state holds the model (networks, EMA,
-optimizers, schedulers, grad scaler), the iteration, every rank's RNG states and the sampler
-position (epoch, next batch); validation and image logging fork the RNG.
+Resuming on the world size a state was saved with reproduces an uninterrupted run exactly, with
+any number of DataLoader workers: the state holds the model (networks, EMA, optimizers,
+schedulers, grad scaler), the iteration, every rank's RNG states and the sampler position (epoch,
+next batch). Every other draw is a pure function of the seed: the data order of
+``(seed, epoch)``, each sample (flip, degradations, crops) of ``(seed, epoch, index)`` whichever
+worker or rank makes it (:class:`~gfpgan.engine.sampler.SeededSamples`), the DataLoader's worker
+seeds of ``(seed, rank, epoch)`` on a generator of their own. The RNG states are restored last,
+right before the first iteration, so that nothing set up before the loop (loaders, logger, the
+validation metrics' networks) can shift them; validation and the model's probes fork the RNG.
 """
 
 import inspect
@@ -29,7 +35,14 @@ from gfpgan.dist import DistInfo, any_rank, barrier, broadcast_object, cleanup, 
 from gfpgan.engine.checkpoint_manager import CheckpointManager, get_rng_state, set_rng_state
 from gfpgan.engine.logger import Timer, TrainLogger
 from gfpgan.engine.run_info import write_run_info
-from gfpgan.engine.sampler import ResumableDistributedSampler, make_worker_init_fn, seed_everything
+from gfpgan.engine.sampler import (
+    ResumableDistributedSampler,
+    SeededSamples,
+    loader_generator,
+    make_worker_init_fn,
+    seed_everything,
+    seed_loader,
+)
 from gfpgan.engine.train_model import TrainModel
 from gfpgan.errors import UserError
 from gfpgan.options import LOADER_KEYS
@@ -111,7 +124,12 @@ def _params(cls) -> set:
 
 
 def build_train_loader(opt: dict, dataset, dist_info: DistInfo):
-    """The train DataLoader and its resumable sampler."""
+    """The train DataLoader and its resumable sampler.
+
+    The loader's dataset is ``dataset`` wrapped in :class:`SeededSamples` (samples of
+    ``(manual_seed, epoch, index)``); its generator is a private one that :func:`batches` reseeds
+    every epoch, so creating an iterator never draws from the global torch stream.
+    """
     block = opt["datasets"]["train"]
     batch = block["batch_size_per_gpu"]
     sampler = ResumableDistributedSampler(
@@ -123,11 +141,13 @@ def build_train_loader(opt: dict, dataset, dist_info: DistInfo):
                         f"or lower datasets.train.batch_size_per_gpu")
     workers = block["num_worker_per_gpu"]
     loader = DataLoader(
-        dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
+        SeededSamples(dataset, opt["manual_seed"]), batch_size=batch, sampler=sampler,
+        num_workers=workers, drop_last=True,
         pin_memory=block["pin_memory"] and dist_info.device.type == "cuda",
         worker_init_fn=make_worker_init_fn(opt["manual_seed"], dist_info.rank),
-        # a dataset that reseeds per epoch must see set_epoch, which persistent workers would miss
-        persistent_workers=workers > 0 and not hasattr(dataset, "set_epoch"))
+        generator=loader_generator(),
+        # samples depend on the epoch (set_epoch), which persistent workers would not see
+        persistent_workers=False)
     return loader, sampler
 
 
@@ -140,23 +160,22 @@ def sampler_position(done_iters: int, loader: DataLoader, sampler: ResumableDist
             "batch_size": loader.batch_size, "world_size": dist_info.world_size}
 
 
-def batches(loader: DataLoader, sampler: ResumableDistributedSampler, epoch: int, k: int) -> Iterator:
+def batches(loader: DataLoader, sampler: ResumableDistributedSampler, epoch: int, k: int,
+            seed: int = 0, rank: int = 0) -> Iterator:
     """Endless ``(epoch, batch)`` pairs, starting at batch ``k`` of ``epoch``.
 
-    A DataLoader hands batch ``j`` of a fresh iterator to worker ``j % num_workers``. Datasets
-    whose sample seed includes the worker id would therefore produce other samples if a resumed
-    run simply started at batch ``k``; starting at the worker-aligned batch ``k - k % W`` and
-    dropping ``k % W`` batches keeps every batch on the worker it had in the uninterrupted run.
+    Each epoch sets the sampler's permutation, the dataset's epoch and the loader generator's
+    seed before its iterator is created, so a run resumed at batch ``k`` gets the batches the
+    uninterrupted run got, whichever worker makes them, without drawing from the global RNG.
     """
     while True:
-        skip = k % loader.num_workers if loader.num_workers > 0 else 0
         sampler.set_epoch(epoch)
-        sampler.set_start((k - skip) * loader.batch_size)
+        sampler.set_start(k * loader.batch_size)
         if hasattr(loader.dataset, "set_epoch"):
             loader.dataset.set_epoch(epoch)
-        for i, batch in enumerate(loader):
-            if i >= skip:
-                yield epoch, batch
+        seed_loader(loader.generator, seed, rank, epoch)
+        for batch in loader:
+            yield epoch, batch
         epoch, k = epoch + 1, 0
 
 
@@ -218,10 +237,11 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
 
     best = state.get("best") if state else None  # best validation score so far
     saved_position = state.get("sampler") if state else None
+    saved_rng = None
     if state:
         model.load_state_dict(state["model"])
         if state.get("world_size") == dist_info.world_size:
-            set_rng_state(state["rng"][dist_info.rank], dist_info.device)
+            saved_rng = state["rng"][dist_info.rank]  # restored right before the loop
         elif dist_info.is_main:
             print(f"warning: resuming a {state.get('world_size')}-rank state on "
                   f"{dist_info.world_size} ranks: RNG streams restart (not bit-identical)")
@@ -260,7 +280,10 @@ def train(opt: dict, argv: Sequence[str] = (), auto_resume: bool = False, device
         logger.warning(f"the data stream was saved at {saved_position} but these options give "
                        f"{position} (batch size or world size changed): the sample order differs "
                        f"from an uninterrupted run")
-    data = batches(loader, sampler, position["epoch"], position["next_batch"])
+    data = batches(loader, sampler, position["epoch"], position["next_batch"],
+                   seed=opt["manual_seed"], rank=dist_info.rank)
+    if saved_rng is not None:  # last: nothing between here and the first step draws
+        set_rng_state(saved_rng, dist_info.device)
     failed = False
     try:
         for it in range(start_iter + 1, total_iter + 1):
