@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Union
 
-import torch
 from torch import nn
 
 from gfpgan.checkpoint import load_safetensors, read_config, save_network, state_dict_sha256
@@ -99,11 +98,9 @@ def apply_personal(path: PathLike, net: nn.Module) -> nn.Module:
         raise UserError(f"{path} was tuned from {name} (weights sha256 {want[:12]}), not from the "
                         f"given model (sha256 {got[:12]}); give that base with --model.")
     tensors = load_safetensors(path)
-    own = dict(net.named_parameters())
+    own = net.state_dict()  # the file's layout (a network may store a weight reshaped)
     bad = sorted(k for k, v in tensors.items() if k not in own or own[k].shape != v.shape)
     if bad:
         raise UserError(f"{path} holds tensors its base does not have ({bad[:3]}); write it again.")
-    with torch.no_grad():
-        for k, v in tensors.items():
-            own[k].copy_(v.to(own[k].dtype))
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
     return net

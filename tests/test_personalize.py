@@ -57,6 +57,20 @@ def test_the_adapter_is_a_small_part_and_the_file_refuses_another_base(tmp_path)
     assert state_dict_sha256(fresh) == state_dict_sha256(net)
     with pytest.raises(UserError, match="was tuned from base .* not from the given model"):
         apply_personal(tmp_path / "p.safetensors", _net(seed=1))
+    # the original architecture stores its modulated weights reshaped in its state dict
+    from gfpgan.archs.gfpgan_arch import GFPGANv1
+
+    kw1 = dict(out_size=64, num_style_feat=32, channel_multiplier=1, narrow=0.125, num_mlp=2)
+    torch.manual_seed(0)
+    orig = GFPGANv1(**kw1).eval()
+    sha, full = state_dict_sha256(orig), tuned_names(orig, "full")
+    with torch.no_grad():
+        for prm in orig.parameters():
+            prm.add_(0.01)
+    save_personal(tmp_path / "full.safetensors", orig, full, sha, "GFPGANv1", kw1, "orig", "full")
+    torch.manual_seed(0)
+    again = apply_personal(tmp_path / "full.safetensors", GFPGANv1(**kw1).eval())
+    assert state_dict_sha256(again) == state_dict_sha256(orig)
     save_network(tmp_path / "plain.safetensors", _net(), "GFPGANv1Clean", KW)
     with pytest.raises(UserError, match="is not a personal file"):
         read_personal_config(tmp_path / "plain.safetensors")
