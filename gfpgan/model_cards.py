@@ -26,7 +26,8 @@ from gfpgan.errors import UserError
 
 CARD_FORMAT = "gfpgan-video/card-1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SEARCH_DIRS = ("experiments/pretrained_models", "~/.cache/gfpgan")
+CACHE_DIR = "~/.cache/gfpgan"  # where weights fetched by URL are kept
+DEFAULT_SEARCH_DIRS = ("experiments/pretrained_models", CACHE_DIR)
 KINDS = ("restorer", "prior", "identity", "detector", "parser", "landmarks", "vgg", "lpips",
          "inception", "upsampler")
 

@@ -156,7 +156,7 @@ def tune(net: nn.Module, targets: List[np.ndarray], tuning: Tuning, device="cpu"
     opt = torch.optim.Adam(tuned, lr=tuning.lr)
     order = _rng(tuning.seed, 0).permutation(len(targets))
     n_held = int(round(tuning.holdout * len(targets))) if len(targets) > 1 else 0
-    held, train = sorted(order[:max(n_held, 1 if n_held else 0)]), sorted(order[n_held:])
+    held, train = sorted(order[:n_held]), sorted(order[n_held:])
     eval_in, eval_gt = _batch(targets, held, tuning, (1,), device) if held else (None, None)
     digest = _targets_digest(targets)
 
@@ -232,7 +232,7 @@ def tune(net: nn.Module, targets: List[np.ndarray], tuning: Tuning, device="cpu"
     info = {"targets": len(targets), "held_out": len(held), "iterations": it,
             "best_iteration": best[1] if best else it, "held_out_psnr_base": base_psnr,
             "held_out_psnr": best[0] if best else float("nan"), "history": history,
-            "tuning": {k: v for k, v in dataclasses.asdict(tuning).items()}}
+            "tuning": dataclasses.asdict(tuning)}
     return names, info
 
 

@@ -19,16 +19,16 @@ import urllib.request
 from pathlib import Path
 from typing import List, Optional, Union
 
+from gfpgan import model_cards
 from gfpgan.errors import UserError
 
 PathLike = Union[str, os.PathLike]
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the gfpgan package
 REPO_ROOT = PACKAGE_DIR.parent
-CACHE_DIR = Path("~/.cache/gfpgan")
-# the reference's CLI looks in experiments/pretrained_models, then gfpgan/weights (relative to the
-# working directory); GFPGANer downloads into <site-packages>/gfpgan/weights
-WEIGHT_DIRS = ("experiments/pretrained_models", str(CACHE_DIR), "gfpgan/weights",
-               str(PACKAGE_DIR / "weights"))
+CACHE_DIR = Path(model_cards.CACHE_DIR)
+# the project's folders, then the reference's: its CLI looks in gfpgan/weights (relative to the
+# working directory) and GFPGANer downloads into <site-packages>/gfpgan/weights
+WEIGHT_DIRS = (*model_cards.DEFAULT_SEARCH_DIRS, "gfpgan/weights", str(PACKAGE_DIR / "weights"))
 
 __all__ = ["WEIGHT_DIRS", "weight_dirs", "find_weights", "download_weights", "resolve_model_path"]
 
@@ -55,8 +55,6 @@ def _file_name(url: str) -> str:
 
 def _card_for(file_name: str):
     """The model card whose weights file is ``file_name``, or None."""
-    from gfpgan import model_cards
-
     for card in model_cards.list_cards():
         if card.weights == file_name:
             return card
@@ -139,8 +137,6 @@ def resolve_model_path(model_path: PathLike) -> Path:
         local = find_weights(path.name)
         if local is not None:
             return local
-        from gfpgan import model_cards
-
         try:
             card = model_cards.load_card(text)
         except UserError:
