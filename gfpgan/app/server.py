@@ -1,7 +1,8 @@
-"""Serve the page: ``python -m gfpgan.app [--host H] [--port P] [--model M] ...`` (``gfpgan-app``).
+"""Serve the web page that restores faces in photos and videos, on this computer only by default.
 
-Safe by default: it listens on 127.0.0.1 unless ``--host`` says otherwise, never opens a share
-link, sends no analytics and loads nothing from the internet. Uploads and results live in a
+``python -m gfpgan.app [--host H] [--port P] [--model M] ...`` (or ``gfpgan-app``). Safe by
+default: it listens on 127.0.0.1 unless ``--host`` says otherwise, never opens a share link, sends
+no analytics and loads nothing from the internet. Uploads and results live in a
 private temporary folder (mode 0700) that is removed when the server stops; the page serves only
 what Gradio itself put there (the uploads of the session and the finished results), nothing else
 of the machine: Gradio's allowed paths are empty and this checkout and the working directory are
@@ -146,9 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 blocked_paths=_blocked(root), max_file_size=max_bytes, enable_monitoring=False,
                 ssr_mode=False, footer_links=[], run_history=False, mcp_server=False, pwa=False,
                 css=CSS)
-        except OSError as exc:
-            raise UserError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another "
-                            f"--port.") from None
+        except OSError:
+            raise UserError(f"cannot listen on {args.host}:{args.port} (the port is taken or the "
+                            f"address is not this computer's); choose another --port or --host.") \
+                from None
         print(f"The page is at http://{args.host}:{args.port}/ (Ctrl-C to stop).", flush=True)
         try:
             while page.is_running:
