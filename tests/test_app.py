@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,6 +106,7 @@ def test_the_page_settings_become_the_commands_own_options():
     assert (v.input, v.output, v.side_by_side, v.temporal, v.strength, v.upscale) == (
         ["in/My clip.MOV"], "out/My clip_restored.mov", "out/My clip_side_by_side.mp4",
         "t.safetensors", 0.5, 2.0)
+    assert v.codec_option == ["x264-params=mbtree=0"]  # reproducible files (see the README)
     assert video_command(Path("a.avi"), Path("o"), s)[5] == "o/a_restored.mp4"  # avi: mp4 out
     # nothing chosen: the commands' own defaults, not a copy of them
     assert JobSettings(model="m").face_argv() == ["--model", "m"]
@@ -368,6 +370,12 @@ def _wait_status(page, kind=None, start="", timeout=60_000):
     return _status(page)[1]
 
 
+def _set_strength(page, value: str) -> None:
+    box = page.locator("#strength input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
 def _downloads(page, folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
     links = page.locator("#downloads a[download]")
@@ -413,9 +421,7 @@ def test_photos_restored_in_the_page_are_the_commands_bytes(page, server, files,
     _upload(page, photos / "astronaut.png", photos / "wall.jpg")
     assert _wait_status(page, start="Ready") == ("Ready: 2 photo(s). Choose the settings and press "
                                                  "Restore.")
-    strength = page.locator("#strength input[type=number]")
-    strength.fill("0.5")
-    strength.press("Enter")
+    _set_strength(page, "0.5")
     page.click("#restore")
     done = _wait_status(page, kind="done", timeout=JOB_TIMEOUT_MS)
     assert re.fullmatch(r"Done: 2 photo\(s\) restored in \d+ s\. wall\.jpg: no face found; the "
@@ -451,16 +457,21 @@ def test_a_video_restored_in_the_page_is_the_commands_video(page, server, files,
     clip = files["dir"] / "clip.mp4"
     _upload(page, clip)
     assert _wait_status(page, start="Ready") == "Ready: clip.mp4. Choose the settings and press Restore."
-    page.click("#restore")  # the strength chosen for the photos (0.5) is still set
+    _set_strength(page, "0.5")
+    page.click("#restore")
     assert re.fullmatch(r"Done: clip\.mp4 restored in \d+ s\.",
                         _wait_status(page, kind="done", timeout=JOB_TIMEOUT_MS))
+    shown = page.locator("#command textarea").input_value()
+    assert shown.startswith("python -m gfpgan.infer_video -i clip.mp4 -o results/clip_restored.mp4")
+    assert "--strength 0.5" in shown and "x264-params=mbtree=0" in shown
     got = _downloads(page, tmp_path / "downloaded")
     assert sorted(got) == ["clip_restored.mp4", "clip_side_by_side.mp4"]
-    assert page.locator("#preview video").get_attribute("src")
+    page.wait_for_function("""() => { const v = document.querySelector('#preview video');
+        return v && v.readyState >= 2 && v.videoWidth == 320; }""")  # the browser plays it
     ref, side = tmp_path / "cli" / "clip_restored.mp4", tmp_path / "cli" / "clip_side_by_side.mp4"
     assert infer_video(["-i", str(clip), "-o", str(ref), "--model", str(files["model"]),
                         "--strength", "0.5", "--device", "cpu", "--side-by-side", str(side),
-                        "--no-progress"]) == 0
+                        "--codec-option", "x264-params=mbtree=0", "--no-progress"]) == 0
     assert got["clip_restored.mp4"].read_bytes() == ref.read_bytes()
     assert got["clip_side_by_side.mp4"].read_bytes() == side.read_bytes()
     pts, tb, frames, _ = read_video(got["clip_restored.mp4"])
@@ -501,10 +512,12 @@ def test_a_running_job_shows_frames_and_time_left_and_cancels_to_nothing(page, s
 
 
 def test_nothing_but_the_pages_results_can_be_fetched(page, server, files):
-    results = [p for p in (server.root / "jobs").rglob("*") if p.is_file()]
-    assert results  # the earlier jobs' own copies exist on disk, and are not served either
-    outside = [Path("/etc/passwd"), ROOT / "README.md", files["model"], server.log, results[0],
-               server.root / "uploads" / ".." / ".." / ".." / "etc" / "passwd"]
+    inside = server.root / "jobs" / "probe" / "results" / "secret.png"  # where jobs keep results
+    inside.parent.mkdir(parents=True)
+    shutil.copyfile(files["dir"] / "photos" / "astronaut.png", inside)
+    outside = [Path("/etc/passwd"), ROOT / "README.md", files["model"], server.log, inside,
+               server.root / "uploads" / ".." / ".." / ".." / "etc" / "passwd",
+               "README.md", "gfpgan/__init__.py"]  # relative: from the server's folder
     for path in outside:
         for prefix in ("/gradio_api/file=", "/file="):
             r = page.request.get(server.url + prefix + str(path))
@@ -514,6 +527,17 @@ def test_nothing_but_the_pages_results_can_be_fetched(page, server, files):
     assert page.request.get(server.url + traversal).status in (403, 404)
     proxy = page.request.get(f"{server.url}/gradio_api/file={server.url}/")  # no fetching URLs
     assert proxy.status == 403
+    shutil.rmtree(inside.parent.parent)
+    # what Gradio itself holds in the private folder is served: the control that the refusals
+    # above are about the paths, not a server that refuses everything
+    body = (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"mine.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + inside.name.encode() * 10 + b"\r\n--x--\r\n")
+    r = page.request.post(server.url + "/gradio_api/upload",
+                          headers={"Content-Type": "multipart/form-data; boundary=x"}, data=body)
+    [kept] = r.json()
+    assert Path(kept).parent.parent == server.root / "uploads"
+    r = page.request.get(server.url + "/gradio_api/file=" + kept)
+    assert r.status == 200 and r.body() == b"secret.png" * 10
 
 
 def test_stopping_the_server_removes_every_upload_and_result(server):

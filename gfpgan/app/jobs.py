@@ -196,11 +196,16 @@ def video_outputs(out: Path, name: str) -> Tuple[Path, Path]:
     return out / f"{stem}_{SUFFIX}{ext}", out / f"{stem}_side_by_side.mp4"
 
 
+# x264's MB-tree rate control gives different bits run to run on noisy content; without it the
+# same settings give the same file, so the page's video is the command's, byte for byte
+REPRODUCIBLE_X264 = ["--codec-option", "x264-params=mbtree=0"]
+
+
 def video_command(video: Path, out: Path, s: JobSettings) -> List[str]:
     """``python -m gfpgan.infer_video`` argv (without the interpreter) for one video."""
     restored, side = video_outputs(out, video.name)
     argv = ["-m", "gfpgan.infer_video", "-i", str(video), "-o", str(restored), *s.face_argv(),
-            "--side-by-side", str(side)]
+            "--side-by-side", str(side), *REPRODUCIBLE_X264]
     if s.temporal:
         argv += ["--temporal", s.temporal]
     return argv
