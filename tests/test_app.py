@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -211,13 +212,26 @@ def test_a_failed_job_says_the_commands_sentence_and_leaves_nothing(tmp_path, fa
     assert job.status() == "The model file My Photo.png is not a model; give another."
 
 
-def test_the_server_refuses_bad_options_and_blocks_this_checkout(tmp_path):
+def test_the_server_refuses_bad_options_and_blocks_this_checkout(tmp_path, monkeypatch):
     from gfpgan.app.server import _blocked, main
 
     with pytest.raises(UserError, match="--port 70000 is not a port"):
         main(["--port", "70000"])
     with pytest.raises(UserError, match="must be positive"):
         main(["--max-upload-mb", "0"])
+    from gfpgan.app import server
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the app extra were not installed
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = []
+    monkeypatch.setattr(server, "_private_root", lambda real=server._private_root: made.append(
+        real()) or made[-1])
+    monkeypatch.setenv("GRADIO_ALLOWED_PATHS", "/")
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    with pytest.raises(UserError, match=r"the web page needs Gradio; install it with pip install"):
+        main(["--port", "7860"])
+    assert made[0].parent == tmp_path and not made[0].exists()  # its private folder went too
+    assert os.environ["GRADIO_ALLOWED_PATHS"] == "/" and "GRADIO_TEMP_DIR" not in os.environ
     assert str(ROOT) in _blocked(tmp_path / "gfpgan-app-x")
     assert str(ROOT) not in _blocked(ROOT / "inside")  # a private folder inside stays served
 
@@ -291,11 +305,24 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, files):
+def browser_tools():
+    """Gradio, Playwright and Debian's chromium, or a skip (a failure under CI=true) saying which
+    is missing, before any server starts."""
     try:
         import gradio  # noqa: F401
     except ImportError:
         _missing("Gradio is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright (the Python package) is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        _missing(f"Debian's chromium is not installed at {CHROMIUM}")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def server(browser_tools, tmp_path_factory, files):
     base = tmp_path_factory.mktemp("server")
     private = base / "tmp"
     private.mkdir()
@@ -329,14 +356,8 @@ def server(tmp_path_factory, files):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("Playwright (the Python package) is not installed")
-    if not os.access(CHROMIUM, os.X_OK):
-        _missing(f"Debian's chromium is not installed at {CHROMIUM}")
-    with sync_playwright() as p:
+def page(server, browser_tools):
+    with browser_tools() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         context = browser.new_context(accept_downloads=True,
                                       viewport={"width": 1280, "height": 900})

@@ -17,9 +17,10 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from gfpgan.cli import DEVICE_HELP, add_common_arguments, device_name
 from gfpgan.errors import UserError, command
@@ -65,14 +66,24 @@ def _blocked(root: Path) -> List[str]:
     return list(dict.fromkeys(out))
 
 
-def _isolate(root: Path) -> None:
-    """Environment for Gradio, set before it is imported: no analytics, no hub, private folders."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")  # uploads and the results it serves
-    os.environ["GRADIO_EXAMPLES_CACHE"] = str(root / "examples")  # never ./.gradio
-    for name in ("GRADIO_ALLOWED_PATHS", "GRADIO_SHARE", "GRADIO_SSR_MODE"):
-        os.environ.pop(name, None)
+def _isolate(root: Path) -> Dict[str, Optional[str]]:
+    """Environment for Gradio, set before it is imported: no analytics, no hub, private folders.
+    Returns the values it replaced (restored when the server stops)."""
+    wanted = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+              "GRADIO_TEMP_DIR": str(root / "uploads"),  # uploads and the results it serves
+              "GRADIO_EXAMPLES_CACHE": str(root / "examples"),  # never ./.gradio
+              "GRADIO_ALLOWED_PATHS": None, "GRADIO_SHARE": None, "GRADIO_SSR_MODE": None}
+    saved = {name: os.environ.get(name) for name in wanted}
+    _set_env(wanted)
+    return saved
+
+
+def _set_env(values: Dict[str, Optional[str]]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _page_config(args, max_bytes: int):
@@ -123,9 +134,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def stop(signum, frame):  # SIGTERM ends the server like Ctrl-C: jobs stopped, folder removed
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, stop)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    saved = _isolate(root)
     try:
-        _isolate(root)
         try:
             import gradio  # noqa: F401
         except ImportError:
@@ -160,10 +172,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         page.close()
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if runner is not None:
             runner.close()
         shutil.rmtree(root, ignore_errors=True)
+        _set_env(saved)
 
 
 cli = command(main)  # the console script
