@@ -180,7 +180,9 @@ def test_jobs_run_one_at_a_time_and_a_cancelled_one_leaves_nothing(tmp_path, fak
     after = fake_runner.submit(_uploads(tmp_path, "c.png"), JobSettings(model="ok:0"))
     queued = fake_runner.submit(_uploads(tmp_path, "d.png"), JobSettings(model="ok:0"))
     assert fake_runner.ahead_of(queued) == 2
-    fake_runner.cancel(queued)  # cancelled while it waits: it never starts
+    fake_runner.cancel(queued)  # cancelled while it waits: it ends now and never starts
+    assert queued.finished.is_set() and queued.state == "cancelled" and not queued.folder.exists()
+    assert fake_runner.ahead_of(after) == 1 and not slow.finished.is_set()
     deadline = time.time() + 30
     while slow.progress is None and time.time() < deadline:
         time.sleep(0.02)
@@ -512,19 +514,36 @@ def _children(pid: int):
     return found
 
 
-def test_a_running_job_shows_frames_and_time_left_and_cancels_to_nothing(page, server, files):
+def test_jobs_queue_one_at_a_time_show_frames_and_time_left_and_cancel_to_nothing(
+        page, server, files):
     before = _job_folders(server)
     _upload(page, files["dir"] / "long.mp4")
     _wait_status(page, start="Ready")
     page.click("#restore")
     page.wait_for_function("""() => /^Frame \\d+ of 200 \\(\\d+%\\), about .+ left\\.$/.test(
         document.querySelector('#status .gfpgan-message').textContent)""", timeout=JOB_TIMEOUT_MS)
-    [job] = _job_folders(server) - before
+    [running] = _job_folders(server) - before
     assert len(_children(server.proc.pid)) == 1  # the command is running
-    page.click("#cancel")
+    other = page.context.browser.new_context().new_page()  # a second visitor, meanwhile
+    try:
+        other.goto(server.url + "/")
+        other.wait_for_selector("#restore")
+        _upload(other, files["dir"] / "clip.mp4")
+        _wait_status(other, start="Ready")
+        other.click("#restore")
+        assert _wait_status(other, start="Waiting") == ("Waiting: another job is running; this "
+                                                        "one starts when it ends.")
+        [waiting] = _job_folders(server) - before - {running}
+        other.click("#cancel")  # cancelled while it waits: it never starts
+        assert _wait_status(other, start="Cancelled") == "Cancelled; nothing of this job was kept."
+        assert not waiting.exists() and len(_children(server.proc.pid)) == 1
+        assert page.locator("#status .gfpgan-message").inner_text().startswith("Frame ")
+    finally:
+        other.context.close()
+    page.click("#cancel")  # cancelled while it runs: its process ends, its files go
     assert _wait_status(page, start="Cancelled") == "Cancelled; nothing of this job was kept."
     assert page.locator("#downloads a[download]").count() == 0
-    assert not job.exists() and _job_folders(server) == before
+    assert not running.exists() and _job_folders(server) == before
     assert not list(server.root.rglob("long_*"))  # no half-written video anywhere
     deadline = time.time() + 10
     while _children(server.proc.pid) and time.time() < deadline:

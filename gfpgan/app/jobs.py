@@ -428,11 +428,17 @@ class JobRunner:
 
     # -- cancelling
     def cancel(self, job: Job) -> None:
-        """Stop ``job``: a queued one never starts, a running one's process group is ended."""
+        """Stop ``job``: a queued one ends at once and never starts, a running one's process
+        group is ended (the worker then removes its folder)."""
         with self._lock:
             job.cancel_requested = True
             proc = job.proc
-        if proc is not None and proc.poll() is None:
+            if proc is None and not job.finished.is_set():  # still waiting for its turn
+                job.state, job.ended = "cancelled", time.time()
+                job.finished.set()
+        if proc is None:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        elif proc.poll() is None:
             _stop(proc)
 
     def sweep(self, max_age_s: float, now: Optional[float] = None) -> None:
@@ -465,6 +471,8 @@ class JobRunner:
             if job is None:
                 return
             self.sweep(self.keep_s)
+            if job.finished.is_set():  # cancelled while it waited
+                continue
             try:
                 state, message = self._run(job)
             except Exception as exc:  # noqa: BLE001 - the worker must survive any one job
@@ -472,8 +480,9 @@ class JobRunner:
                 state, message = "failed", (f"The job could not run ({type(exc).__name__}: "
                                             f"{exc}); see the terminal that started the page.")
             with self._lock:  # the final state, its message and the end arrive together
-                job.state, job.message, job.ended = state, message, time.time()
-                job.finished.set()
+                if not job.finished.is_set():
+                    job.state, job.message, job.ended = state, message, time.time()
+                    job.finished.set()
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
