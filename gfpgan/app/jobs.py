@@ -359,6 +359,8 @@ class Job:
             return ("Waiting: another job is running; this one starts when it ends."
                     if ahead else "Starting...")
         if self.state == "running":
+            if self.cancel_requested:
+                return "Cancelling..."
             if self.progress is None or self.first_progress is None:
                 what = "the video" if self.kind == "video" else "the photos"
                 return f"Loading the model and reading {what}..."

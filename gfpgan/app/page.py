@@ -176,11 +176,10 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
                    [str(p) for p in job.results], pairs)
 
         def stop(current):
+            """Cancel the page's job; follow() shows it (the one writer of the status meanwhile)."""
             job = runner.get(current)
-            if job is None or job.finished.is_set():
-                return gr.skip()
-            runner.cancel(job)
-            return _status("Cancelling...")
+            if job is not None and not job.finished.is_set():
+                runner.cancel(job)
 
         def choose(name, pairs: Sequence):
             for n, before, after in pairs or []:
@@ -195,6 +194,6 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
                   [job_id, status, command], queue=False, show_progress="hidden").then(
             follow, [job_id], [status, compare, pick, preview, downloads, shown],
             concurrency_limit=None, show_progress="hidden")
-        cancel.click(stop, [job_id], [status], queue=False)
+        cancel.click(stop, [job_id], None, queue=False)
         pick.change(choose, [pick, shown], [compare], queue=False)
     return page
