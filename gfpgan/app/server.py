@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from gfpgan.cli import DEVICE_HELP, add_common_arguments, device_name
+from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
 
 __all__ = ["build_parser", "main", "cli"]
@@ -44,11 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a Real-ESRGAN weights file offered as background upsampler for photos")
     p.add_argument("--temporal", default=None, metavar="FILE",
                    help="a temporal file filled in for videos when the page opens")
-    p.add_argument("--device", type=device_name, default=None, help=DEVICE_HELP)
     p.add_argument("--max-upload-mb", type=float, default=1024, help="largest upload accepted")
     p.add_argument("--keep-minutes", type=float, default=60,
                    help="how long uploads and results stay on the server (all go when it stops)")
-    add_common_arguments(p)
+    add_common_arguments(p, device=True)  # the jobs' --device (auto resolved here)
     return p
 
 
