@@ -177,7 +177,7 @@ def _uploads(tmp_path, *names):
 
 def test_jobs_run_one_at_a_time_and_a_cancelled_one_leaves_nothing(tmp_path, fake_runner):
     slow = fake_runner.submit(_uploads(tmp_path, "a.png", "b.png"), JobSettings(model="ok:3"))
-    after = fake_runner.submit(_uploads(tmp_path, "c.png"), JobSettings(model="ok:0"))
+    after = fake_runner.submit(_uploads(tmp_path, "c.png", "c.jpg"), JobSettings(model="ok:0"))
     queued = fake_runner.submit(_uploads(tmp_path, "d.png"), JobSettings(model="ok:0"))
     assert fake_runner.ahead_of(queued) == 2
     fake_runner.cancel(queued)  # cancelled while it waits: it ends now and never starts
@@ -196,9 +196,11 @@ def test_jobs_run_one_at_a_time_and_a_cancelled_one_leaves_nothing(tmp_path, fak
     assert slow.status() == "Cancelled; nothing of this job was kept."
     assert not slow.folder.exists() and not queued.folder.exists() and queued.started is None
     assert after.started >= slow.ended  # one at a time, in order
-    [result] = after.results
-    assert result == after.folder / "results" / "c_restored.png"
-    assert result.read_bytes() == (b"c.png" * 10)[::-1]
+    results = after.folder / "results"
+    assert after.results == [results / "c_restored.png", results / "c_restored.jpg"]  # input order
+    assert [p.read_bytes() for p in after.results] == [(b"c.png" * 10)[::-1], (b"c.jpg" * 10)[::-1]]
+    assert [(n, b.name, a.name) for n, b, a in after.comparisons] == [
+        ("c.png", "c_before.png", "c_restored.png"), ("c.jpg", "c_before.jpg", "c_restored.jpg")]
     assert sorted(p.name for p in after.folder.iterdir()) == ["results"]  # uploads' copies gone
     assert after.status().endswith("c.png: no face found; the image is passed through.")
     fake_runner.sweep(60, now=after.ended + 30)

@@ -569,13 +569,13 @@ class JobRunner:
         out, results = job.folder / "out", job.folder / "results"
         results.mkdir()
         if job.kind == "images":
-            restored = {p.name: p for p in (out / "restored_imgs").glob(f"*_{SUFFIX}.*")}
             for name, copy in zip(job.names, job.inputs):
-                found = [p for n, p in restored.items() if n.startswith(f"{copy.stem}_{SUFFIX}.")]
-                if not found:
+                # infer_image --ext auto keeps the input's (lower-case) extension
+                found = out / "restored_imgs" / f"{copy.stem}_{SUFFIX}{copy.suffix.lower()}"
+                if not found.is_file():
                     continue
-                after = results / found[0].name
-                os.replace(found[0], after)
+                after = results / found.name
+                os.replace(found, after)
                 before = results / f"{copy.stem}_before{copy.suffix.lower()}"
                 os.replace(copy, before)
                 job.results.append(after)
