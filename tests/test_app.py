@@ -301,7 +301,7 @@ def files(tmp_path_factory):
     wall = np.tile(np.linspace(40, 220, 96, dtype=np.uint8)[None, :, None], (64, 1, 3))
     cv2.imwrite(str(photos / "wall.jpg"), wall)  # no face: passed through, with a note
     make_clip(d / "clip.mp4", n=8)  # with audio
-    make_clip(d / "long.mp4", n=200, audio=())
+    make_clip(d / "long.mp4", n=1500, audio=())  # never finishes: cancelled
     (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg at all" * 20)
     rng = np.random.default_rng(0)
     cv2.imwrite(str(d / "big.png"), rng.integers(0, 255, (800, 800, 3), dtype=np.uint8))
@@ -522,7 +522,7 @@ def test_jobs_queue_one_at_a_time_show_frames_and_time_left_and_cancel_to_nothin
     _upload(page, files["dir"] / "long.mp4")
     _wait_status(page, start="Ready")
     page.click("#restore")
-    page.wait_for_function("""() => /^Frame \\d+ of 200 \\(\\d+%\\), about .+ left\\.$/.test(
+    page.wait_for_function("""() => /^Frame \\d+ of 1500 \\(\\d+%\\), about .+ left\\.$/.test(
         document.querySelector('#status .gfpgan-message').textContent)""", timeout=JOB_TIMEOUT_MS)
     [running] = _job_folders(server) - before
     assert len(_children(server.proc.pid)) == 1  # the command is running
