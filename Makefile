@@ -3,7 +3,7 @@
 PYTHON ?= python3
 ORACLE_DIR ?= .cache/oracle
 
-.PHONY: install oracle ffmpeg test demo bench bench-gpu
+.PHONY: install oracle ffmpeg app-deps test demo bench bench-gpu
 
 install:
 	@# the distribution was called gfpgan-video before it took the reference's name
@@ -27,7 +27,19 @@ ffmpeg:
 	    echo "error: the ffmpeg CLI could not be installed (apt-get install ffmpeg failed), and CI=true needs it for the format corpus." >&2; exit 1; \
 	  else echo "ffmpeg CLI not installed: the format-corpus tests will be skipped"; fi
 
-test: install oracle ffmpeg
+# The web page's extra (Gradio) and what its browser test drives: Playwright and Debian's chromium.
+# Best effort outside CI (tests/test_app.py then skips, saying why); under CI=true a chromium that
+# cannot be installed stops here with one sentence.
+CHROMIUM ?= /usr/bin/chromium
+app-deps:
+	$(PYTHON) -m pip install -q -e ".[app,app-test]"
+	@test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium) || \
+	  if [ "$$CI" = "true" ]; then \
+	    echo "Debian's chromium could not be installed, and the web page's browser test needs it." >&2; \
+	    exit 1; \
+	  else echo "chromium not installed: the web page's browser test will be skipped"; fi
+
+test: install oracle ffmpeg app-deps
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 

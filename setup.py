@@ -53,6 +53,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.4,<1"],
+    # the web page (python -m gfpgan.app); tested with gradio 6.31, whose file routes it relies on
+    "app": ["gradio>=6.31,<7"],
+    # its browser test drives Debian's chromium (apt-get install chromium) with Playwright
+    "app-test": ["gradio>=6.31,<7", "playwright>=1.65,<2"],
 }
 
 CONSOLE_SCRIPTS = [
@@ -78,6 +82,7 @@ CONSOLE_SCRIPTS = [
     "gfpgan-bench-compat=gfpgan.tools.bench_compat:cli",
     "gfpgan-bench-temporal=gfpgan.tools.bench_temporal:cli",
     "gfpgan-demo=gfpgan.demo:cli",
+    "gfpgan-app=gfpgan.app.server:cli",
 ]
 
 setup(
