@@ -8,6 +8,8 @@ at the bottom of the package (the standard library; torch only to resolve ``--de
 import argparse
 import re
 
+from gfpgan.errors import UserError
+
 __all__ = ["DEVICE_DEFAULT", "DEVICE_HELP", "device_name", "device_arg", "add_common_arguments"]
 
 DEVICE_DEFAULT = "auto"
@@ -18,8 +20,8 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def device_name(text: str) -> str:
     """``--device``'s value, checked: auto, cpu, cuda or cuda:N (the restorers resolve ``auto``)."""
-    if not _DEVICE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a device; use auto, cpu, cuda or cuda:N")
+    if not _DEVICE.fullmatch(text):  # a UserError, not argparse's usage dump: one sentence
+        raise UserError(f"--device '{text}' is not a device; use auto, cpu, cuda or cuda:N.")
     return text
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gfpgan.cli import add_common_arguments, device_arg, device_name
+from gfpgan.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ("--debug", "--device", "--overwrite", "--restart", "--quiet")
@@ -43,11 +44,11 @@ def test_device_values():
     assert device_name("auto") == "auto" and device_name("cuda:1") == "cuda:1"
     assert device_arg("cpu") == "cpu" and device_arg("auto") in ("cpu", "cuda")
     for bad in ("gpu", "cuda:", "CPU", "cuda:x"):
-        with pytest.raises(argparse.ArgumentTypeError, match="is not a device"):
+        with pytest.raises(UserError, match="is not a device"):
             device_arg(bad)
     p = add_common_arguments(argparse.ArgumentParser(), device=True, quiet=True, resumable=True)
     args = p.parse_args(["--device", "cpu", "--restart", "--quiet"])
     got = (args.device, args.restart, args.overwrite, args.quiet, args.debug)
     assert got == ("cpu", True, False, True, False)
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="'tpu' is not a device"):
         p.parse_args(["--device", "tpu"])
