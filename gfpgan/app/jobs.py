@@ -239,44 +239,33 @@ def describe_progress(unit: str, done: int, total: int, first: Tuple[float, int]
 
 
 # ------------------------------------------------------------------ models found locally
-def local_models() -> List[Tuple[str, str]]:
-    """``(label, --model value)`` for each restorer model card whose weights are on this machine."""
+def _local_cards(kind: str) -> List[Tuple[object, Path]]:
+    """``(card, weights file)`` for each model card of ``kind`` whose weights are on this machine."""
     from gfpgan import model_cards
 
-    found = []
     try:
         cards = model_cards.list_cards()
     except UserError:
         return []
+    found = []
     for card in cards:
-        if card.kind != "restorer" or card.arch is None:
+        if card.kind != kind or (kind == "restorer" and card.arch is None):
             continue
         try:
-            path = model_cards.resolve_weights(card)
+            found.append((card, model_cards.resolve_weights(card)))
         except UserError:
             continue
-        found.append((f"{card.name} ({path.name})", card.name))
     return found
+
+
+def local_models() -> List[Tuple[str, str]]:
+    """``(label, --model value)`` for each restorer model card whose weights are on this machine."""
+    return [(f"{card.name} ({path.name})", card.name) for card, path in _local_cards("restorer")]
 
 
 def local_upsamplers() -> List[Tuple[str, str]]:
     """``(label, --bg-upsampler file)`` for each background upsampler whose weights are here."""
-    from gfpgan import model_cards
-
-    found = []
-    try:
-        cards = model_cards.list_cards()
-    except UserError:
-        return []
-    for card in cards:
-        if card.kind != "upsampler":
-            continue
-        try:
-            path = model_cards.resolve_weights(card)
-        except UserError:
-            continue
-        found.append((card.name, str(path)))
-    return found
+    return [(card.name, str(path)) for card, path in _local_cards("upsampler")]
 
 
 def check_file_setting(text: Optional[str], what: str,
