@@ -200,6 +200,12 @@ class StyleGAN2Model(TrainingModel):
     def train_step(self, batch: Dict[str, torch.Tensor], it: int) -> Dict[str, float]:
         """One discriminator step (+ lazy R1), one generator step (+ lazy path length), the EMA.
 
+        Every random draw of the step (latents, mixing, the generator's noise, augmentations, the
+        path-length directions) comes from a stream of its own, seeded by (manual_seed, rank,
+        iteration): the same after a resume whatever else drew from torch's global generator in
+        between (a DataLoader draws its base seed there whenever an iterator starts, which a
+        run resumed in the middle of an epoch does once more than the uninterrupted one).
+
         Args:
             batch: {'gt': (B, 3, S, S) real faces in [-1, 1]}; any device.
             it: Current iteration, 1-based.
@@ -207,6 +213,12 @@ class StyleGAN2Model(TrainingModel):
             {log key: value averaged over ranks}; 'skipped' is 1.0 when a non-finite loss skipped
             an update (the other network's finite step stands; the EMA moves only with G).
         """
+        seed = np.random.SeedSequence([int(self.opt.get("manual_seed") or 0), self.dist.rank, it])
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(int(seed.generate_state(1)[0]))
+            return self._train_step(batch, it)
+
+    def _train_step(self, batch: Dict[str, torch.Tensor], it: int) -> Dict[str, float]:
         to, g_net, d_net = self.train_opt, self.nets["net_g"], self.nets["net_d"]
         real = batch["gt"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         b = real.shape[0]
