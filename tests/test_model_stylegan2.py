@@ -307,3 +307,30 @@ def test_gfpgan_recipe_reads_the_prior_through_decoder_load_path(recipe_run):
     assert all(torch.equal(decoder[k], ema[k]) for k in ema)
     assert not any(p.requires_grad for p in model.net_g.stylegan_decoder.parameters())  # frozen
     assert all(torch.equal(model.ema.module.stylegan_decoder.state_dict()[k], ema[k]) for k in ema)
+
+
+def test_recipes_match_their_consumers(tmp_path):
+    """The tiny prior has the tiny GFP-GAN's decoder shape; the 512 recipe is the released prior's
+    architecture with BasicSR's effective learning rates (2e-3 after the lazy-regularisation ratio)."""
+    from gfpgan.options import load_train_options
+
+    faces = make_faces(tmp_path / "faces", n=2)
+    over = [f"datasets.train.dataroot_gt={faces}"]
+    tiny = load_train_options(RECIPE, over)
+    gfpgan = load_train_options(REPO / "options" / "train_gfpgan_tiny.yml", over)["network_g"]
+    keys = ("out_size", "num_style_feat", "num_mlp", "channel_multiplier", "resample_kernel", "lr_mlp",
+            "narrow")
+    assert {k: tiny["network_g"][k] for k in keys} == {k: gfpgan[k] for k in keys}
+    assert tiny["datasets"]["train"]["out_size"] == gfpgan["out_size"] == tiny["network_d"]["out_size"]
+
+    big = load_train_options(REPO / "options" / "train_stylegan2_512.yml", over)
+    assert {k: v for k, v in big["network_g"].items() if k != "type"} == dict(
+        out_size=512, num_style_feat=512, num_mlp=8, channel_multiplier=1, resample_kernel=[1, 3, 3, 1],
+        lr_mlp=0.01)
+    train = big["train"]
+    assert train["optim_g"]["lr"] * 4 / 5 == pytest.approx(2e-3)
+    assert train["optim_d"]["lr"] * 16 / 17 == pytest.approx(2e-3)
+    regs = ("net_g_reg_every", "net_d_reg_every", "r1_reg_weight", "path_reg_weight", "mixing_prob",
+            "total_iter")
+    assert [train[k] for k in regs] == [4, 16, 10, 2, 0.9, 800000]
+    assert big["datasets"]["train"]["batch_size_per_gpu"] == 12
