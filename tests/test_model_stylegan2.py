@@ -334,3 +334,27 @@ def test_recipes_match_their_consumers(tmp_path):
             "total_iter")
     assert [train[k] for k in regs] == [4, 16, 10, 2, 0.9, 800000]
     assert big["datasets"]["train"]["batch_size_per_gpu"] == 12
+
+
+def test_bench_prior_pairs_scores_and_table(tmp_path):
+    """The benchmark's held-out pairs are the recipe's degradation, seeded; its table reads them."""
+    from gfpgan.tools.bench_prior import heldout_pairs, score, table
+
+    faces = make_faces(tmp_path / "heldout", n=2, size=64)
+    lq, gt = heldout_pairs(faces, draws=2)
+    assert lq.shape == gt.shape == (4, 3, 64, 64)
+    assert torch.equal(gt[:2], gt[2:]) and not torch.equal(lq[:2], lq[2:])  # two draws per face
+    again = heldout_pairs(faces, draws=2)
+    assert torch.equal(again[0], lq)
+    s = score(gt, gt)
+    assert s["psnr"] == [float("inf")] * 4 and s["ssim"] == pytest.approx([1.0] * 4)
+    s = score(lq, gt)
+    assert all(10 < p < 60 for p in s["psnr"])
+    rows = {"degraded input": {"psnr": 20.0, "ssim": 0.5}, "no prior": {"psnr": 21.0, "ssim": 0.6},
+            "prior, decoder frozen": {"psnr": 22.5, "ssim": 0.7}}
+    res = {"rows": rows, "iters": 3, "prior_iters": 4, "pairs": 4,
+           "train_s": {"prior": 5.0, "no prior": 6.0, "prior, decoder frozen": 7.0},
+           "diff": {"psnr": {"mean": 1.5, "se": 0.1}, "ssim": {"mean": 0.1, "se": 0.01}}}
+    text = table(res)
+    assert "| prior, decoder frozen | 3 it, 7 s + prior 4 it, 5 s | 22.50 | 0.7000 |" in text
+    assert "+1.50 ± 0.10" in text
