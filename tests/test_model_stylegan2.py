@@ -350,11 +350,24 @@ def test_bench_prior_pairs_scores_and_table(tmp_path):
     assert s["psnr"] == [float("inf")] * 4 and s["ssim"] == pytest.approx([1.0] * 4)
     s = score(lq, gt)
     assert all(10 < p < 60 for p in s["psnr"])
-    rows = {"degraded input": {"psnr": 20.0, "ssim": 0.5}, "no prior": {"psnr": 21.0, "ssim": 0.6},
-            "prior, decoder frozen": {"psnr": 22.5, "ssim": 0.7}}
-    res = {"rows": rows, "iters": 3, "prior_iters": 4, "pairs": 4,
-           "train_s": {"prior": 5.0, "no prior": 6.0, "prior, decoder frozen": 7.0},
-           "diff": {"psnr": {"mean": 1.5, "se": 0.1}, "ssim": {"mean": 0.1, "se": 0.01}}}
-    text = table(res)
-    assert "| prior, decoder frozen | 3 it, 7 s + prior 4 it, 5 s | 22.50 | 0.7000 |" in text
-    assert "+1.50 ± 0.10" in text
+    d = {"psnr": {"mean": 1.5, "se": 0.1}, "ssim": {"mean": 0.1, "se": 0.01}}
+    rows = {"degraded input": {"psnr": 20.0, "ssim": 0.5},
+            "no prior": {"psnr": 21.0, "ssim": 0.6, "train_s": 6},
+            "prior 4 it, decoder frozen": {"psnr": 22.5, "ssim": 0.7, "train_s": 7, "prior_iters": 4,
+                                           "prior_s": 5, "vs_no_prior": d}}
+    text = table({"rows": rows, "iters": 3})
+    assert "| prior 4 it, decoder frozen | 3 it, 7 s + prior 4 it, 5 s | 22.50 | 0.7000 | +1.50 ± 0.10 | " \
+           "+0.1000 ± 0.0100 |" in text
+    assert "| no prior | 3 it, 6 s | 21.00 | 0.6000 |  |  |" in text
+
+
+def test_bench_prior_reads_training_time_from_the_log(tmp_path):
+    from gfpgan.tools.bench_prior import _train_seconds
+
+    (tmp_path / "train.log").write_text(
+        "2026-01-01 10:00:00 INFO starting 'x' at iteration 0 of 8\n"
+        "2026-01-01 10:00:30 INFO [epoch 0 iter 3/8]\n"
+        "garbage line\n"
+        "2026-01-01 10:05:00 INFO resuming 'x' at iteration 3 of 8\n"
+        "2026-01-01 10:05:20 INFO finished 'x' at iteration 8\n")
+    assert _train_seconds(tmp_path) == 50.0  # 30 s + 20 s: the time between the processes is not training

@@ -1,23 +1,25 @@
 """Does the generative facial prior pay? GFP-GAN with a StyleGAN2 prior made here vs without one.
 
-    python -m gfpgan.tools.bench_prior                     # ~30 min on 2 busy CPU cores
-    python -m gfpgan.tools.bench_prior --prior-iters 1000 --iters 1000 --procs 2
+    python -m gfpgan.tools.bench_prior                          # ~20 min on 2 busy CPU cores
+    python -m gfpgan.tools.bench_prior --prior-iters 400,2000   # two snapshots of one prior run
 
 Everything is made offline, each step a command of the project run as a user would:
 
 1. the demo's face set (``gfpgan.demo.build_face_set``: 80 LFW faces of scikit-image and 120
    aligned astronaut crops, 64 px) and its held-out faces (LFW 80-99, never trained on);
-2. the tiny StyleGAN2 prior (``options/train_stylegan2_tiny.yml``) for ``--prior-iters``
-   iterations, which writes ``models/stylegan2_prior.pth``;
-3. the tiny GFP-GAN recipe (``options/train_gfpgan_tiny.yml``) twice for ``--iters`` iterations
-   each, same seed and data: as it is (no prior, the decoder trains from scratch), and with
-   ``network_g.decoder_load_path`` = that prior and ``fix_decoder: true`` (the paper's setting);
-4. both EMA generators restore the held-out faces degraded by the recipe's own degradation
+2. the tiny StyleGAN2 prior (``options/train_stylegan2_tiny.yml``): one run, its released-layout
+   file ``models/stylegan2_prior.pth`` kept at each of ``--prior-iters`` (the recipe's lr is
+   constant and its resume exact, so the snapshot at k iterations is a k-iteration run);
+3. the tiny GFP-GAN recipe (``options/train_gfpgan_tiny.yml``) for ``--iters`` iterations, same
+   seed and data: as it is (no prior, the decoder trains from scratch), and with each snapshot as
+   ``network_g.decoder_load_path`` and ``fix_decoder: true`` (the paper's setting);
+4. every EMA generator restores the held-out faces degraded by the recipe's own degradation
    model (``--draws`` seeded degradations per face); PSNR and SSIM against the clean faces, and
-   the paired difference (with prior minus without) with its standard error over the pairs.
+   the paired difference to no prior with its standard error over the pairs.
 
-The prior's own training time is reported beside the GFP-GAN runs: "same budget" means the same
-GFP-GAN iterations; the prior is paid for once, on top.
+Training times come from each run's ``train.log`` (process start-up excluded). "Same budget"
+means the same GFP-GAN iterations; the prior is paid for once, on top. Runs are resumed or reused
+(``--auto-resume``): rerunning the command with more snapshots trains only what is new.
 """
 
 from __future__ import annotations
@@ -99,10 +101,41 @@ def _restore(weights: Path, lq):
         return torch.cat([net(lq[i:i + 50], return_rgb=False)[0] for i in range(0, len(lq), 50)])
 
 
-def run(out: Path, prior_iters: int = 400, iters: int = 300, draws: int = 5, device: str = "cpu",
+def _train_seconds(run_dir: Path) -> float:
+    """Training time in ``train.log``: each start or resume to the last line of its segment
+    (process start-up excluded; a finished run that is reused adds nothing)."""
+    import datetime
+
+    total, start, last = 0.0, None, None
+    for line in (run_dir / "train.log").read_text(encoding="utf-8").splitlines():
+        try:
+            t = datetime.datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+        if " starting '" in line or " resuming '" in line:
+            if start is not None:
+                total += (last - start).total_seconds()
+            start = t
+        last = t
+    if start is not None:
+        total += (last - start).total_seconds()
+    return total
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> Dict:
+    d = np.asarray(a) - np.asarray(b)
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
+            "better_pairs": int((d > 0).sum())}
+
+
+def run(out: Path, prior_iters: Sequence[int] = (400,), iters: int = 300, draws: int = 5, device: str = "cpu",
         procs: int = 1, size: int = 64, data_dir: Optional[Path] = None) -> Dict:
-    """Build the faces, train the prior and both GFP-GANs, score them on the held-out faces."""
+    """Build the faces, train the prior (a snapshot at each of ``prior_iters``) and the GFP-GANs
+    (none, and one per snapshot), score them on the held-out faces."""
+    import shutil
+
     from gfpgan.demo import build_face_set
+    from gfpgan.files import atomic_path
 
     out = out.resolve()
     runs = out / "runs"
@@ -118,45 +151,63 @@ def run(out: Path, prior_iters: int = 400, iters: int = 300, draws: int = 5, dev
         return [f"logger.save_checkpoint_freq={max(1, total // 2)}",
                 f"logger.print_freq={max(1, total // 10)}", f"logger.image_freq={total}"]
 
-    times = {"prior": _train(["name=prior", f"train.total_iter={prior_iters}", *common, *logged(prior_iters)],
-                             PRIOR_RECIPE, device, procs)}
-    prior = runs / "prior" / "models" / "stylegan2_prior.pth"
+    # one prior run, extended stage by stage (constant lr, exact resume: stage k of a long run is
+    # the run of k iterations), its released-layout file kept at each stage
+    priors = {}
+    for p in sorted(set(prior_iters)):
+        snap = runs / f"stylegan2_prior_{p}it.pth"
+        meta = snap.with_suffix(".json")
+        if not (snap.exists() and meta.exists()):
+            _train(["name=prior", f"train.total_iter={p}", *common, *logged(p)], PRIOR_RECIPE, device, procs)
+            with atomic_path(snap) as tmp:
+                shutil.copyfile(runs / "prior" / "models" / "stylegan2_prior.pth", tmp)
+            meta.write_text(json.dumps({"seconds": _train_seconds(runs / "prior")}))
+        priors[p] = (snap, json.loads(meta.read_text())["seconds"])
+
     gfpgan = [f"train.total_iter={iters}", f"train.scheduler.milestones=[{int(iters * 0.75)}]",
               f"train.remove_pyramid_loss={iters // 2}", *common, *logged(iters)]
-    variants = {"no prior": [], "prior, decoder frozen": [f"network_g.decoder_load_path={prior}",
-                                                          "network_g.fix_decoder=true"]}
-    names = {"no prior": "gfpgan_no_prior", "prior, decoder frozen": "gfpgan_prior"}
-    for tag, extra in variants.items():
-        times[tag] = _train([f"name={names[tag]}", *gfpgan, *extra], GFPGAN_RECIPE, device, procs)
+    variants = {"no prior": (f"gfpgan_no_prior_{iters}it", [])}
+    for p, (snap, _) in priors.items():
+        extra = [f"network_g.decoder_load_path={snap}", "network_g.fix_decoder=true"]
+        variants[f"prior {p} it, decoder frozen"] = (f"gfpgan_prior{p}it_{iters}it", extra)
+    times = {}
+    for tag, (name, extra) in variants.items():
+        _train([f"name={name}", *gfpgan, *extra], GFPGAN_RECIPE, device, procs)
+        times[tag] = _train_seconds(runs / name)
 
     lq, gt = heldout_pairs(heldout, draws)
     scores = {"degraded input": score(lq, gt)}
-    for tag in variants:
-        weights = runs / names[tag] / "models" / f"net_g_ema_{iters}.safetensors"
-        scores[tag] = score(_restore(weights, lq), gt)
+    for tag, (name, _) in variants.items():
+        scores[tag] = score(_restore(runs / name / "models" / f"net_g_ema_{iters}.safetensors", lq), gt)
     rows = {tag: {k: float(np.mean(v)) for k, v in s.items()} for tag, s in scores.items()}
-    diff = {}
-    for k in ("psnr", "ssim"):
-        d = np.asarray(scores["prior, decoder frozen"][k]) - np.asarray(scores["no prior"][k])
-        diff[k] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
-                   "better_pairs": int((d > 0).sum())}
-    return {"pairs": len(lq), "heldout_faces": len(lq) // draws, "draws": draws, "prior_iters": prior_iters,
-            "iters": iters, "procs": procs, "device": device,
-            "train_s": {k: round(v, 1) for k, v in times.items()}, "rows": rows, "diff": diff,
-            "prior_better": bool(diff["psnr"]["mean"] > 2 * diff["psnr"]["se"])}
+    for tag in rows:
+        if tag in times:
+            rows[tag]["train_s"] = round(times[tag])
+        if tag.startswith("prior "):
+            p = int(tag.split()[1])
+            rows[tag]["prior_iters"], rows[tag]["prior_s"] = p, round(priors[p][1])
+            rows[tag]["vs_no_prior"] = {k: _paired(scores[tag][k], scores["no prior"][k])
+                                        for k in ("psnr", "ssim")}
+            d = rows[tag]["vs_no_prior"]["psnr"]
+            rows[tag]["better"] = bool(d["mean"] > 2 * d["se"])
+    return {"pairs": len(lq), "heldout_faces": len(lq) // draws, "draws": draws, "iters": iters,
+            "prior_iters": sorted(priors), "procs": procs, "device": device, "rows": rows,
+            "prior_better": any(r.get("better", False) for r in rows.values())}
 
 
 def table(res: Dict) -> str:
-    t = res["train_s"]
-    lines = ["| GFP-GAN | training | held-out PSNR (dB) | held-out SSIM |", "|---|---|---|---|"]
-    cost = {"degraded input": "", "no prior": f"{res['iters']} it, {t['no prior']:.0f} s",
-            "prior, decoder frozen": f"{res['iters']} it, {t['prior, decoder frozen']:.0f} s "
-                                     f"+ prior {res['prior_iters']} it, {t['prior']:.0f} s"}
+    lines = ["| GFP-GAN | training (train.log) | held-out PSNR (dB) | held-out SSIM | vs no prior: PSNR | "
+             "SSIM |", "|---|---|---|---|---|---|"]
     for tag, r in res["rows"].items():
-        lines.append(f"| {tag} | {cost[tag]} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
-    d = res["diff"]
-    lines.append(f"| prior - no prior (paired, {res['pairs']} pairs) | | {d['psnr']['mean']:+.2f} "
-                 f"± {d['psnr']['se']:.2f} | {d['ssim']['mean']:+.4f} ± {d['ssim']['se']:.4f} |")
+        cost = f"{res['iters']} it, {r['train_s']} s" if "train_s" in r else ""
+        if "prior_s" in r:
+            cost += f" + prior {r['prior_iters']} it, {r['prior_s']} s"
+        vs = ["", ""]
+        if "vs_no_prior" in r:
+            d = r["vs_no_prior"]
+            vs = [f"{d['psnr']['mean']:+.2f} ± {d['psnr']['se']:.2f}",
+                  f"{d['ssim']['mean']:+.4f} ± {d['ssim']['se']:.4f}"]
+        lines.append(f"| {tag} | {cost} | {r['psnr']:.2f} | {r['ssim']:.4f} | {vs[0]} | {vs[1]} |")
     return "\n".join(lines)
 
 
@@ -164,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gfpgan.tools.bench_prior", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="results/bench_prior", help="work folder (runs, faces, results)")
-    p.add_argument("--prior-iters", type=int, default=400, help="iterations of the StyleGAN2 prior")
+    p.add_argument("--prior-iters", default="400",
+                   help="iterations of the StyleGAN2 prior; a comma list compares snapshots of one run")
     p.add_argument("--iters", type=int, default=300, help="iterations of each GFP-GAN run")
     p.add_argument("--draws", type=int, default=5, help="seeded degradations per held-out face")
     p.add_argument("--procs", type=int, default=1, help="training processes (torchrun) on a CPU; 1 on a GPU")
@@ -176,16 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     a = build_parser().parse_args(argv)
-    if min(a.prior_iters, a.iters, a.draws, a.procs) < 1:
+    try:
+        prior_iters = [int(v) for v in str(a.prior_iters).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--prior-iters must be integers separated by commas, got {a.prior_iters!r}."
+                        ) from None
+    if not prior_iters or min(*prior_iters, a.iters, a.draws, a.procs) < 1:
         raise UserError("--prior-iters, --iters, --draws and --procs must be at least 1.")
     import torch
 
     cuda = a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available())
-    res = run(Path(a.out), a.prior_iters, a.iters, a.draws, a.device, 1 if cuda else a.procs,
+    res = run(Path(a.out), prior_iters, a.iters, a.draws, a.device, 1 if cuda else a.procs,
               data_dir=Path(a.data_dir) if a.data_dir else None)
     print(table(res))
-    print("the prior measured " + ("better" if res["prior_better"] else "not better") +
-          " (PSNR gain above twice its standard error)")
+    for tag, r in res["rows"].items():
+        if "better" in r:
+            print(f"{tag}: {'better' if r['better'] else 'not better'} than no prior "
+                  f"(better: a held-out PSNR gain above twice its standard error)")
     if a.json:
         from gfpgan.files import write_text_atomic
 
