@@ -371,3 +371,60 @@ def test_bench_prior_reads_training_time_from_the_log(tmp_path):
         "2026-01-01 10:05:00 INFO resuming 'x' at iteration 3 of 8\n"
         "2026-01-01 10:05:20 INFO finished 'x' at iteration 8\n")
     assert _train_seconds(tmp_path) == 50.0  # 30 s + 20 s: the time between the processes is not training
+
+
+# ------------------------------------------------------------------ DDP
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import json
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from gfpgan.dist import init_dist
+
+    info = init_dist("cpu")
+    torch.manual_seed(0)
+    model = StyleGAN2Model(tiny_sg2(augment="ada", ada_interval=2, ada_kimg=0.01), info)
+    logs = [model.train_step(_real(seed=10 * it + rank), it) for it in (1, 2, 3)]  # R1 at 2, path at 3
+    bad = _real(seed=99)
+    if rank == 1:
+        bad["gt"][0, 0, 0, 0] = float("inf")
+    before = {k: _flat(n) for k, n in model.trainable_nets().items()}
+    logs.append(model.train_step(bad, 4))
+    same = {}
+    for k, net in list(model.trainable_nets().items()) + [("ema", model.ema.module)]:
+        flat = _flat(net)
+        ref = flat.clone()
+        dist.broadcast(ref, 0)
+        same[k] = bool(torch.equal(flat, ref))
+    result = {"logs": logs, "same_as_rank0": same, "path_mean": model.cri_path.mean.item(),
+              "aug": model.augment.state_dict(),
+              "d_unchanged_after_skip": torch.equal(before["net_d"], _flat(model.net_d))}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(result, f)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_stay_identical_and_skip_together(tmp_path):
+    """R1 through D's wrapper, path length through G's, ADA's p and the path-length mean kept
+    the same on every rank (rank-averaged statistics), a non-finite loss on one rank skipping D's
+    update on all ranks."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    for r in (r0, r1):
+        assert all(r["same_as_rank0"].values()), r["same_as_rank0"]
+        assert r["d_unchanged_after_skip"]
+    assert r0["logs"] == r1["logs"]  # averaged over ranks
+    assert "l_d_r1" in r0["logs"][1] and "l_g_path" in r0["logs"][2]
+    assert r0["logs"][3]["skipped"] == 1.0 and all(log["skipped"] == 0.0 for log in r0["logs"][:3])
+    assert r0["path_mean"] == r1["path_mean"] > 0 and r0["aug"] == r1["aug"]
