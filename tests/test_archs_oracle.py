@@ -213,3 +213,62 @@ OUT["shapes"] = {k: torch.tensor(v.shape) for k, v in net.state_dict().items()}
     assert sorted(mine) == sorted(theirs)
     assert mine == theirs
     assert len(mine) == 285
+
+
+# The released prior StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth: BasicSR's StyleGAN2Generator
+# with these kwargs ({'params', 'params_ema'}; its size, 204,535,545 bytes, is two such state dicts).
+PRIOR_512 = dict(out_size=512, num_style_feat=512, num_mlp=8, channel_multiplier=1,
+                 resample_kernel=(1, 3, 3, 1), lr_mlp=0.01)
+
+
+def test_stylegan2_prior_512_cmul1_loads_strictly_and_matches_reference(tmp_path):
+    """Issue 27: the released prior's architecture, built by the reference with random weights,
+    loads strictly into the class StyleGAN2Model trains and gives the same images; likewise the
+    reference's StyleGAN2GeneratorClean (512, Cmul1); and a prior file written by StyleGAN2Model
+    loads into the reference's GFPGANv1 through its own decoder_load_path."""
+    from gfpgan.models.stylegan2_model import save_prior
+
+    require_oracle()
+    z = torch.randn(1, 512, generator=torch.Generator().manual_seed(0))
+    small = dict(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.25)
+    torch.manual_seed(3)
+    ours_small, ema_small = StyleGAN2Generator(**small), StyleGAN2Generator(**small)
+    save_prior(tmp_path / "prior.pth", ours_small, ema_small)
+    ref = run_oracle(
+        """
+from gfpgan.archs.gfpganv1_arch import GFPGANv1, StyleGAN2GeneratorSFT
+from gfpgan.archs.stylegan2_clean_arch import StyleGAN2GeneratorClean
+with torch.no_grad():
+    torch.manual_seed(0)
+    g = StyleGAN2GeneratorSFT(**IN["kw"], sft_half=True).eval()  # GFPGANv1's decoder_load_path target
+    OUT["orig/sd"], OUT["orig/out"] = g.state_dict(), g([IN["z"]], [], randomize_noise=False)[0]
+    del g
+    torch.manual_seed(1)
+    g = StyleGAN2GeneratorClean(512, num_style_feat=512, num_mlp=8, channel_multiplier=1).eval()
+    OUT["clean/sd"], OUT["clean/out"] = g.state_dict(), g([IN["z"]], randomize_noise=False)[0]
+    del g
+    net = GFPGANv1(decoder_load_path=IN["prior"], fix_decoder=True, input_is_latent=True, different_w=True,
+                   sft_half=True, **IN["small"])
+    OUT["gfpgan/decoder"] = net.stylegan_decoder.state_dict()
+""",
+        {"z": z, "kw": dict(PRIOR_512), "small": small, "prior": str(tmp_path / "prior.pth")},
+        fused_act_standin=True,
+    )
+    for name, cls, kw in (("orig", StyleGAN2Generator, PRIOR_512),
+                          ("clean", StyleGAN2GeneratorClean, dict(out_size=512, num_style_feat=512, num_mlp=8,
+                                                                  channel_multiplier=1))):
+        # (the original layout's FIR kernels are non-persistent buffers: no meta-device build)
+        with torch.device("meta" if name == "clean" else "cpu"):
+            net = cls(**kw)
+        net.load_state_dict(ref[f"{name}/sd"], strict=True, assign=True)
+        out = net.eval()([z])[0]
+        diff = _close(out, ref[f"{name}/out"])
+        print(f"{cls.__name__} 512 Cmul1: max abs diff vs reference {diff:.3g}")
+        assert out.abs().max() > 0.1
+    # the released layout (BasicSR's, which StyleGAN2Model trains) is not the clean one
+    assert len(ref["orig/sd"]) == 139 and set(ref["orig/sd"]) != set(ref["clean/sd"])
+    assert sum(v.numel() for v in ref["orig/sd"].values()) * 4 * 2 == 204_479_672  # + pickle framing
+    # our file through the reference's own decoder_load_path: its params_ema, strictly
+    ema = ema_small.state_dict()
+    assert ref["gfpgan/decoder"].keys() == ema.keys()
+    assert all(torch.equal(ref["gfpgan/decoder"][k], ema[k]) for k in ema)
