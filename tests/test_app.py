@@ -27,9 +27,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from gfpgan.app import jobs
-from gfpgan.app.jobs import (
-    JobRunner,
+from gfpgan.app import inputs, jobs
+from gfpgan.app.inputs import (
     JobSettings,
     check_uploads,
     describe_progress,
@@ -38,6 +37,7 @@ from gfpgan.app.jobs import (
     personalization_argv,
     video_command,
 )
+from gfpgan.app.jobs import JobRunner
 from gfpgan.errors import UserError
 from tests.test_video_io import audio_packets, make_clip, read_video
 from tests.test_video_job import ROOT, _tiny_model
@@ -172,7 +172,7 @@ def _uploads(tmp_path, *names):
         (tmp_path / "up").mkdir(exist_ok=True)
         files.append(tmp_path / "up" / name)
         files[-1].write_bytes(name.encode() * 10)
-    return jobs.Uploads("images", tuple(files), tuple(names))
+    return inputs.Uploads("images", tuple(files), tuple(names))
 
 
 def test_jobs_run_one_at_a_time_and_a_cancelled_one_leaves_nothing(tmp_path, fake_runner):
@@ -241,7 +241,7 @@ def test_the_server_refuses_bad_options_and_blocks_this_checkout(tmp_path, monke
 
 
 def test_model_files_typed_into_the_page_are_checked(tmp_path):
-    from gfpgan.app.jobs import check_file_setting
+    from gfpgan.app.inputs import check_file_setting
 
     weights = tmp_path / "mine.safetensors"
     weights.write_bytes(b"weights")

@@ -2,7 +2,7 @@
 
 :func:`build_page` returns the ``gr.Blocks``; :mod:`gfpgan.app.server` serves it. Every job goes
 through :class:`gfpgan.app.jobs.JobRunner`, which runs the project's own commands; this module only
-turns the page's controls into :class:`~gfpgan.app.jobs.JobSettings` and the runner's state into
+turns the page's controls into :class:`~gfpgan.app.inputs.JobSettings` and the runner's state into
 what the page shows.
 """
 
@@ -13,15 +13,15 @@ from typing import Optional, Sequence, Tuple
 
 import gradio as gr
 
-from gfpgan.app.jobs import (
+from gfpgan.app.inputs import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
-    JobRunner,
     JobSettings,
     PageConfig,
     check_file_setting,
     check_uploads,
 )
+from gfpgan.app.jobs import JobRunner
 from gfpgan.errors import UserError
 from gfpgan.inference.settings import FACE_OPTIONS
 
@@ -96,7 +96,7 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
                                       placeholder="/path/to/temporal.safetensors",
                                       elem_id="temporal")
                 # personalization: not offered, the project has no such file yet (see
-                # gfpgan.app.jobs.personalization_argv, the hook that will turn one into options)
+                # gfpgan.app.inputs.personalization_argv, the hook that will turn one into options)
                 with gr.Row():
                     run = gr.Button("Restore", variant="primary", elem_id="restore")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")

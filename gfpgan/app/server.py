@@ -86,7 +86,7 @@ def _set_env(values: Dict[str, Optional[str]]) -> None:
 
 
 def _page_config(args, max_bytes: int):
-    from gfpgan.app.jobs import (
+    from gfpgan.app.inputs import (
         MODEL_EXTENSIONS,
         PageConfig,
         check_file_setting,
