@@ -47,7 +47,7 @@ from gfpgan.errors import UserError
 from gfpgan.losses import r1_penalty
 from gfpgan.losses.stylegan2 import PathLengthPenalty
 from gfpgan.models.base import BASE_SCHEMA, TrainingModel, extend_schema, weight_field, weights_file
-from gfpgan.models.components import build_optimizer
+from gfpgan.models.components import build_optimizer, load_weights
 from gfpgan.models.stylegan2_augment import POLICIES, DiscriminatorAugment
 from gfpgan.registry import MODEL_REGISTRY
 from gfpgan.schema import OPTIM_BLOCK, Block, Field, ListOf, Section
@@ -155,8 +155,6 @@ class StyleGAN2Model(TrainingModel):
         """As BasicSR: the EMA starts from the pretrained file's ``params_ema`` when it has one."""
         path = self.path_opt
         if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
-            from gfpgan.models.components import load_weights
-
             try:
                 load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
                              "path.pretrain_network_g")
