@@ -81,6 +81,9 @@ CONSOLE_SCRIPTS = [
     "gfpgan-bench-export=gfpgan.tools.bench_export:cli",
     "gfpgan-bench-compat=gfpgan.tools.bench_compat:cli",
     "gfpgan-bench-temporal=gfpgan.tools.bench_temporal:cli",
+    "gfpgan-bench-personal=gfpgan.tools.bench_personal:cli",
+    "gfpgan-bench-prior=gfpgan.tools.bench_prior:cli",
+    "gfpgan-personalize=gfpgan.personalize:cli",
     "gfpgan-demo=gfpgan.demo:cli",
     "gfpgan-app=gfpgan.app.server:cli",
 ]
