@@ -14,7 +14,7 @@ from typing import Iterator, Union
 from gfpgan.errors import UserError
 
 PathLike = Union[str, os.PathLike]
-__all__ = ["PathLike", "atomic_path", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["PathLike", "atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -68,3 +68,10 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (temp file + rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (a benchmark's ``--json``)."""
+    import json
+
+    write_text_atomic(path, json.dumps(obj, indent=1))

@@ -18,6 +18,7 @@ to 1 and the embedded thumbnail left out (:func:`exif_for_output`, ``encode_imag
 import io
 import os
 import struct
+import sys
 import warnings
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -31,7 +32,7 @@ from gfpgan.files import PathLike, write_bytes_atomic
 
 __all__ = ["img_to_tensor", "tensor_to_img", "decode_image", "read_image", "encode_image",
            "write_image_atomic", "list_images", "IMAGE_EXTENSIONS", "exif_for_output", "read_image_exif",
-           "apply_orientation"]
+           "read_image_or_skip", "apply_orientation"]
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -278,3 +279,16 @@ def list_images(folder: PathLike, recursive: bool = False) -> list:
     folder = Path(folder)
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_image_or_skip(path: PathLike, skipped: list) -> Optional[np.ndarray]:
+    """:func:`read_image`, or None for a file that cannot be read: its name is added to
+    ``skipped`` and the reason printed on stderr (the data tools skip such files, never stop)."""
+    try:
+        return read_image(path)
+    except UserError as exc:
+        from tqdm import tqdm  # above a progress bar, not through it
+
+        skipped.append(Path(path).name)
+        tqdm.write(f"skipping {exc}", file=sys.stderr)
+        return None

@@ -27,7 +27,7 @@ from torch import nn
 from gfpgan.dist import DistInfo, get_dist_info
 from gfpgan.engine.ema import DEFAULT_EMA_DECAY, ModelEMA
 from gfpgan.errors import UserError
-from gfpgan.losses import build_loss
+from gfpgan.losses import build_loss, r1_penalty
 from gfpgan.models.components import (
     TrainedNet,
     build_identity_loss,
@@ -158,6 +158,28 @@ class TrainingModel:
 
     def init_ema(self) -> None:
         """Start the EMA from somewhere else than ``net_g`` (by default it is ``net_g``'s copy)."""
+
+    def with_r1(self, l_d: torch.Tensor, real_pred: torch.Tensor, real_in: torch.Tensor, reg: bool,
+                logs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``l_d`` plus, on a lazy regularisation step, the R1 penalty on the real inputs (scaled by
+        ``r1_reg_weight / 2`` and by ``net_d_reg_every``, logged as ``l_d_r1``)."""
+        if not reg:
+            return l_d
+        to = self.train_opt
+        l_d_r1 = to["r1_reg_weight"] / 2 * r1_penalty(real_pred, real_in) * to["net_d_reg_every"]
+        logs["l_d_r1"] = l_d_r1.detach()
+        return l_d + l_d_r1
+
+    def ema_from_pretrained(self) -> None:
+        """As the reference and BasicSR: the EMA starts from the pretrained file's ``params_ema``
+        when it has one (a model's :meth:`init_ema` calls this)."""
+        path = self.path_opt
+        if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
+            try:
+                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
+                             "path.pretrain_network_g")
+            except UserError:
+                logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
 
     def build_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         """One optimizer per trainable network by save name; by default ``net_g``'s."""

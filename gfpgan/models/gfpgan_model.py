@@ -39,7 +39,7 @@ from torch import nn
 
 from gfpgan.dist import all_ranks, mean_over_ranks
 from gfpgan.errors import UserError
-from gfpgan.losses import gram_matrix, r1_penalty
+from gfpgan.losses import gram_matrix
 from gfpgan.models.base import (
     BASE_SCHEMA,
     RESTORATION_FIELDS,
@@ -148,14 +148,7 @@ class GFPGANModel(TrainingModel):
         self._pyramid_unused = None
 
     def init_ema(self) -> None:
-        """As the reference: the EMA starts from the pretrained file's ``params_ema`` when it has one."""
-        path = self.path_opt
-        if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
-            try:
-                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
-                             "path.pretrain_network_g")
-            except UserError:
-                logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
+        self.ema_from_pretrained()
 
     def trainable_nets(self) -> Dict[str, nn.Module]:
         """The plain trainable networks by save name: net_g, net_d, net_d_left_eye ..."""
@@ -261,12 +254,7 @@ class GFPGANModel(TrainingModel):
             logs["l_d"] = l_d.detach()
             logs["real_score"] = real_pred.detach().float().mean()  # positive when D is right
             logs["fake_score"] = fake_pred.detach().float().mean()
-            l_d_total = l_d
-            if reg:
-                l_d_r1 = to["r1_reg_weight"] / 2 * r1_penalty(real_pred, real_in) * to["net_d_reg_every"]
-                logs["l_d_r1"] = l_d_r1.detach()
-                l_d_total = l_d_total + l_d_r1
-            self._backward(l_d_total)
+            self._backward(self.with_r1(l_d, real_pred, real_in, reg, logs))
 
         # ---------------- facial-component discriminators ----------------
         if self.net_d_comp:

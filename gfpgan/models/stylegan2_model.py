@@ -44,10 +44,9 @@ from torch import nn
 from gfpgan.checkpoint import atomic_save_torch
 from gfpgan.dist import all_ranks, broadcast_object, mean_over_ranks, sum_over_ranks
 from gfpgan.errors import UserError
-from gfpgan.losses import r1_penalty
 from gfpgan.losses.stylegan2 import PathLengthPenalty
 from gfpgan.models.base import BASE_SCHEMA, TrainingModel, extend_schema, weight_field, weights_file
-from gfpgan.models.components import build_optimizer, load_weights
+from gfpgan.models.components import build_optimizer
 from gfpgan.models.stylegan2_augment import POLICIES, DiscriminatorAugment
 from gfpgan.registry import MODEL_REGISTRY
 from gfpgan.schema import OPTIM_BLOCK, Block, Field, ListOf, Section
@@ -152,14 +151,7 @@ class StyleGAN2Model(TrainingModel):
         self.models_dir = Path(root) / opt["name"] / "models" if root and opt.get("name") else None
 
     def init_ema(self) -> None:
-        """As BasicSR: the EMA starts from the pretrained file's ``params_ema`` when it has one."""
-        path = self.path_opt
-        if path["pretrain_network_g"] and path["param_key_g"] != "params_ema":
-            try:
-                load_weights(self.ema.module, path["pretrain_network_g"], "params_ema", path["strict_load_g"],
-                             "path.pretrain_network_g")
-            except UserError:
-                logger.info("%s has no params_ema: the EMA starts from net_g", path["pretrain_network_g"])
+        self.ema_from_pretrained()
 
     def trainable_nets(self) -> Dict[str, nn.Module]:
         return {"net_g": self.net_g, "net_d": self.net_d}
@@ -242,11 +234,7 @@ class StyleGAN2Model(TrainingModel):
         logs["fake_score"] = fake_pred.detach().float().mean()
         if self.augment is not None:
             logs["real_sign"] = real_pred.detach().float().sign().mean()  # ADA's r_t of this batch
-        l_d_total = l_d
-        if d_reg:
-            l_d_r1 = to["r1_reg_weight"] / 2 * r1_penalty(real_pred, real_in) * to["net_d_reg_every"]
-            logs["l_d_r1"] = l_d_r1.detach()
-            l_d_total = l_d_total + l_d_r1
+        l_d_total = self.with_r1(l_d, real_pred, real_in, d_reg, logs)
         self._backward(l_d_total)
         d_ok = all_ranks(l_d_total.detach().isfinite(), self.dist)
         if d_ok:

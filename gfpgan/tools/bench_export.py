@@ -10,7 +10,6 @@ v1.3/v1.4 architecture with random weights) or a checkpoint / run folder / model
 """
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.files import write_json_atomic
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25, num_mlp=2,
                       different_w=True, input_is_latent=True, sft_half=True),
@@ -113,9 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{name:26s} {r['faces_per_s']:9.2f} {r['ms_per_face']:9.1f} {r['speed_vs_pytorch']:10.2f}x "
               f"{r['max_abs_diff']:10.2e}")
     if args.json:
-        from gfpgan.files import write_text_atomic
-
-        write_text_atomic(args.json, json.dumps(res, indent=2))
+        write_json_atomic(args.json, res)
     return 0
 
 

@@ -21,7 +21,6 @@ Through the real pipeline (``gfpgan.infer_video``), with only what it knows at r
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.files import write_json_atomic
 
 __all__ = ["near_far_frames", "run", "far_strips", "table"]
 
@@ -231,11 +231,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               args.far_zoom, args.other_zoom, [s for s in args.scopes.split(",") if s], args.seed)
     print(f"{res['targets']} targets from frames {res['target_frames']} (scan {res['scan_s']} s)")
     res["table"] = table(res)
-    print(res["table"])
     if args.json:
-        from gfpgan.files import write_text_atomic
-
-        write_text_atomic(args.json, json.dumps(res, indent=1))
+        write_json_atomic(args.json, res)
+    print(res["table"])
     return 0
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.files import write_json_atomic
 
 __all__ = ["heldout_pairs", "score", "run", "table"]
 
@@ -246,9 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{tag}: {'better' if r['better'] else 'not better'} than no prior "
                   f"(better: a held-out PSNR gain above twice its standard error)")
     if a.json:
-        from gfpgan.files import write_text_atomic
-
-        write_text_atomic(a.json, json.dumps(res, indent=1))
+        write_json_atomic(a.json, res)
     return 0
 
 

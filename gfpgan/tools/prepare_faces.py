@@ -16,7 +16,6 @@ each face, in crop pixels, go to ``landmarks.json`` beside the images, ready for
 """
 
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -88,7 +87,7 @@ def align_faces(img: np.ndarray, det, size: int, min_size: float, max_faces: int
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from gfpgan.data.file_backends import FolderWriter, LmdbWriter
-    from gfpgan.images import read_image
+    from gfpgan.images import read_image_or_skip
     from gfpgan.inference.faces.detection import build_detector
 
     files = collect_inputs(args.input, args.recursive)
@@ -107,11 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if w.has(f"{f.stem}_00"):
                 c["resumed"] += 1
                 continue
-            try:
-                img = read_image(f)
-            except UserError as exc:
-                c["unreadable"].append(f.name)
-                tqdm.write(f"skipping {exc}", file=sys.stderr)
+            img = read_image_or_skip(f, c["unreadable"])
+            if img is None:
                 continue
             c["photos"] += 1
             faces, n_small = align_faces(img, detector.detect([img])[0], args.size, args.min_size,

@@ -12,7 +12,6 @@ running the same command again (``--restart`` starts over instead).
 """
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,7 +34,7 @@ def folder_to_lmdb(src, dest, compress_level: int = 1, overwrite: bool = False, 
                    progress: bool = True) -> dict:
     """Pack ``src`` into the LMDB ``dest``; returns counts {'written', 'resumed', 'bad': [names]}."""
     from gfpgan.data.file_backends import LANDMARKS_FILE, LmdbWriter, read_landmarks
-    from gfpgan.images import list_images, read_image
+    from gfpgan.images import list_images, read_image_or_skip
 
     src = Path(src)
     if not src.is_dir():
@@ -55,11 +54,8 @@ def folder_to_lmdb(src, dest, compress_level: int = 1, overwrite: bool = False, 
             if w.has(f.stem):
                 counts["resumed"] += 1
                 continue
-            try:
-                img = read_image(f)
-            except UserError as exc:
-                counts["bad"].append(f.name)
-                tqdm.write(f"skipping {exc}", file=sys.stderr)
+            img = read_image_or_skip(f, counts["bad"])
+            if img is None:
                 continue
             lm = lms.get(f.stem, lms.get(f.name))
             w.add(f.stem, img, landmarks=lm, compress_level=compress_level)
