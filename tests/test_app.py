@@ -112,8 +112,13 @@ def test_the_page_settings_become_the_commands_own_options():
     # nothing chosen: the commands' own defaults, not a copy of them
     assert JobSettings(model="m").face_argv() == ["--model", "m"]
     assert personalization_argv(None) == []
-    with pytest.raises(UserError, match="not supported yet"):
-        personalization_argv("me.safetensors")
+    assert personalization_argv("me.safetensors") == ["--personal", "me.safetensors"]
+    personal = JobSettings(model="m", personalization="me.safetensors")
+    argv = image_command(Path("in"), Path("out"), personal)
+    assert argv[argv.index("--personal") + 1] == "me.safetensors"
+    from gfpgan.infer_image import build_parser  # the command reads it as its own option
+
+    assert build_parser().parse_args(argv[2:]).personal == "me.safetensors"
 
 
 def test_progress_and_the_time_left_come_from_the_commands_bar():

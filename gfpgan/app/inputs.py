@@ -132,7 +132,7 @@ class JobSettings:
     device: Optional[str] = None
     bg_upsampler: Optional[str] = None  # photos only (infer_image --bg-upsampler)
     temporal: Optional[str] = None  # videos only (infer_video --temporal)
-    personalization: Optional[str] = None  # no file format yet: see personalization_argv
+    personalization: Optional[str] = None  # a personal file (both commands' --personal)
 
     def face_argv(self) -> List[str]:
         argv = ["--model", self.model]
@@ -145,16 +145,9 @@ class JobSettings:
 
 
 def personalization_argv(path: Optional[str]) -> List[str]:
-    """Hook for personalization (issue 28): the options that apply a personalization file.
-
-    The project has no personalization file format yet, so the page offers no such control and
-    this returns ``[]`` for ``None``; once a format and a command option exist, this is the one
-    place that turns the file into that option (and the page shows its control where
-    :func:`local_models`' model has such a file).
-    """
-    if path is None:
-        return []
-    raise UserError("Personalization files are not supported yet; leave that setting empty.")
+    """The options that apply a personal file (``python -m gfpgan.personalize``; both commands'
+    ``--personal``); none for ``None``."""
+    return [] if path is None else ["--personal", path]
 
 
 def safe_file_name(name: str, taken: set) -> str:
@@ -253,7 +246,7 @@ def local_upsamplers() -> List[Tuple[str, str]]:
 
 def check_file_setting(text: Optional[str], what: str,
                        private: Optional[Path] = None) -> Optional[str]:
-    """A path typed into the page (model, temporal file): None when empty, else an existing
+    """A path typed into the page (model, temporal or personal file): None when empty, else an existing
     weights file; never one inside ``private`` (the page's uploads are not models)."""
     text = (text or "").strip()
     if not text:

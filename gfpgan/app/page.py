@@ -95,8 +95,9 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
                                       value=cfg.temporal or "",
                                       placeholder="/path/to/temporal.safetensors",
                                       elem_id="temporal")
-                # personalization: not offered, the project has no such file yet (see
-                # gfpgan.app.inputs.personalization_argv, the hook that will turn one into options)
+                personal = gr.Textbox(label="Personal file (optional; python -m gfpgan.personalize)",
+                                      value="", placeholder="/path/to/person.safetensors",
+                                      elem_id="personal")
                 with gr.Row():
                     run = gr.Button("Restore", variant="primary", elem_id="restore")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -124,7 +125,7 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
             return _status(f"Ready: {what}. Choose the settings and press Restore.")
 
         def submit(files, model_value, model_file, strength_value, upscale_value, bg_value,
-                   temporal_file):
+                   temporal_file, personal_file):
             try:
                 checked = check_uploads(files, cfg.max_upload_bytes)
                 chosen = check_file_setting(model_file, "model file", runner.root) or model_value
@@ -135,7 +136,8 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
                     model=chosen, strength=float(strength_value), upscale=float(upscale_value),
                     device=cfg.device, bg_upsampler=bg_value or None,
                     temporal=check_file_setting(temporal_file, "temporal file", runner.root)
-                    if checked.kind == "video" else None)
+                    if checked.kind == "video" else None,
+                    personalization=check_file_setting(personal_file, "personal file", runner.root))
                 job = runner.submit(checked, settings)
             except UserError as exc:
                 return None, _status(str(exc), "error"), gr.skip()
@@ -190,7 +192,7 @@ def build_page(runner: JobRunner, cfg: PageConfig) -> gr.Blocks:
         uploads.upload(on_upload, [uploads], [status], queue=False)
         uploads.clear(lambda: _status("Upload photos or a video to begin."), None, [status],
                       queue=False)
-        run.click(submit, [uploads, model, model_path, strength, upscale, bg, temporal],
+        run.click(submit, [uploads, model, model_path, strength, upscale, bg, temporal, personal],
                   [job_id, status, command], queue=False, show_progress="hidden").then(
             follow, [job_id], [status, compare, pick, preview, downloads, shown],
             concurrency_limit=None, show_progress="hidden")
