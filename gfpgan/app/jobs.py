@@ -267,7 +267,7 @@ class JobRunner:
         buf = b""
         stream = job.proc.stdout
         while True:
-            chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
+            chunk = stream.read1(4096)  # a binary pipe: a BufferedReader, which returns what is there
             if not chunk:
                 break
             buf += chunk

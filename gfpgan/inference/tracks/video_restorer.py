@@ -313,10 +313,13 @@ class VideoFaceRestorer(FaceStages):
                 yield ProcessedFrame(p.frame, False)
                 continue
             args = (p.frame, [restored[k] for k in ks], [affines[k] for k in ks],
-                    [masks[k] for k in ks], self.trust(p.frame, [affines[k] for k in ks]))
+                    [masks[k] for k in ks])
             yield (self._paste_frame(*args) if self._pool is None
                    else self._pool.submit(self._paste_frame, *args))
 
-    def _paste_frame(self, *args) -> ProcessedFrame:
+    def _paste_frame(self, frame, restored, affines, masks) -> ProcessedFrame:
+        """Paste one frame's faces, each weighted by --keep-detail's trust (measured here, on the
+        paste pool, not on the thread that feeds the generator)."""
         with self.timer.stage("paste"):
-            return ProcessedFrame(self.paste(*args), True)
+            trust = self.trust(frame, affines)
+            return ProcessedFrame(self.paste(frame, restored, affines, masks, trust), True)
