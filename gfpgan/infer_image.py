@@ -99,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         background = BackgroundUpsampler(args.bg_upsampler, resolve_device(config.device),
                                          outscale=config.upscale, tile=args.bg_tile,
-                                         half=bool(config.half))
+                                         half=config.precision == "fp16")
     restorer = FaceRestorer(args.model, config, aligned=args.aligned, background=background)
     suffix = f"_{args.suffix}" if args.suffix else ""
     failed = faces_total = 0

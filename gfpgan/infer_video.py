@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a temporal file: one recurrent state per face track (with --model BASE, "
                         "the base it was trained on; a file that holds its base needs no --model)")
     t.add_argument("--no-temporal", action="store_true",
-                   help="restore frame by frame with the same base (to compare)")
+                   help="restore frame by frame (with --temporal: with the very base the file names, "
+                        "to compare)")
     pz = p.add_argument_group("personalization")
     pz.add_argument("--personalize", action="store_true",
                     help="first learn the person from the video's own best faces (near, sharp), then "
@@ -78,10 +79,7 @@ def _processor(args, config, sinks):
     """The segment processor the arguments ask for: per frame, or with the temporal module."""
     from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
 
-    if args.temporal is None:
-        if args.no_temporal:
-            raise UserError("--no-temporal compares with a temporal file's base; give --temporal "
-                            "FILE too, or drop --no-temporal.")
+    if args.temporal is None:  # frame by frame, with or without --no-temporal
         return VideoFaceRestorer(args.model, config, sinks=sinks)
     from gfpgan.inference.tracks.temporal_step import load_temporal_net, temporal_restorer
     from gfpgan.temporal_file import read_temporal_config
@@ -167,12 +165,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   barrier)
     except MemoryError:
         raise UserError("the model and frames do not fit in memory; try --batch-faces 1, "
-                        "--half on CUDA, or --device cpu.") from None
+                        "--precision fp16 on CUDA, or --device cpu.") from None
     except RuntimeError as exc:
         if "out of memory" not in str(exc):
             raise
         raise UserError(f"the model does not fit in {config.device} memory; try --batch-faces 1, "
-                        f"--half, or --device cpu.") from None
+                        f"--precision fp16, or --device cpu.") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(f"no space left while writing next to {outputs[0]}; free some space "

@@ -160,8 +160,10 @@ def warp_previous(prev: torch.Tensor, rel: torch.Tensor, size: int, mode: str = 
         (warped (B, C, h, w), coverage (B, 1, h, w) in [0, 1]: 1 where frame t's pixel lies
         inside crop t-1, falling to 0 across the border; zeros padding outside).
     """
-    theta = affine_to_theta(rel.to(prev.dtype), size)
-    grid = F.affine_grid(theta, list(prev.shape), align_corners=False)
+    # the sampling grid is computed in fp32 (a bf16 translation of tens of pixels is off by a
+    # quarter of one) and only then cast to the features' dtype
+    theta = affine_to_theta(rel.float(), size)
+    grid = F.affine_grid(theta, list(prev.shape), align_corners=False).to(prev.dtype)
     warped = F.grid_sample(prev, grid, mode=mode, padding_mode="zeros", align_corners=False)
     if not coverage:
         return warped, None

@@ -157,7 +157,9 @@ def ours(files, photo):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(files)  # experiments/pretrained_models/ of the working directory
         mp.setattr(gfpganer_module, "build_reference_net", _narrow_net)
-        r = GFPGANer(model_path=str(files / "GFPGANv1.4.pth"), upscale=UPSCALE, device="cpu")
+        # fp32: the reference's computation (the default on a CPU with native bf16 is bf16)
+        r = GFPGANer(model_path=str(files / "GFPGANv1.4.pth"), upscale=UPSCALE, device="cpu",
+                     precision="fp32")
         seen = []
         detect = r.stages.detect_batch
         mp.setattr(r.stages, "detect_batch", lambda frames: seen.append(detect(frames)) or seen[-1])
@@ -251,10 +253,14 @@ def test_enhance_with_the_real_512_network_matches_reference_via_bench_compat(tm
     out = tmp_path / "compat.json"
     assert bench_main(["--faces", "1", "--warmup", "0", "--reference-dir", str(ORACLE_DIR),
                        "--json", str(out)]) == 0
-    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
-    assert "reference" in rows, "the reference's GFPGANer did not run (see the output above)"
-    ref = rows["reference"]
+    rows = {(r["impl"], r["precision"]): r for r in json.loads(out.read_text())["rows"]}
+    assert ("reference", "fp32") in rows, "the reference's GFPGANer did not run (see the output above)"
+    ref = rows[("reference", "fp32")]
     assert ref["noise"] == "fixed"
-    assert ref["max_abs_diff_vs_ours"] <= 1  # within 1/255
+    assert ref["max_abs_diff_vs_ours"] <= 1  # within 1/255 of ours in fp32
     assert ref["fraction_differing"] <= 1e-3
-    assert rows["ours"]["mean_abs_change"] > 5  # the network changed the face: the agreement means something
+    # the network changed the face: the agreement means something
+    assert rows[("ours", "fp32")]["mean_abs_change"] > 5
+    # the default (bf16 on a CPU that computes it natively) stays within a few levels of fp32
+    auto = rows[("ours", "auto")]
+    assert auto["runs_as"] in ("bf16", "fp32") and auto["mean_abs_diff_vs_fp32"] < 1.0

@@ -64,35 +64,45 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, demod
         fused = b == 1
     if fused:
         wt = weight.unsqueeze(0) * s.view(b, 1, i, 1, 1)  # (B, O, I, k, k)
-        if demodulate:
-            wt = wt * torch.rsqrt(wt.pow(2).sum([2, 3, 4]) + eps).view(b, o, 1, 1, 1)
-        if gain != 1.0:
-            wt = wt * gain
+        if x.dtype == torch.float32:  # the reference's arithmetic, step for step
+            if demodulate:
+                wt = wt * torch.rsqrt(wt.pow(2).sum([2, 3, 4]) + eps).view(b, o, 1, 1, 1)
+            if gain != 1.0:
+                wt = wt * gain
+        else:  # reduced precision: the demodulation's sum of squares in fp32 (see the shared path)
+            wt = wt * _demodulation(weight, s, demodulate, eps, gain).to(wt.dtype).view(b, o, 1, 1, 1)
         k = weight.shape[-1]
-        xg = x.reshape(1, b * i, h, w)
+        # batch 1 needs no folding; reshaping it anyway (a no-op view) leaves a degenerate batch
+        # stride on channels_last tensors that sends later kernels (bilinear upsampling: 10x) down
+        # their slow strided paths
+        xg = x if b == 1 else x.reshape(1, b * i, h, w)
         gbias = None if bias is None else bias.repeat(b)
         if transpose:
             wt = wt.transpose(1, 2).reshape(b * i, o, k, k)
             out = F.conv_transpose2d(xg, wt, gbias, stride=2, groups=b)
         else:
             out = F.conv2d(xg, wt.reshape(b * o, i, k, k), gbias, stride=stride, padding=padding, groups=b)
-        return out.view(b, o, out.shape[-2], out.shape[-1])
+        return out if b == 1 else out.view(b, o, out.shape[-2], out.shape[-1])
     x = x * s.view(b, i, 1, 1)
     if transpose:
         out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
     else:
         out = F.conv2d(x, weight, stride=stride, padding=padding)
-    if demodulate:
-        # ||W * s||^2 over (I, k, k) = sum_I s_I^2 * ||W_oI||^2: one small matmul, kept in fp32
-        # under autocast (a half-precision sum of squares loses the demodulation's accuracy)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            scale = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum([2, 3]).t() + eps) * gain
-    else:
-        scale = torch.full((1, o), gain, dtype=out.dtype, device=out.device)
-    scale = scale.to(out.dtype).view(-1, o, 1, 1)
+    scale = _demodulation(weight, s, demodulate, eps, gain).to(out.dtype).view(-1, o, 1, 1)
     if bias is None:
         return out * scale
     return torch.addcmul(bias.to(out.dtype).view(1, o, 1, 1), out, scale)
+
+
+def _demodulation(weight: torch.Tensor, s: torch.Tensor, demodulate: bool, eps: float,
+                  gain: float) -> torch.Tensor:
+    """The per-output-channel factor (B, O) (or (1, O) without demodulation) of the modulated
+    weight, in fp32: ||W * s||^2 over (I, k, k) = sum_I s_I^2 * ||W_oI||^2 is one small matmul,
+    kept out of autocast (a half-precision sum of squares loses the demodulation's accuracy)."""
+    if not demodulate:
+        return torch.full((1, weight.shape[0]), gain, dtype=torch.float32, device=weight.device)
+    with torch.autocast(device_type=weight.device.type, enabled=False):
+        return torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum([2, 3]).t() + eps) * gain
 
 
 def _weight_5d_in_state_dict(module: nn.Module) -> None:
@@ -183,7 +193,9 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x, style, skip=None):
-        out = self.modulated_conv(x, style, bias=self.bias.view(-1))
+        # the RGB skip chain sums every scale into the image: kept in fp32 under reduced precision
+        # (3 channels, free; 1 dB closer to the fp32 output with bf16)
+        out = self.modulated_conv(x, style, bias=self.bias.view(-1)).float()
         if skip is not None:
             if self.upsample:
                 skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
@@ -257,7 +269,7 @@ class ToRGBOrig(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x, style, skip=None):
-        out = self.modulated_conv(x, style) + self.bias
+        out = self.modulated_conv(x, style).float() + self.bias  # fp32 skip chain, as in ToRGB
         if skip is not None:
             out = out + (self.upsample(skip) if self.upsample is not None else skip)
         return out

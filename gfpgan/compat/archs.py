@@ -29,6 +29,8 @@ stored buffers in eval mode) and SFT conditions as ``(scale, shift)`` pairs. A r
 a subclass of the project's class of the same name, with the same state-dict keys.
 """
 
+import copy
+import threading
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -221,19 +223,32 @@ class ReferenceFaceModel:
     (``restorer.gfpgan.to(device)``, as webui does) is followed. The pipeline restores many faces
     per call; the network's own ``weight=`` blending is not used (the pipeline's strength is).
 
+    The network itself stays as the caller built it (fp32; callers run it and load weights into
+    it). Where :func:`gfpgan.precision.choose_precision` picks bf16 (a CPU with native bf16, the
+    clean layout), the faces go through a bf16 copy, made again whenever the network is replaced,
+    moved or its weights change.
+
     Args:
         net: a network whose ``forward(x, return_rgb=, randomize_noise=, **kwargs)`` returns
             ``(image, ...)`` (the classes of this module, or the reference's own).
         size: side S of the aligned faces it takes (the reference's GFPGANer uses 512).
+        precision: one of :data:`gfpgan.precision.PRECISIONS`.
 
     Attributes:
         size: as given.
         device: the device of the network's parameters (CPU for a network without any).
     """
 
-    def __init__(self, net: nn.Module, size: int = 512):
+    def __init__(self, net: nn.Module, size: int = 512, precision: str = "auto"):
+        from gfpgan.precision import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}.")
         self.net = net
         self.size = int(size)
+        self.precision = precision
+        self._copy: Tuple[tuple, Optional[nn.Module]] = ((), None)
+        self._lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
@@ -241,12 +256,32 @@ class ReferenceFaceModel:
             return p.device
         return torch.device("cpu")
 
+    def _runner(self) -> Tuple[nn.Module, torch.dtype, torch.memory_format]:
+        """The module to run (the network, or its reduced-precision copy), its dtype and layout."""
+        from gfpgan.inference.faces.model import bf16_faithful
+        from gfpgan.precision import choose_precision
+
+        net = self.net
+        chosen = choose_precision(self.precision, self.device, bf16_faithful=bf16_faithful(net))
+        if chosen.dtype == torch.float32:
+            return net, torch.float32, torch.contiguous_format
+        params = list(net.parameters())
+        key = (id(net), chosen.name, self.device, params[0].data_ptr() if params else 0,
+               tuple(p._version for p in params))
+        with self._lock:
+            if self._copy[0] != key:
+                fast = copy.deepcopy(net).eval().requires_grad_(False).to(chosen.dtype)
+                self._copy = (key, fast.to(memory_format=torch.channels_last))
+            return self._copy[1], chosen.dtype, torch.channels_last
+
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Restore (B, 3, S, S) RGB faces in [-1, 1]; float32 output on the network's device."""
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.size, self.size):
             raise ValueError(f"expected (B,3,{self.size},{self.size}) faces, got {tuple(x.shape)}")
-        return self.net(x.to(self.device), return_rgb=False, randomize_noise=False)[0].float()
+        net, dtype, layout = self._runner()
+        x = x.to(self.device, dtype).contiguous(memory_format=layout)
+        return net(x, return_rgb=False, randomize_noise=False)[0].float()
 
     def __repr__(self) -> str:
         return f"ReferenceFaceModel({type(self.net).__name__}, size={self.size}, device={self.device})"

@@ -168,6 +168,9 @@ class GFPGANer:
         bg_upsampler: None (Lanczos resize) or an object with ``enhance(img, outscale=) -> (img, _)``
             (Real-ESRGAN's ``RealESRGANer``).
         device: None (CUDA when available), a string or a ``torch.device``.
+        precision: keyword only, not the reference's: the arithmetic of the restoration
+            (:mod:`gfpgan.precision`; "auto" runs the clean layout in bf16 on a CPU that computes
+            it natively, about 3.5x faster; "fp32" is the reference's exact computation).
 
     Attributes:
         gfpgan: the network, an instance of the reference-named class (a caller may move it, or
@@ -178,7 +181,8 @@ class GFPGANer:
     """
 
     def __init__(self, model_path, upscale: float = 2, arch: str = "clean", channel_multiplier: float = 2,
-                 bg_upsampler=None, device: Union[str, torch.device, None] = None):
+                 bg_upsampler=None, device: Union[str, torch.device, None] = None, *,
+                 precision: str = "auto"):
         from gfpgan.compat.archs import ReferenceFaceModel
         from gfpgan.compat.weights import resolve_model_path
         from gfpgan.inference.faces.model import resolve_device
@@ -194,7 +198,8 @@ class GFPGANer:
         sd, _ = load_checkpoint(path)
         check_state_dict(net, sd, path)
         net.load_state_dict(sd, strict=True)
-        self._face_model = ReferenceFaceModel(net.eval().requires_grad_(False).to(self.device), FACE_SIZE)
+        self._face_model = ReferenceFaceModel(net.eval().requires_grad_(False).to(self.device), FACE_SIZE,
+                                              precision)
         self.stages = build_stages(self._face_model, self.device, upscale)
         self.face_helper = FaceHelper(self.stages, upscale)
         # facexlib's detectors are not re-entrant (they keep per-call sizes on the instance)

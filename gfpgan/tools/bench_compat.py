@@ -1,7 +1,8 @@
 """Benchmark ``GFPGANer.enhance`` on aligned faces: this package's beside the reference gfpgan==1.3.8.
 
 Both restorers are built the way their clients build them (``GFPGANer(model_path, upscale=2,
-arch='clean', channel_multiplier=2)``) from the same file: random GFPGANv1Clean weights at the
+arch='clean', channel_multiplier=2)``; ours once per ``--precisions`` entry, the default ``auto``
+and ``fp32``, the reference's computation) from the same file: random GFPGANv1Clean weights at the
 released size, saved in the official layout (``{"params_ema": ...}``). Each then restores the same
 aligned faces (``enhance(face, has_aligned=True)``, one face per call, as the clients call it) and
 the time per face is printed side by side with the ratio. The reference runs in a subprocess (its
@@ -33,6 +34,7 @@ import torch
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.precision import PRECISIONS
 
 DEFAULT_ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
 
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-noise", choices=("fixed", "fresh"), default="fixed",
                    help="the reference's StyleGAN2 noise: the stored buffers (default; the difference is "
                         "the implementations') or fresh per call (what its callers get)")
+    p.add_argument("--precisions", default="fp32,auto",
+                   help="ours, one run each (comma list of auto|fp32|bf16|fp16; default fp32,auto: the "
+                        "reference's computation and the default); the reference is compared with the first")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     add_common_arguments(p, device=True)
     return p
@@ -102,10 +107,15 @@ def make_faces(n: int) -> np.ndarray:
     return np.stack(out)
 
 
-def time_ours(weights: Path, faces: np.ndarray, device: str, warmup: int):
+def time_ours(weights: Path, faces: np.ndarray, device: str, warmup: int, precision: str = "auto"):
+    """Ours on ``faces``: (seconds, outputs, the precision the restorer ran in)."""
     from gfpgan.compat.gfpganer import GFPGANer
+    from gfpgan.inference.faces.model import bf16_faithful
+    from gfpgan.precision import choose_precision
 
-    r = GFPGANer(model_path=str(weights), upscale=2, arch="clean", channel_multiplier=2, device=device)
+    r = GFPGANer(model_path=str(weights), upscale=2, arch="clean", channel_multiplier=2, device=device,
+                 precision=precision)
+    runs_as = choose_precision(precision, r.device, bf16_faithful=bf16_faithful(r.gfpgan)).name
     for _ in range(warmup):
         r.enhance(faces[0], has_aligned=True)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -113,7 +123,7 @@ def time_ours(weights: Path, faces: np.ndarray, device: str, warmup: int):
     t = time.perf_counter()
     out = [r.enhance(f, has_aligned=True)[1][0] for f in faces]
     sync()
-    return time.perf_counter() - t, np.stack(out)
+    return time.perf_counter() - t, np.stack(out), runs_as
 
 
 def time_reference(oracle: Path, weights: Path, faces: np.ndarray, device: str, warmup: int,
@@ -143,6 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.faces < 1 or args.warmup < 0:
         raise UserError("--faces must be at least 1 and --warmup at least 0.")
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    bad = [p for p in args.precisions if p not in PRECISIONS]
+    if bad or not args.precisions:
+        raise UserError(f"--precisions {','.join(bad)!r}: use a comma list of {', '.join(PRECISIONS)}.")
     if args.threads:
         torch.set_num_threads(args.threads)
     faces = make_faces(args.faces)
@@ -150,29 +164,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_compat_w_") as tmp:
         weights = Path(tmp) / "GFPGANv1.4.pth"
         make_weights(weights)
-        sec, ours = time_ours(weights, faces, args.device, args.warmup)
-        rows.append({"impl": "ours", "s_per_face": sec / args.faces,
-                     # how much the network changed the faces (a difference of 0 must mean something)
-                     "mean_abs_change": float(np.abs(ours.astype(np.float32) - faces).mean())})
+        outs = {}
+        for precision in args.precisions:
+            sec, outs[precision], runs_as = time_ours(weights, faces, args.device, args.warmup, precision)
+            diff = np.abs(outs[precision].astype(np.int16) - outs[args.precisions[0]].astype(np.int16))
+            rows.append({"impl": "ours", "precision": precision, "runs_as": runs_as,
+                         "s_per_face": sec / args.faces,
+                         # how much the network changed the faces (a difference of 0 must mean something)
+                         "mean_abs_change": float(np.abs(outs[precision].astype(np.float32) - faces).mean()),
+                         f"max_abs_diff_vs_{args.precisions[0]}": int(diff.max()),
+                         f"mean_abs_diff_vs_{args.precisions[0]}": float(diff.mean())})
+        ours = outs[args.precisions[0]]
         ref = None if args.no_reference else time_reference(Path(args.reference_dir), weights, faces,
                                                             args.device, args.warmup, args.reference_noise)
         if ref is not None:
             diff = np.abs(ref[1].astype(np.int16) - ours.astype(np.int16))
-            rows.append({"impl": "reference", "s_per_face": ref[0] / args.faces,
+            rows.append({"impl": "reference", "precision": "fp32", "runs_as": "fp32",
+                         "s_per_face": ref[0] / args.faces,
                          "noise": args.reference_noise, "max_abs_diff_vs_ours": int(diff.max()),
                          "mean_abs_diff_vs_ours": float(diff.mean()),
                          "fraction_differing": float((diff > 0).mean())})
     base = rows[-1]["s_per_face"]
     print(f"\nGFPGANer.enhance(face, has_aligned=True), GFPGANv1Clean 512 cm2, device={args.device}, "
           f"threads={torch.get_num_threads()}, {args.faces} faces")
-    print(f"{'impl':<11}{'s/face':>9}{'faces/s':>9}{'speed vs ref':>14}")
+    first = args.precisions[0]
+    print(f"{'impl':<11}{'precision':<17}{'s/face':>9}{'faces/s':>9}{'speed vs ref':>14}"
+          f"{f'max|diff| vs {first}':>20}")
     for r in rows:
         r["speed_vs_reference"] = base / r["s_per_face"] if ref is not None else None
         speed = "-" if r["speed_vs_reference"] is None else f"{r['speed_vs_reference']:.2f}x"
-        print(f"{r['impl']:<11}{r['s_per_face']:>9.3f}{1 / r['s_per_face']:>9.3f}{speed:>14}")
+        label = r["precision"] + (f" ({r['runs_as']})" if r["runs_as"] != r["precision"] else "")
+        diff = r.get(f"max_abs_diff_vs_{first}", r.get("max_abs_diff_vs_ours"))
+        print(f"{r['impl']:<11}{label:<17}{r['s_per_face']:>9.3f}{1 / r['s_per_face']:>9.3f}{speed:>14}"
+              f"{diff:>16} levels")
     if ref is not None:
         r = rows[-1]
-        print(f"restored faces, reference ({r['noise']} noise) vs ours: max |diff| "
+        print(f"restored faces, reference ({r['noise']} noise) vs ours in {first}: max |diff| "
               f"{r['max_abs_diff_vs_ours']} levels, mean {r['mean_abs_diff_vs_ours']:.4f}, "
               f"{100 * r['fraction_differing']:.3f}% of values differ (the network changed the faces "
               f"by {rows[0]['mean_abs_change']:.1f} levels on average)")

@@ -1,17 +1,23 @@
-"""Benchmark the GFPGANv1Clean generator forward pass, ours beside the reference gfpgan==1.3.8.
+"""Benchmark the GFPGANv1Clean generator forward pass: every inference path side by side, against
+fp32 eager and the reference gfpgan==1.3.8.
 
-Times inference (``return_rgb=False``, eval mode, fixed noise) at each size and batch, for each
-precision mode, and prints faces/s, the speed ratio against the reference at batch 1 fp32 and the
-output difference against our fp32 output (max abs and PSNR on the [0, 1] scale). The reference
-runs in a subprocess (its package is also named ``gfpgan``) with the very same random weights.
+Each mode runs through the face pipeline's own model wrapper (``TorchFaceModel``, the path
+``infer_image``, ``infer_video`` and ``GFPGANer`` take) at each size and batch, on real faces (the
+astronaut and Grace Hopper portraits shipped by scikit-image and matplotlib, resized), and the
+table gives faces/s, the ratio against fp32 eager at batch 1, and the output difference against
+fp32 (max abs and PSNR on the [0, 1] scale). Modes: a precision (``fp32``, ``bf16``, ``fp16``,
+``auto``: what the commands choose by default on this machine; see :mod:`gfpgan.precision`),
+optionally ``+compile``, and ``onnxruntime`` (the exported graph, fp32). The reference runs in a
+subprocess (its package is also named ``gfpgan``) with the very same random weights.
 
 Usage:
-    python -m gfpgan.tools.bench_generator                       # CPU: batch 1 and 4 at 512, fp32
-    python -m gfpgan.tools.bench_generator --device cuda         # + bf16/fp16, channels_last, compile
-    python -m gfpgan.tools.bench_generator --sizes 256 --batches 1,8 --modes fp32,fp16+cl --json out.json
+    python -m gfpgan.tools.bench_generator                # CPU: fp32, auto, onnxruntime at batch 1
+    python -m gfpgan.tools.bench_generator --device cuda  # + fp16, bf16, compile, batches 1,4,8
+    python -m gfpgan.tools.bench_generator --sizes 256 --batches 1,8 --modes fp32,fp16 --json out.json
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -27,9 +33,10 @@ import torch
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
 from gfpgan.files import write_text_atomic
+from gfpgan.precision import NATIVE_BF16_FLAGS, PRECISIONS, choose_precision, cpu_features
 
 DEFAULT_ORACLE = Path(__file__).resolve().parents[2] / ".cache" / "oracle"
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODES = PRECISIONS + ("onnxruntime",)
 
 REFERENCE_SNIPPET = r"""
 import json, sys, time, torch
@@ -62,13 +69,14 @@ torch.save(outs, "outs.pt")
 
 
 def parse_modes(text: str) -> List[str]:
-    """'fp32,fp16+cl+compile' -> validated mode names (dtype, then optional +cl / +compile)."""
+    """'fp32,auto,fp16+compile' -> validated mode names (a precision, optional +compile, or onnxruntime)."""
     modes = [m.strip() for m in text.split(",") if m.strip()]
     for m in modes:
         parts = m.split("+")
-        if parts[0] not in DTYPES or any(p not in ("cl", "compile") for p in parts[1:]):
-            raise UserError(f"unknown mode {m!r}: use fp32|bf16|fp16 optionally followed by +cl and/or "
-                            f"+compile")
+        if parts[0] not in MODES or any(p != "compile" for p in parts[1:]) or (
+                parts[0] == "onnxruntime" and len(parts) > 1):
+            raise UserError(f"unknown mode {m!r}: use {'|'.join(PRECISIONS)} optionally followed by "
+                            f"+compile, or onnxruntime")
     return modes
 
 
@@ -78,47 +86,58 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def set_memory_format(net: torch.nn.Module, fmt: torch.memory_format) -> None:
-    """Put every 4-D weight in ``fmt`` (in place; same as ``net.to(memory_format=fmt)`` for these nets)."""
-    for p in net.parameters():
-        if p.ndim == 4:
-            p.data = p.data.contiguous(memory_format=fmt)
-
-
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_ours(net, x: torch.Tensor, mode: str, batch: int, warmup: int, iters: int):
-    """Wall and process-CPU seconds per forward at ``batch`` in ``mode``; the last output (fp32, CPU)."""
+def face_batch(size: int, batch: int) -> torch.Tensor:
+    """(batch, 3, size, size) real faces in [-1, 1]: the astronaut and Grace Hopper portraits
+    (square, resized), then their mirror images, in turn."""
+    import cv2
+    import matplotlib
+    import numpy as np
+    import skimage.data
+
+    hopper = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    faces = [skimage.data.astronaut(), cv2.cvtColor(hopper[44:556], cv2.COLOR_BGR2RGB)]
+    faces = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces]
+    faces += [f[:, ::-1] for f in faces]
+    x = np.stack([faces[i % len(faces)] for i in range(batch)])
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def build_mode(net: torch.nn.Module, mode: str, device: torch.device, workdir: str):
+    """The face model ``mode`` runs: (callable (B,3,S,S) -> fp32 output, the precision it resolved to)."""
+    if mode == "onnxruntime":
+        from gfpgan.inference.faces.onnx_model import OnnxFaceModel
+        from gfpgan.tools.export import InferenceGraph, export_onnx
+
+        path = Path(workdir) / "generator.onnx"
+        if not path.is_file():
+            export_onnx(InferenceGraph(copy.deepcopy(net)).eval(), 2 ** net.log_size, path)
+        return OnnxFaceModel(str(path), threads=torch.get_num_threads()), "fp32"
+    from gfpgan.inference.faces.model import TorchFaceModel
+
     parts = mode.split("+")
-    dtype, device = DTYPES[parts[0]], x.device
-    xb = x[:batch]
-    fn = net
-    if "cl" in parts:
-        set_memory_format(net, torch.channels_last)
-        xb = xb.contiguous(memory_format=torch.channels_last)
+    model = TorchFaceModel(copy.deepcopy(net), device=device, precision=parts[0])
     if "compile" in parts:
-        fn = torch.compile(net, dynamic=False)
+        model.net = torch.compile(model.net, dynamic=False)
+    return model, model.precision.name
 
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return fn(xb, return_rgb=False)[0]
 
-    with torch.inference_mode():
-        for _ in range(warmup):
-            step()
-        _sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(iters):
-            out = step()
-        _sync(device)
-        sec = (time.perf_counter() - t0) / iters
-        cpu = (time.process_time() - c0) / iters
-    if "cl" in parts:
-        set_memory_format(net, torch.contiguous_format)
-    return sec, cpu, out.float().cpu()
+def time_mode(model, x: torch.Tensor, batch: int, warmup: int, iters: int):
+    """Wall and process-CPU seconds per forward at ``batch``; the last output (fp32, CPU)."""
+    xb = x[:batch]
+    device = torch.device(getattr(model, "device", "cpu"))
+    for _ in range(warmup):
+        model(xb)
+    _sync(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(iters):
+        out = model(xb)
+    _sync(device)
+    return (time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters, out.float().cpu()
 
 
 def run_reference(oracle: Path, kw: dict, state: dict, x: torch.Tensor, batches: Sequence[int], device: str,
@@ -152,58 +171,62 @@ def bench_size(args, size: int, device: torch.device) -> List[Dict]:
     kw = dict(out_size=size, channel_multiplier=args.channel_multiplier, fix_decoder=False,
               input_is_latent=True, different_w=True, sft_half=True, narrow=args.narrow)
     torch.manual_seed(0)
-    net = GFPGANv1Clean(**kw).eval()
+    net = GFPGANv1Clean(**kw).eval().requires_grad_(False)
     # give the noise injection a non-zero strength, as in trained weights, so it is exercised
     for p in net.stylegan_decoder.parameters():
         if p.numel() == 1:
             p.data.fill_(0.1)
     state = {k: v.clone() for k, v in net.state_dict().items()}
-    net.to(device)
     batches = sorted(set(args.batches))
-    gen = torch.Generator().manual_seed(1)
-    x = (torch.rand(max(batches), 3, size, size, generator=gen) * 2 - 1).to(device)
+    x = face_batch(size, max(batches))
     rows = []
     with torch.inference_mode():
-        base = net(x, return_rgb=False)[0].float().cpu()  # fp32 baseline for every comparison
-    ref = None
+        base = net(x, return_rgb=False)[0].float()  # fp32 eager on the CPU: every comparison's baseline
+
+    def row(impl, mode, chosen, batch, sec, cpu, out):
+        rows.append({"impl": impl, "size": size, "mode": mode, "precision": chosen, "batch": batch,
+                     "faces_per_s": batch / sec, "cpu_s_per_face": cpu / batch,
+                     "max_abs": (out - base[:batch]).abs().max().item(), "psnr": psnr(out, base[:batch])})
+
     if not args.no_reference:
         ref = run_reference(Path(args.reference_dir), kw, state, x, args.reference_batches, device.type,
                             args.warmup, args.iters)
-        if ref is not None:
-            for r in ref[0]:
-                out = ref[1][str(r["batch"])]
-                rows.append({"impl": "reference", "size": size, "mode": "fp32", "batch": r["batch"],
-                             "faces_per_s": r["batch"] / r["sec_per_iter"],
-                             "cpu_s_per_face": r["cpu_per_iter"] / r["batch"],
-                             "max_abs": (out - base[:r["batch"]]).abs().max().item(),
-                             "psnr": psnr(out, base[:r["batch"]])})
-    for mode in args.modes:
-        for b in batches:
+        for r in ref[0] if ref else []:
+            row("reference", "fp32", "fp32", r["batch"], r["sec_per_iter"], r["cpu_per_iter"],
+                ref[1][str(r["batch"])])
+    with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
+        for mode in args.modes:
             try:
-                sec, cpu, out = time_ours(net, x, mode, b, args.warmup, args.iters)
+                model, chosen = build_mode(net, mode, device, tmp)  # not in inference mode: ONNX traces
+                with torch.inference_mode():
+                    for b in batches:
+                        row("ours", mode, chosen, b, *time_mode(model, x.to(device), b, args.warmup,
+                                                                args.iters))
             except Exception as exc:  # e.g. torch.compile without a working compiler: report, go on
                 first = (str(exc).splitlines() or [""])[0][:120]
-                print(f"ours {mode} batch {b}: failed ({type(exc).__name__}: {first})")
-                continue
-            rows.append({"impl": "ours", "size": size, "mode": mode, "batch": b, "faces_per_s": b / sec,
-                         "cpu_s_per_face": cpu / b,
-                         "max_abs": (out - base[:b]).abs().max().item(), "psnr": psnr(out, base[:b])})
-    ref1 = next((r["faces_per_s"] for r in rows if r["impl"] == "reference" and r["batch"] == 1), None)
-    for r in rows:
-        r["ratio_vs_ref_b1_fp32"] = None if ref1 is None else r["faces_per_s"] / ref1
+                print(f"ours {mode}: failed ({type(exc).__name__}: {first})")
+            model = None
+    for key, impl in (("x_fp32_b1", "ours"), ("x_ref_b1", "reference")):
+        one = next((r["faces_per_s"] for r in rows
+                    if r["impl"] == impl and r["mode"] == "fp32" and r["batch"] == 1), None)
+        for r in rows:
+            r[key] = None if one is None else r["faces_per_s"] / one
     return rows
 
 
 def print_rows(rows: List[Dict], device: str):
     print(f"\nGFPGANv1Clean forward (return_rgb=False), device={device}, threads={torch.get_num_threads()}")
-    print(f"{'impl':<10}{'size':>5} {'mode':<18}{'batch':>5}{'faces/s':>10}{'x ref b1':>10}"
-          f"{'CPU s/face':>11}{'max|diff|':>11}{'PSNR dB':>9}")
+    print(f"{'impl':<10}{'size':>5} {'mode':<13}{'runs as':<8}{'batch':>5}{'faces/s':>9}{'x fp32':>8}"
+          f"{'x ref':>7}{'CPU s/face':>11}{'max|diff|':>10}{'PSNR dB':>8}")
     for r in rows:
-        ratio = "-" if r["ratio_vs_ref_b1_fp32"] is None else f"{r['ratio_vs_ref_b1_fp32']:.2f}"
-        print(f"{r['impl']:<10}{r['size']:>5} {r['mode']:<18}{r['batch']:>5}{r['faces_per_s']:>10.3f}"
-              f"{ratio:>10}{r['cpu_s_per_face']:>11.2f}{r['max_abs']:>11.2e}{r['psnr']:>9.1f}")
-    print("(differences against our fp32 output on the same inputs; PSNR on the [0, 1] scale; CPU s/face is\n"
-          " process CPU time, the fair CPU comparison on a shared machine)")
+        ratios = "".join(f"{'-' if r[k] is None else format(r[k], '.2f'):>{w}}"
+                         for k, w in (("x_fp32_b1", 8), ("x_ref_b1", 7)))
+        print(f"{r['impl']:<10}{r['size']:>5} {r['mode']:<13}{r['precision']:<8}{r['batch']:>5}"
+              f"{r['faces_per_s']:>9.3f}{ratios}{r['cpu_s_per_face']:>11.2f}{r['max_abs']:>10.1e}"
+              f"{r['psnr']:>8.1f}")
+    print("x fp32 / x ref: faces/s against ours in fp32 eager / the reference, both at batch 1.\n"
+          "Differences against our fp32 eager output on the same real faces (PSNR on the [0, 1] scale);\n"
+          "CPU s/face is process CPU time, the fair CPU comparison on a shared machine.")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -211,10 +234,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="512", help="comma list of output sizes (default 512)")
     p.add_argument("--batches", default=None,
-                   help="comma list of batch sizes (default 1,4 on CPU, 1,4,8 on CUDA)")
+                   help="comma list of batch sizes (default 1 on CPU, 1,4,8 on CUDA)")
     p.add_argument("--modes", default=None,
-                   help="comma list of fp32|bf16|fp16[+cl][+compile] (default fp32 on CPU; "
-                        "fp32,bf16,fp16,fp16+cl,fp16+cl+compile on CUDA)")
+                   help="comma list of fp32|bf16|fp16|auto[+compile] or onnxruntime (default "
+                        "fp32,auto,onnxruntime on CPU; fp32,bf16,fp16,fp16+compile on CUDA)")
     p.add_argument("--iters", type=int, default=None, help="timed iterations (default 2 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed iterations first (default 1 on CPU, 5 on CUDA)")
@@ -240,12 +263,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.sizes = [int(s) for s in args.sizes.split(",")]
-        args.batches = [int(b) for b in (args.batches or ("1,4,8" if cuda else "1,4")).split(",")]
+        args.batches = [int(b) for b in (args.batches or ("1,4,8" if cuda else "1")).split(",")]
         args.reference_batches = [int(b) for b in args.reference_batches.split(",") if b.strip()]
     except ValueError as exc:
         raise UserError(f"--sizes, --batches and --reference-batches take comma lists of integers ({exc})"
                         ) from exc
-    args.modes = parse_modes(args.modes or ("fp32,bf16,fp16,fp16+cl,fp16+cl+compile" if cuda else "fp32"))
+    args.modes = parse_modes(args.modes or ("fp32,bf16,fp16,fp16+compile" if cuda
+                                            else "fp32,auto,onnxruntime"))
     args.iters = args.iters or (20 if cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     for s in args.sizes:
@@ -257,9 +281,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows += bench_size(args, size, device)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     print_rows(rows, name)
+    chosen = choose_precision("auto", device)
+    features = ", ".join(sorted(cpu_features())) or "none of " + ", ".join(sorted(NATIVE_BF16_FLAGS))
+    print(f"the commands' default here (--precision auto): {chosen.name}, {chosen.reason}"
+          + ("" if cuda else f" (CPU bf16 features: {features})"))
     if args.json:
         write_text_atomic(args.json, json.dumps({"device": name, "torch": torch.__version__,
-                                                 "rows": rows}, indent=1))
+                                                 "default": chosen.name, "rows": rows}, indent=1))
     return 0
 
 

@@ -42,6 +42,8 @@ from typing import Optional, Sequence
 
 from gfpgan.cli import add_common_arguments
 from gfpgan.errors import UserError, command
+from gfpgan.files import write_text_atomic
+from gfpgan.precision import PRECISIONS
 
 ARCHS = {"tiny": dict(out_size=128, num_style_feat=64, channel_multiplier=1, narrow=0.25,
                       num_mlp=2),
@@ -172,17 +174,17 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
     return n
 
 
-def run_ours(src: Path, dst: Path, model, device: str, batch_faces: int, detect_every: int,
-             half: bool, overlap: bool, clock: _Clock) -> int:
+def run_ours(src: Path, dst: Path, model, device: str, batch_faces: Optional[int], detect_every: int,
+             precision: str, overlap: bool, clock: _Clock):
+    """Ours on ``src``; (frames, the precision and face batch the run used)."""
     from gfpgan.inference.job.options import VideoJobOptions
     from gfpgan.inference.job.video_job import run_videos
     from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
     vfr = VideoFaceRestorer(model, device=device, batch_faces=batch_faces, detect_batch_size=8,
-                            detect_every=detect_every, half="fp16" if half else None,
-                            overlap=overlap, timer=clock)
+                            detect_every=detect_every, precision=precision, overlap=overlap, timer=clock)
     [s] = run_videos([(str(src), str(dst))], vfr, VideoJobOptions(progress=False, preset="medium"),
                      timer=clock)
-    return s.frames
+    return s.frames, vfr.model.precision.name, vfr.restorer.batch_faces
 
 
 def _child(args) -> int:
@@ -190,25 +192,30 @@ def _child(args) -> int:
     model = _model(args.model)
     clock = _Clock()
     t = time.perf_counter()
-    n = (run_naive(src, dst, model, args.device, clock) if args.child == "naive"
-         else run_ours(src, dst, model, args.device, args.batch_faces,
-                       1 if args.child == "ours1" else args.detect_every, args.half,
-                       args.child != "ours_sequential", clock))
+    used = {"precision": "fp32", "batch_faces": 1}
+    if args.child == "naive":
+        n = run_naive(src, dst, model, args.device, clock)
+    else:
+        before = args.child == "before"  # the defaults before they were chosen per device
+        n, used["precision"], used["batch_faces"] = run_ours(
+            src, dst, model, args.device, 8 if before else args.batch_faces,
+            1 if args.child == "ours1" else args.detect_every, "fp32" if before else args.precision,
+            args.child != "ours_sequential", clock)
     if args.device.startswith("cuda"):
         import torch
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"frames": n, "seconds": dt, "fps": n / dt, "steady_fps": clock.steady_fps(),
-                      "rss_mb": rss, "busy_s": clock.busy}))
+                      "rss_mb": rss, "busy_s": clock.busy, **used}))
     return 0
 
 
 def _spawn(kind: str, clip: Path, args) -> dict:
     cmd = [sys.executable, "-m", "gfpgan.tools.bench_video", "--child", kind, "--clip",
-           str(clip), "--model", args.model, "--device", args.device, "--batch-faces",
-           str(args.batch_faces), "--detect-every", str(args.detect_every)] + (
-               ["--half"] if args.half else [])
+           str(clip), "--model", args.model, "--device", args.device, "--precision", args.precision,
+           "--detect-every", str(args.detect_every)] + (
+               ["--batch-faces", str(args.batch_faces)] if args.batch_faces else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         tail = " | ".join(out.stderr.strip().splitlines()[-3:])
@@ -221,9 +228,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--model", default="tiny", help="tiny, 512, or a --model of the CLI")
     p.add_argument("--size", default="640x360", help="WxH of the generated clip")
     p.add_argument("--frames", type=int, default=48)
-    p.add_argument("--batch-faces", type=int, default=8)
+    p.add_argument("--batch-faces", type=int, default=None,
+                   help="ours: faces per forward pass (default: the command's, chosen per device)")
     p.add_argument("--detect-every", type=int, default=8, help="ours: full detection every K")
-    p.add_argument("--half", action="store_true", help="ours: fp16 generator on CUDA")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="ours: the generator's arithmetic (default: the command's, auto)")
     p.add_argument("--memory", action="store_true", help="also run ours on a 10x longer clip")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -238,19 +247,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         make_clip(clip, args.frames, w, h)
         k = args.detect_every
         runs = {"naive": _spawn("naive", clip, args),
+                "before: fp32, 8 a pass": _spawn("before", clip, args),
                 "ours, detect every frame": _spawn("ours1", clip, args),
                 f"ours, every {k}, one thread": _spawn("ours_sequential", clip, args),
                 f"ours, detect every {k}": _spawn("ours", clip, args)}
-        naive, ours = runs["naive"], runs[f"ours, detect every {args.detect_every}"]
+        naive, before, ours = runs["naive"], runs["before: fp32, 8 a pass"], runs[f"ours, detect every {k}"]
         print(f"video benchmark: {args.frames} frames {w}x{h}, one face, model {args.model}, "
-              f"device {args.device}{', ours fp16' if args.half else ''}")
-        print(f"{'':26s} {'job fps':>8s} {'x naive':>8s} {'steady fps':>11s} {'x naive':>8s} "
-              f"{'peak RSS MB':>12s}")
+              f"device {args.device}; ours' defaults here: --precision {args.precision} -> "
+              f"{ours['precision']}, {ours['batch_faces']} face(s) a pass")
+        print(f"{'':28s} {'job fps':>8s} {'x naive':>8s} {'steady fps':>11s} {'x naive':>8s} "
+              f"{'s/frame':>8s} {'x before':>9s} {'peak RSS MB':>12s}  runs as")
         for name, r in runs.items():
-            print(f"{name:26s} {r['fps']:8.2f} {r['fps'] / naive['fps']:7.2f}x "
+            print(f"{name:28s} {r['fps']:8.2f} {r['fps'] / naive['fps']:7.2f}x "
                   f"{r['steady_fps']:11.2f} {r['steady_fps'] / naive['steady_fps']:7.2f}x "
-                  f"{r['rss_mb']:12.0f}")
-        print("job: the whole run with start-up; steady: the middle half of the frames written")
+                  f"{1 / r['fps']:8.3f} {r['fps'] / before['fps']:8.2f}x {r['rss_mb']:12.0f}  "
+                  f"{r['precision']}, {r['batch_faces']} a pass")
+        print("job: the whole run with start-up; steady: the middle half of the frames written; before: ours "
+              "with the defaults it had before they were chosen per device (fp32, --batch-faces 8)")
         for name, r in runs.items():
             if r["busy_s"]:
                 parts = ", ".join(f"{k} {v:.2f}" for k, v in r["busy_s"].items())
@@ -265,9 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{args.frames}-frame run)")
             runs[f"ours, {args.frames * 10} frames"] = longer
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"frames": args.frames, "size": [w, h], "model": args.model,
-                       "device": args.device, "half": args.half, "runs": runs}, f, indent=1)
+        write_text_atomic(args.json, json.dumps({"frames": args.frames, "size": [w, h], "model": args.model,
+                                                 "device": args.device, "precision": args.precision,
+                                                 "runs": runs}, indent=1))
     return 0
 
 

@@ -17,6 +17,7 @@ is ``gfpgan.compat.archs.ReferenceFaceModel``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from typing import Optional, Protocol, Union, runtime_checkable
@@ -25,9 +26,10 @@ import torch
 from torch import nn
 
 from gfpgan.errors import UserError
+from gfpgan.precision import choose_precision
 
-__all__ = ["FaceModel", "TorchFaceModel", "TemporalFaceModel", "load_face_model", "resolve_device",
-           "weights_digest"]
+__all__ = ["FaceModel", "TorchFaceModel", "TemporalFaceModel", "bf16_faithful", "load_face_model",
+           "resolve_device", "weights_digest"]
 
 
 @runtime_checkable
@@ -70,15 +72,14 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return dev
 
 
-def _half_dtype(half: Union[bool, str, None], device: torch.device) -> torch.dtype:
-    """Map the ``half`` option to a dtype; reduced precision only on CUDA (CPU fp16 is slow)."""
-    if not half or device.type != "cuda":
-        return torch.float32
-    if half is True or str(half).lower() in ("1", "true", "fp16", "float16", "half"):
-        return torch.float16
-    if str(half).lower() in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    raise UserError(f"half={half!r} is not a precision; use fp16, bf16 or leave it off.")
+def bf16_faithful(net: nn.Module) -> bool:
+    """Whether ``net`` is a generator measured close to fp32 in bf16: the GFPGANv1Clean layout
+    (v1.2-v1.4; 51 dB on a 512 face, ``gfpgan.tools.bench_generator``), alone or as a temporal
+    module's base."""
+    from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
+    from gfpgan.archs.temporal_arch import TemporalGFPGAN
+
+    return isinstance(net.base if isinstance(net, TemporalGFPGAN) else net, GFPGANv1Clean)
 
 
 def _network_size(net: nn.Module, size: Optional[int]) -> int:
@@ -97,45 +98,50 @@ def _network_size(net: nn.Module, size: Optional[int]) -> int:
 
 
 class TorchFaceModel(FaceModel):
-    """A PyTorch generator wrapped for inference (eval, no autograd, fixed noise, channels_last).
+    """A PyTorch generator wrapped for inference (eval, no autograd, fixed noise, the precision
+    chosen for the device).
 
     Args:
         net: one of this project's generators (:mod:`gfpgan.archs`), or any module whose
             ``forward(x, return_rgb=False, randomize_noise=bool)`` returns ``image`` or
             ``(image, ...)`` for (B,3,S,S) faces in [-1, 1] (``forward(x, **kwargs)`` will do).
+            A network in another dtype than the precision's is copied, not converted in place
+            (the caller's module stays as it was).
         device: target device ("auto", "cpu", "cuda", "cuda:1" ...).
-        half: False, True/"fp16" or "bf16"; ignored on CPU.
+        precision: one of :data:`gfpgan.precision.PRECISIONS` ("auto": bf16 on a CPU that
+            computes it natively, else fp32).
         fixed_noise: use the network's fixed noise buffers (True) or fresh noise per call.
         size: crop side; the network's ``out_size`` (or ``2 ** log_size``) when None.
     """
 
     def __init__(self, net: nn.Module, device: Union[str, torch.device] = "auto",
-                 half: Union[bool, str] = False, fixed_noise: bool = True,
-                 size: Optional[int] = None):
+                 precision: str = "auto", fixed_noise: bool = True, size: Optional[int] = None):
         self.device = resolve_device(device)
-        self.dtype = _half_dtype(half, self.device)
+        self.precision = choose_precision(precision, self.device, bf16_faithful=bf16_faithful(net))
+        self.dtype = self.precision.dtype
         self.size = _network_size(net, size)
         self.fixed_noise = bool(fixed_noise)
+        if any(p.dtype != self.dtype for p in net.parameters()):
+            net = copy.deepcopy(net)
         net = net.eval().requires_grad_(False).to(self.device, self.dtype)
-        if self.device.type == "cuda":
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
+        self.memory_format = torch.channels_last if self.precision.channels_last else torch.contiguous_format
+        self.net = net.to(memory_format=self.memory_format)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != self.size or x.shape[-2] != self.size:
             raise ValueError(f"expected (B,3,{self.size},{self.size}) faces, got {tuple(x.shape)}")
-        x = x.to(self.device, self.dtype, non_blocking=True)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = self.net(x, return_rgb=False, randomize_noise=not self.fixed_noise)
+        out = self.net(self._input(x), return_rgb=False, randomize_noise=not self.fixed_noise)
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float()
 
     def __repr__(self) -> str:
         return (f"TorchFaceModel({type(self.net).__name__}, size={self.size}, device={self.device}, "
-                f"dtype={self.dtype}, fixed_noise={self.fixed_noise})")
+                f"precision={self.precision.name}, fixed_noise={self.fixed_noise})")
 
 
 class TemporalFaceModel(TorchFaceModel):
@@ -161,10 +167,8 @@ class TemporalFaceModel(TorchFaceModel):
         Returns:
             (restored (B, 3, S, S) float32 on ``self.device``, the new state).
         """
-        x = x.to(self.device, self.dtype)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        rel = rel_affine.to(self.device, self.dtype)
+        x = self._input(x)
+        rel = rel_affine.to(self.device, torch.float32)
         out, _, state = self.net(x, state, rel, False, not self.fixed_noise)
         return out.float(), state
 
@@ -181,7 +185,7 @@ def build_from_spec(spec: str) -> nn.Module:
 
 def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
                     device: Union[str, torch.device] = "auto", backend: str = "torch",
-                    half: Union[bool, str] = False, fixed_noise: bool = True,
+                    precision: str = "auto", fixed_noise: bool = True,
                     size: Optional[int] = None) -> FaceModel:
     """Load a face restoration model for inference.
 
@@ -191,7 +195,7 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
             ``backend="onnxruntime"``), an ``nn.Module`` or an already loaded FaceModel.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         backend: "torch" or "onnxruntime".
-        half: reduced precision on CUDA: False, True/"fp16" or "bf16".
+        precision: the network's arithmetic (:mod:`gfpgan.precision`; PyTorch backend only).
         fixed_noise: fixed StyleGAN2 noise buffers (stable video) instead of fresh noise per call.
         size: crop side when it cannot be read from the network.
 
@@ -221,8 +225,8 @@ def load_face_model(spec: Union[str, os.PathLike, nn.Module, FaceModel],
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
 
     if isinstance(net, TemporalGFPGAN):
-        return TemporalFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
-    return TorchFaceModel(net, device=device, half=half, fixed_noise=fixed_noise, size=size)
+        return TemporalFaceModel(net, device=device, precision=precision, fixed_noise=fixed_noise, size=size)
+    return TorchFaceModel(net, device=device, precision=precision, fixed_noise=fixed_noise, size=size)
 
 
 @functools.lru_cache(maxsize=16)

@@ -34,7 +34,7 @@ from gfpgan.inference.faces.detection import Detections, build_detector
 from gfpgan.inference.faces.evidence import detail_beyond_crop, model_trust
 from gfpgan.inference.faces.model import load_face_model, resolve_device
 from gfpgan.inference.faces.paste import MaskSmoother, ParseMasker, feather_mask, paste_face, scale_affine
-from gfpgan.inference.settings import RestorerConfig
+from gfpgan.inference.settings import RestorerConfig, batch_faces_for
 from gfpgan.inference.timing import NO_TIMER, StageTimer
 
 __all__ = ["RestoreResult", "FaceStages", "FaceRestorer", "select_faces", "select_indices"]
@@ -124,7 +124,7 @@ class FaceStages:
     Args:
         model: a FaceModel, an ``nn.Module`` or a spec for :func:`load_face_model` (card name,
             .safetensors/.pth/.onnx path).
-        config: a :class:`~gfpgan.inference.settings.RestorerConfig` (device, backend, half,
+        config: a :class:`~gfpgan.inference.settings.RestorerConfig` (device, backend, precision,
             strength, only, min_face, detector, weights, batch_faces, upscale, fixed_noise).
         detector: a detector object (``detect(list of frames)``, optionally ``track``) that
             replaces the one the config names.
@@ -148,10 +148,10 @@ class FaceStages:
         if cfg.personal:
             model = _personalized(model, cfg.personal)
         self.model = load_face_model(model, device=self.device, backend=cfg.backend,
-                                     half=cfg.half, fixed_noise=cfg.fixed_noise)
+                                     precision=cfg.precision, fixed_noise=cfg.fixed_noise)
         self.size = int(self.model.size)
-        self.restorer = FaceBatchRestorer(self.model, batch_faces=cfg.batch_faces,
-                                          strength=cfg.strength)
+        self.restorer = FaceBatchRestorer(self.model, strength=cfg.strength,
+                                          batch_faces=cfg.batch_faces or batch_faces_for(self.device))
         self.only = cfg.only
         self.min_face = float(cfg.min_face)
         self.upscale = float(cfg.upscale)
