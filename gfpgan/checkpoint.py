@@ -239,9 +239,10 @@ def state_dict_sha256(net: nn.Module) -> str:
 
     h = hashlib.sha256()
     for name, t in sorted(net.state_dict().items()):
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # flattened first: a channels_last 1x1 weight counts as contiguous with a last stride > 1
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

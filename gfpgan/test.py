@@ -126,8 +126,9 @@ def evaluate_dataset(opt: dict, dname: str, ds: dict, dist, model_box: dict, for
             if model_box.get("model") is None:
                 from gfpgan.inference.faces.model import load_face_model
 
+                # fp32: the figures are the network's, the same on every CPU (not the CPU default, bf16)
                 model_box["model"] = load_face_model(model_spec(opt["model"]), device=str(dist.device),
-                                                     fixed_noise=True)
+                                                     precision="fp32", fixed_noise=True)
             res = _restore(model_box["model"], [read_image(batch[i]) for i in todo])
             for i, img in zip(todo, res):
                 outs[i] = img

@@ -309,3 +309,17 @@ def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pic
         raise AssertionError("no header length with low byte 0x80 was produced")
     assert _sniff(path) == "safetensors"
     assert read_config(path)["extra"]["pad"] == "x" * pad
+
+
+def test_weights_digest_of_a_channels_last_bf16_network():
+    """A channels_last 1x1 weight counts as contiguous with a last stride > 1: the digest flattens
+    it first, and it is the layout's-independent digest of the values."""
+    from gfpgan.checkpoint import state_dict_sha256
+
+    plain = nn.Conv2d(8, 3, 1).to(torch.bfloat16)
+    last = nn.Conv2d(8, 3, 1).to(torch.bfloat16).to(memory_format=torch.channels_last)
+    last.load_state_dict(plain.state_dict())
+    assert state_dict_sha256(last) == state_dict_sha256(plain)
+    with torch.no_grad():
+        last.weight[0, 0] += 1
+    assert state_dict_sha256(last) != state_dict_sha256(plain)

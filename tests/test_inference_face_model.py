@@ -25,7 +25,7 @@ def tiny_gfpgan(seed=0):
 
 def test_module_wraps_size_eval_and_fixed_noise():
     net = tiny_gfpgan()
-    model = load_face_model(net, device="cpu")
+    model = load_face_model(net, device="cpu", precision="fp32")  # fp32 wraps the module itself
     assert isinstance(model, TorchFaceModel)
     assert model.size == 32 and model.device == torch.device("cpu")
     assert not net.training and not any(p.requires_grad for p in net.parameters())
@@ -34,7 +34,7 @@ def test_module_wraps_size_eval_and_fixed_noise():
     assert a.shape == (2, 3, 32, 32) and a.dtype == torch.float32
     assert torch.equal(a, b), "fixed noise must give identical outputs for identical inputs"
     # the same network with a fresh noise draw per call gives different skin detail
-    noisy = load_face_model(net, device="cpu", fixed_noise=False)
+    noisy = load_face_model(net, device="cpu", precision="fp32", fixed_noise=False)
     assert (noisy(x) - noisy(x)).abs().max() > 1e-4
     # per-sample independence: a batch equals its samples run alone
     assert torch.allclose(model(x[:1]), a[:1], atol=1e-5)
@@ -97,7 +97,7 @@ def test_onnxruntime_backend_matches_torch(tmp_path):
     path = tmp_path / "tiny.onnx"
     export_onnx(InferenceGraph(net), 32, path)
     ort_model = load_face_model(str(path), backend="onnxruntime", device="cpu")
-    torch_model = load_face_model(net, device="cpu")
+    torch_model = load_face_model(net, device="cpu", precision="fp32")  # ONNX Runtime runs fp32
     assert ort_model.size == 32
     x = torch.rand(3, 3, 32, 32) * 2 - 1
     assert (ort_model(x) - torch_model(x)).abs().max() < 1e-3
@@ -109,10 +109,10 @@ def test_onnxruntime_backend_matches_torch(tmp_path):
 @pytest.mark.parametrize("half", ["fp16", "bf16"])
 def test_reduced_precision_on_cuda_stays_close_to_fp32(half):
     net = tiny_gfpgan(seed=7)
-    ref = load_face_model(net, device="cpu")
+    ref = load_face_model(net, device="cpu", precision="fp32")
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     expected = ref(x)
-    gpu = load_face_model(tiny_gfpgan(seed=7), device="cuda", half=half)
+    gpu = load_face_model(tiny_gfpgan(seed=7), device="cuda", precision=half)
     out = gpu(x)
     assert out.device.type == "cuda" and out.dtype == torch.float32
     assert (out.cpu() - expected).abs().mean() < 0.02

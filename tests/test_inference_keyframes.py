@@ -191,28 +191,35 @@ def test_a_real_face_entering_mid_clip_is_restored_from_the_frame_it_appears(mov
 
 
 @pytest.mark.slow  # four interpreter start-ups with torch and MTCNN
-def test_bench_video_runs_the_four_contenders_side_by_side(capsys, tmp_path):
+def test_bench_video_runs_the_contenders_side_by_side(capsys, tmp_path):
+    from gfpgan.precision import choose_precision
     from gfpgan.tools.bench_video import main
 
     assert main(["--frames", "12", "--size", "640x360", "--detect-every", "4",
                  "--json", str(tmp_path / "v.json")]) == 0
     saved = json.loads((tmp_path / "v.json").read_text())["runs"]
-    names = ("naive", "ours, detect every frame", "ours, every 4, one thread", "ours, detect every 4")
+    names = ("naive", "before (fp32, 8 a pass)", "ours, detect every frame", "ours, every 4, one thread",
+             "ours, detect every 4")
     assert set(saved) == set(names)
     assert all(r["frames"] == 12 for r in saved.values())
+    # the defaults chosen for this CPU, and the defaults before them
+    used = {name: (r["precision"], r["batch_faces"]) for name, r in saved.items()}
+    assert used["ours, detect every 4"] == (choose_precision("auto", "cpu").name, 1)
+    assert used["before (fp32, 8 a pass)"] == ("fp32", 8)
     lines = capsys.readouterr().out.splitlines()
     rows, busy = {}, {}
     for name in names:
         [line] = [ln for ln in lines if ln.startswith(name + " ") and "busy" not in ln]
-        fps, ratio, steady, steady_ratio, rss = line[len(name):].split()
+        fps, ratio, steady, steady_ratio, spf, x_before, rss = line[len(name):].split()[:7]
         rows[name] = (float(fps), float(ratio.rstrip("x")), float(steady),
-                      float(steady_ratio.rstrip("x")), float(rss))
+                      float(steady_ratio.rstrip("x")), float(rss), float(spf), float(x_before.rstrip("x")))
         stages = [ln for ln in lines if ln.startswith(name + " busy seconds: ")]
         if stages:
             busy[name] = {k: float(v) for k, v in (
                 part.split() for part in stages[0].split(": ", 1)[1].split(" (")[0].split(", "))}
-    assert rows["naive"][1] == rows["naive"][3] == 1.0
-    assert all(fps > 0 and steady > 0 and rss > 0 for fps, _, steady, _, rss in rows.values())
+    assert rows["naive"][1] == rows["naive"][3] == 1.0 and rows["before (fp32, 8 a pass)"][6] == 1.0
+    assert all(fps > 0 and steady > 0 and rss > 0 and spf == pytest.approx(1 / fps, abs=6e-4)
+               for fps, _, steady, _, rss, spf, _ in rows.values())
     assert set(busy) == set(names[1:])
     assert "track" not in busy["ours, detect every frame"]  # detect_every=1 never tracks
     assert busy["ours, detect every 4"]["track"] > 0

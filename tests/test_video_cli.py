@@ -184,3 +184,26 @@ def test_the_readme_shows_the_face_options_table():
     from gfpgan.inference.settings import markdown_table
 
     assert markdown_table() in (ROOT / "README.md").read_text()
+
+
+def test_no_temporal_alone_means_frame_by_frame(tiny):
+    from gfpgan.infer_video import _processor
+    from gfpgan.inference.settings import VideoRestorerConfig
+    from gfpgan.inference.tracks.video_restorer import FrameStep
+
+    args = build_parser().parse_args(["-i", "x.mp4", "-o", "y.mp4", "--model", str(tiny), "--device", "cpu",
+                                      "--no-temporal"])
+    processor = _processor(args, VideoRestorerConfig.from_args(args), [])
+    assert isinstance(processor.step, FrameStep)
+
+
+def test_precision_and_its_earlier_spelling():
+    from gfpgan.inference.settings import RestorerConfig
+
+    parse = build_parser().parse_args
+    assert parse(["-i", "x", "-o", "y.mp4"]).precision == "auto"
+    assert parse(["-i", "x", "-o", "y.mp4", "--precision", "fp32"]).precision == "fp32"
+    assert parse(["-i", "x", "-o", "y.mp4", "--half"]).precision == "fp16"  # --half alone: fp16
+    assert parse(["-i", "x", "-o", "y.mp4", "--half", "bf16"]).precision == "bf16"
+    with pytest.raises(UserError, match="--precision 'int8' is not one of"):
+        RestorerConfig(precision="int8")

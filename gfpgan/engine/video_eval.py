@@ -129,7 +129,7 @@ class ClipRestorer:
         from gfpgan.inference.faces.model import TorchFaceModel, load_face_model
 
         self.device = torch.device(device)
-        face = load_face_model(model_spec(spec), device="cpu", fixed_noise=True)
+        face = load_face_model(model_spec(spec), device="cpu", precision="fp32", fixed_noise=True)
         if not isinstance(face, TorchFaceModel):
             raise UserError(f"model '{spec}' is not a PyTorch generator; the video evaluation needs one.")
         self.size, net = face.size, face.net

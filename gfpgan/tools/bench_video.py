@@ -247,11 +247,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         make_clip(clip, args.frames, w, h)
         k = args.detect_every
         runs = {"naive": _spawn("naive", clip, args),
-                "before: fp32, 8 a pass": _spawn("before", clip, args),
+                "before (fp32, 8 a pass)": _spawn("before", clip, args),
                 "ours, detect every frame": _spawn("ours1", clip, args),
                 f"ours, every {k}, one thread": _spawn("ours_sequential", clip, args),
                 f"ours, detect every {k}": _spawn("ours", clip, args)}
-        naive, before, ours = runs["naive"], runs["before: fp32, 8 a pass"], runs[f"ours, detect every {k}"]
+        naive, before, ours = runs["naive"], runs["before (fp32, 8 a pass)"], runs[f"ours, detect every {k}"]
         print(f"video benchmark: {args.frames} frames {w}x{h}, one face, model {args.model}, "
               f"device {args.device}; ours' defaults here: --precision {args.precision} -> "
               f"{ours['precision']}, {ours['batch_faces']} face(s) a pass")
