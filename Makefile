@@ -54,6 +54,6 @@ bench: install oracle
 bench-gpu: install
 	@mkdir -p results
 	$(PYTHON) -m gfpgan.tools.bench_video --device cuda --model 512 --size 1280x720 --frames 240 \
-	  --half --memory --json results/bench_video_gpu.json
+	  --precision fp16 --memory --json results/bench_video_gpu.json
 	$(PYTHON) -m gfpgan.tools.bench_train --opt options/train_gfpgan_v1.yml --device cuda \
 	  --modes fp32,bf16_cl,bf16_cl_compile --profile 2 --json results/bench_train_gpu.json

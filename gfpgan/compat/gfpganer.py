@@ -12,8 +12,9 @@ with BGR uint8 images (also RGBA, 16-bit, gray and non-contiguous views). This c
 contract and drives the project's face restorer (:class:`~gfpgan.inference.faces.pipeline.FaceStages`,
 the stages ``gfpgan.infer_image`` and the video restorer use) instead of facexlib's helper: its
 detection (RetinaFace when its weights are on the machine, else MTCNN, whose weights ship with its
-wheel), deterministic alignment, all faces of an image in one batch through the network with its
-fixed noise buffers, its masks (ParseNet with ``parsing_parsenet.pth``, else a feathered square)
+wheel), deterministic alignment, the faces of an image batched through the network (8 a pass on
+CUDA; one at a time on a CPU, in bf16 where the CPU computes it natively) with its fixed noise
+buffers, its masks (ParseNet with ``parsing_parsenet.pth``, else a feathered square)
 and its paste-back limited to each face's box. This module only translates: the reference's
 input reading, ``weight``, the eye-distance filter and centre face, the output size
 ``int(h * upscale)``, the background upsampler's (possibly 16-bit or RGBA) image, BGR out.
@@ -113,7 +114,8 @@ def read_reference_image(img: np.ndarray) -> np.ndarray:
 def build_stages(model, device: torch.device, upscale: float):
     """The project's face stages as ``GFPGANer`` runs them: detection and parsing weights looked up
     locally (never downloaded) in :func:`gfpgan.compat.weights.weight_dirs`, every face kept (the
-    eye-distance filter and the centre face are chosen per call), 8 faces per forward pass."""
+    eye-distance filter and the centre face are chosen per call), the device's faces per forward
+    pass (8 on CUDA, 1 on a CPU)."""
     from gfpgan.compat.weights import find_weights
     from gfpgan.inference.faces.detection import RETINAFACE_FILE
     from gfpgan.inference.faces.pipeline import FaceStages
@@ -124,7 +126,7 @@ def build_stages(model, device: torch.device, upscale: float):
     config = RestorerConfig(device=str(device), detector="retinaface" if retina else "mtcnn",
                             detector_weights=str(retina) if retina else None,
                             parse_weights=str(parse) if parse else None, only="all", min_face=0.0,
-                            batch_faces=8, upscale=float(upscale), strength=1.0, keep_detail=0.0)
+                            upscale=float(upscale), strength=1.0, keep_detail=0.0)
     return FaceStages(model, config)
 
 
@@ -225,7 +227,7 @@ class GFPGANer:
         return select_faces(det, rgb.shape, "center" if only_center_face else "all")
 
     def _restore(self, crops_rgb: List[np.ndarray], weight: float) -> List[np.ndarray]:
-        """Restore RGB crops in one batch; a RuntimeError keeps the crops (one warning)."""
+        """Restore RGB crops; a RuntimeError keeps the crops (one warning)."""
         from gfpgan.compat.archs import weight_to_strength
 
         strength = weight_to_strength(weight)

@@ -104,7 +104,7 @@ def face_batch(size: int, batch: int) -> torch.Tensor:
     faces = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces]
     faces += [f[:, ::-1] for f in faces]
     x = np.stack([faces[i % len(faces)] for i in range(batch)])
-    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
 
 
 def build_mode(net: torch.nn.Module, mode: str, device: torch.device, workdir: str):
