@@ -8,10 +8,14 @@ one face, with audio) with the same network and weights:
 * **naive**: what the reference's FaceRestoreHelper does, frame after frame: decode, detect
   (one frame), align, restore one face per forward pass, paste back with full-frame warps and
   blurs, encode, write;
-* **ours**: :func:`gfpgan.inference.job.video_job.run_videos` with :class:`VideoFaceRestorer`
-  (key-frame detection every ``--detect-every`` frames with O-Net tracking in between, batched
-  restoration, box-local paste-back; decoding, detection, restoration, paste-back and encoding
-  in threads of their own);
+* **ours**: :func:`gfpgan.inference.job.video_job.run_videos` with :class:`VideoFaceRestorer` at
+  the command's defaults (``--precision`` and ``--batch-faces`` chosen for the device; key-frame
+  detection every ``--detect-every`` frames with O-Net tracking in between, batched restoration,
+  box-local paste-back; decoding, detection, restoration, paste-back and encoding in threads of
+  their own);
+* **before**: ours with the defaults it had before they were chosen for the device (fp32,
+  ``--batch-faces 8``), to show what ``--precision auto`` and ``--batch-faces`` auto buy (time and
+  peak memory);
 * **ours, detect every frame**: the same with ``detect_every=1``, to show what tracking buys;
 * **ours, one thread**: the same with detection and paste-back in the restoring thread
   (``overlap=False``), to show what overlapping them buys.
