@@ -143,7 +143,7 @@ def run_naive(src: Path, dst: Path, model, device: str, clock: _Clock) -> int:
     from gfpgan.inference.faces.alignment import estimate_affine, invert_affine, warp_face
     from gfpgan.inference.faces.detection import build_detector
     from gfpgan.inference.faces.model import load_face_model
-    net = load_face_model(model, device=device)
+    net = load_face_model(model, device=device, precision="fp32")  # the reference's arithmetic
     det = build_detector("mtcnn", device=device)
     n = 0
     with av.open(str(src)) as c, av.open(str(dst), "w") as out:
