@@ -218,7 +218,7 @@ def test_bench_video_runs_the_contenders_side_by_side(capsys, tmp_path):
             busy[name] = {k: float(v) for k, v in (
                 part.split() for part in stages[0].split(": ", 1)[1].split(" (")[0].split(", "))}
     assert rows["naive"][1] == rows["naive"][3] == 1.0 and rows["before (fp32, 8 a pass)"][6] == 1.0
-    assert all(fps > 0 and steady > 0 and rss > 0 and spf == pytest.approx(1 / fps, abs=6e-4)
+    assert all(fps > 0 and steady > 0 and rss > 0 and spf == pytest.approx(1 / fps, rel=0.02, abs=1e-3)
                for fps, _, steady, _, rss, spf, _ in rows.values())
     assert set(busy) == set(names[1:])
     assert "track" not in busy["ours, detect every frame"]  # detect_every=1 never tracks
