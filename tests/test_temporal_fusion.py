@@ -13,7 +13,7 @@ from gfpgan.archs import GFPGANv1, GFPGANv1Clean, TemporalGFPGAN
 from gfpgan.archs.temporal_arch import TemporalStep, reset_state
 from gfpgan.errors import UserError
 from gfpgan.motion import similarity
-from tests.test_archs_temporal import KW, S, _base, _face, _moved
+from tests.test_archs_temporal import S, _base, _face, _moved
 
 R = torch.tensor(similarity(3.0, 1.02, 2.5, -1.5, S), dtype=torch.float32)[None]
 
@@ -236,3 +236,19 @@ def test_the_evaluation_gives_the_module_estimated_motion_unless_the_exact_one_i
     assert max(np.abs(x.astype(int) - y).max() for x, y in zip(c, d)) > 2  # the exact motion was
     m = est_true["datasets"]["s"]["metrics"]
     assert m["ewarp_gt"] > 0 and m["psnr"] > 5
+
+
+def test_through_the_pipeline_fusion_starts_as_per_frame_in_the_cpu_default_precision(fusion_files):
+    """At the defaults of a CPU (bf16 where it is native, one face a pass) too."""
+    from gfpgan.inference.tracks.temporal_step import temporal_restorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+    from tests.test_video_temporal import FAST, FakeDetector, _run, make_frames
+
+    f, cpu = fusion_files, dict(FAST, precision="auto", batch_faces=None)
+    frames = make_frames(6)
+    ref, ref_faces = _run(VideoFaceRestorer(f["base"], detector=FakeDetector(), **cpu), frames)
+    zero, zero_faces = _run(temporal_restorer(f["zero"], f["base"], detector=FakeDetector(), **cpu), frames)
+    assert zero_faces.keys() == ref_faces.keys() and len(ref_faces) > 6
+    assert all(np.array_equal(a, b) for a, b in zip(ref, zero))
+    _, faces = _run(temporal_restorer(f["trained"], f["base"], detector=FakeDetector(), **cpu), frames)
+    assert max(np.abs(faces[k].astype(int) - ref_faces[k]).mean() for k in faces) > 0.5

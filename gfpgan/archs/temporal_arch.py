@@ -179,7 +179,8 @@ class TemporalGFPGAN(nn.Module):
             c = self.fusion_channels
             ref = next(base.parameters())
             with torch.no_grad():  # the first encoder feature's channels (the layer types differ)
-                first = base._encode_first(torch.zeros(1, 3, 8, 8, dtype=ref.dtype, device=ref.device)).shape[1]
+                probe = torch.zeros(1, 3, 8, 8, dtype=ref.dtype, device=ref.device)
+                first = base._encode_first(probe).shape[1]
             # 14 inputs: x, warped previous input, warped previous output, their difference to x,
             # coverage, confidence
             self.fuse = nn.Sequential(nn.Conv2d(14, c, 3, 1, 1), nn.LeakyReLU(0.2, True),
@@ -298,8 +299,11 @@ class TemporalGFPGAN(nn.Module):
         else:
             image, out_rgbs = self.base.decode(*self._encode(x, fused), return_rgb=return_rgb,
                                                randomize_noise=randomize_noise, adapt=adapt)
-            image = image + self.fuse_out(torch.cat([_resize(fused, self.out_size), image], 1))
-            hidden.append(torch.cat([image, x], 1))
+            # the decoder's RGB chain may run in fp32 under a bf16 net: the head and the state keep
+            # the net's dtype, the image its own
+            low = image.to(fused.dtype)
+            image = image + self.fuse_out(torch.cat([_resize(fused, self.out_size), low], 1)).to(image.dtype)
+            hidden.append(torch.cat([image.to(x.dtype), x], 1))
         new = TemporalState(tuple(hidden), small, torch.ones_like(state.valid), conf.mean((1, 2, 3)))
         return image, out_rgbs, new
 

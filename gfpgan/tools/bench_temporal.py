@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-to-end", type=int, default=0, metavar="K",
                    help="also restore K held-out faces as whole-frame clips through gfpgan.infer_video")
     p.add_argument("--e2e-frames", type=int, default=24, help="frames per end-to-end clip")
-    p.add_argument("--e2e-size", type=int, default=128, help="frame side of the end-to-end clips")
+    p.add_argument("--e2e-size", type=int, default=96, help="frame side of the end-to-end clips")
+    p.add_argument("--e2e-degrade", type=float, nargs=4, default=(1.5, 3.0, 10.0, 60),
+                   metavar=("BLUR", "SCALE", "NOISE", "JPEG"),
+                   help="the end-to-end clips' degradation: blur sigma, down-up factor, noise sigma "
+                        "(fresh every frame), JPEG quality (every frame)")
     p.add_argument("--cost-512", action="store_true",
                    help="also time the 512 recipe's module on the 512 px architecture")
     p.add_argument("--adapter-512", default="options/train_temporal_512.yml",
@@ -154,11 +158,14 @@ def end_to_end(args) -> Dict[str, Dict[str, float]]:
     per: Dict[str, list] = {"input": [], "per_frame": [], "temporal": []}
     for i, face in enumerate(faces):
         work = Path(args.out) / "end_to_end" / face.stem
+        blur, scale, noise, jpeg = args.e2e_degrade
         clip = make_clip_pair(work / "clip", photo=read_image(face), frames=args.e2e_frames,
-                              size=args.e2e_size, seed=args.seed + i, jpeg=70)
+                              size=args.e2e_size, seed=args.seed + i, blur_sigma=blur, scale=scale,
+                              noise=noise, jpeg=int(jpeg))
         common = ["-i", clip["degraded"], "--model", args.model, "--device", args.device, "--no-progress",
-                  "--codec-option", "x264-params=mbtree=0", "--overwrite"]
+                  "--codec-option", "x264-params=mbtree=0"]
         for mode, extra in (("per_frame", ["--no-temporal"]), ("temporal", ["--temporal", args.temporal])):
+            (work / f"{mode}.mp4").unlink(missing_ok=True)
             rc = infer_video([*common, "-o", str(work / f"{mode}.mp4"), *extra])
             if rc:
                 raise UserError(f"gfpgan.infer_video failed on {clip['degraded']} ({mode}).")
