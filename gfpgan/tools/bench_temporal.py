@@ -81,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("BLUR", "SCALE", "NOISE", "JPEG"),
                    help="the end-to-end clips' degradation: blur sigma, down-up factor, noise sigma "
                         "(fresh every frame), JPEG quality (every frame)")
+    p.add_argument("--e2e-clip", action="append", default=[], metavar="DIR",
+                   help="also restore this clean.mp4/degraded.mp4 pair (e.g. the demo's clip) end to end; "
+                        "repeatable, reported in a table of its own")
     p.add_argument("--cost-512", action="store_true",
                    help="also time the 512 recipe's module on the 512 px architecture")
+    p.add_argument("--cost-512-frames", type=int, default=8, help="frames of the --cost-512 pipeline clip")
     p.add_argument("--adapter-512", default="options/train_temporal_512.yml",
                    help="the training options whose network_g is the 512 px module timed by --cost-512")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -138,9 +142,15 @@ def quality(args, size: int) -> Dict[str, Dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------ end to end
-def end_to_end(args) -> Dict[str, Dict[str, float]]:
-    """Whole-frame clips of held-out faces through ``gfpgan.infer_video``: means over the clips of
-    the face window's PSNR, SSIM and warping error, frame by frame vs temporal (and the input)."""
+def end_to_end(args, clips: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
+    """Whole-frame clips through ``gfpgan.infer_video``: means over the clips of the face window's
+    PSNR, SSIM and warping error, frame by frame vs temporal (and the input).
+
+    Args:
+        args: the parsed flags (``--end-to-end K`` held-out faces from ``--faces`` made into clips).
+        clips: instead, folders that already hold a ``clean.mp4`` / ``degraded.mp4`` pair
+            (``gfpgan.tools.synth_video``, the demo's clip).
+    """
     import numpy as np
 
     from gfpgan.demo import _face_window, region_metrics
@@ -150,18 +160,28 @@ def end_to_end(args) -> Dict[str, Dict[str, float]]:
     from gfpgan.tools.compare_videos import read_frames
     from gfpgan.tools.synth_video import make_clip_pair
 
-    if not args.faces:
-        raise UserError("--end-to-end makes its clips from --faces (a folder of held-out faces).")
-    faces = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    faces = faces[args.start:][:args.end_to_end]
+    pairs = []
+    if clips:
+        for i, c in enumerate(clips):
+            c = Path(c)
+            if not ((c / "clean.mp4").is_file() and (c / "degraded.mp4").is_file()):
+                raise UserError(f"--e2e-clip {c} holds no clean.mp4 and degraded.mp4 pair.")
+            pairs.append((Path(args.out) / "end_to_end" / f"clip{i}_{c.name}",
+                          {"clean": str(c / "clean.mp4"), "degraded": str(c / "degraded.mp4")}))
+    else:
+        if not args.faces:
+            raise UserError("--end-to-end makes its clips from --faces (a folder of held-out faces).")
+        faces = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        blur, scale, noise, jpeg = args.e2e_degrade
+        for i, face in enumerate(faces[args.start:][:args.end_to_end]):
+            work = Path(args.out) / "end_to_end" / face.stem
+            pairs.append((work, make_clip_pair(work / "clip", photo=read_image(face), frames=args.e2e_frames,
+                                               size=args.e2e_size, seed=args.seed + i, blur_sigma=blur,
+                                               scale=scale, noise=noise, jpeg=int(jpeg))))
     det = build_detector("mtcnn")
     per: Dict[str, list] = {"input": [], "per_frame": [], "temporal": []}
-    for i, face in enumerate(faces):
-        work = Path(args.out) / "end_to_end" / face.stem
-        blur, scale, noise, jpeg = args.e2e_degrade
-        clip = make_clip_pair(work / "clip", photo=read_image(face), frames=args.e2e_frames,
-                              size=args.e2e_size, seed=args.seed + i, blur_sigma=blur, scale=scale,
-                              noise=noise, jpeg=int(jpeg))
+    for work, clip in pairs:
+        work.mkdir(parents=True, exist_ok=True)
         common = ["-i", clip["degraded"], "--model", args.model, "--device", args.device, "--no-progress",
                   "--codec-option", "x264-params=mbtree=0"]
         for mode, extra in (("per_frame", ["--no-temporal"]), ("temporal", ["--temporal", args.temporal])):
@@ -178,11 +198,11 @@ def end_to_end(args) -> Dict[str, Dict[str, float]]:
             for mode, rows in per.items() if rows}
 
 
-def e2e_table(e: Dict[str, Dict[str, float]]) -> str:
+def e2e_table(e: Dict[str, Dict[str, float]], title: str = "end to end (infer_video)") -> str:
     """Markdown of :func:`end_to_end`'s means, with the change of temporal over frame by frame."""
     cols = (("face_psnr", "face PSNR ↑", "{:.3f}"), ("face_ssim", "face SSIM ↑", "{:.4f}"),
             ("face_warping_error", "face warping error ↓", "{:.4f}"))
-    lines = ["| end to end (infer_video) | " + " | ".join(h for _, h, _ in cols) + " |",
+    lines = [f"| {title}, {e['temporal']['clips']} clip(s) | " + " | ".join(h for _, h, _ in cols) + " |",
              "|---" + "|---:" * len(cols) + "|"]
     labels = (("input", "degraded input"), ("per_frame", "frame by frame"), ("temporal", "temporal"))
     for name, label in labels:
@@ -228,25 +248,98 @@ def time_per_face(net, device: torch.device, repeats: int) -> Dict[str, float]:
             "state_bytes_per_track": state_bytes}
 
 
-def adapter_at_512(options: str) -> torch.nn.Module:
+def adapter_at_512(options: str, base: Optional[torch.nn.Module] = None) -> torch.nn.Module:
     """The 512 recipe's module (``network_g`` of the training options ``options``) around the
-    GFPGANv1.4 architecture, random weights (its zero projections made non-zero: the cost of a
-    trained module, whose every path runs)."""
+    GFPGANv1.4 architecture (``base``, or one with random weights), its own weights random (its
+    zero projections made non-zero: the cost of a trained module, whose every path runs)."""
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
     from gfpgan.model_cards import load_card
     from gfpgan.options import load_yaml
     from gfpgan.registry import ARCH_REGISTRY
 
     kwargs = {k: v for k, v in dict(load_yaml(options)["network_g"]).items() if k != "type"}
-    card = load_card("GFPGANv1.4")
-    torch.manual_seed(0)
-    base = ARCH_REGISTRY.build({"type": card.arch, **card.kwargs})
+    if base is None:
+        card = load_card("GFPGANv1.4")
+        torch.manual_seed(0)
+        base = ARCH_REGISTRY.build({"type": card.arch, **card.kwargs})
     net = TemporalGFPGAN(base, **kwargs).eval()
     with torch.no_grad():
         for name, p in net.named_parameters():
             if not name.startswith("base.") and not p.any():
                 p.normal_(0.0, 1e-3)
     return net
+
+
+class _Clock:
+    """A :class:`~gfpgan.inference.timing.StageTimer` that sums each stage's busy seconds."""
+
+    def __init__(self):
+        import threading
+
+        self.busy: Dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def stage(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def run():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.busy[name] = self.busy.get(name, 0.0) + time.perf_counter() - t
+        return run()
+
+
+def pipeline_cost_512(args) -> Dict[str, float]:
+    """Seconds per face in the video pipeline at 512 px: the GFPGANv1.4 architecture (random
+    weights) frame by frame vs the 512 recipe's module around it, over one whole-frame clip (the
+    demo's moving face, ``--cost-512-frames`` frames), each restorer run twice, A/B/B/A; the
+    generator stage (the forward passes with the step's warps, gate and bookkeeping) and the
+    whole pipeline's wall time per face, at the pipeline's default precision."""
+    from gfpgan.checkpoint import save_network
+    from gfpgan.inference.job.segments import images
+    from gfpgan.inference.tracks.temporal_step import temporal_restorer
+    from gfpgan.inference.tracks.video_restorer import VideoFaceRestorer
+    from gfpgan.model_cards import load_card
+    from gfpgan.registry import ARCH_REGISTRY
+    from gfpgan.temporal_file import save_temporal
+    from gfpgan.tools.compare_videos import read_frames
+    from gfpgan.tools.synth_video import make_clip_pair
+
+    work = Path(args.out) / "cost_512"
+    card = load_card("GFPGANv1.4")
+    torch.manual_seed(0)
+    base = ARCH_REGISTRY.build({"type": card.arch, **card.kwargs}).eval()
+    save_network(work / "base.safetensors", base, card.arch, card.kwargs)
+    save_temporal(work / "temporal.safetensors", adapter_at_512(args.adapter_512, base), "base.safetensors")
+    clip = make_clip_pair(work / "clip", frames=args.cost_512_frames, size=384)
+    frames = read_frames(clip["degraded"])
+    sums = {"per_frame": [0.0, 0.0, 0], "temporal": [0.0, 0.0, 0]}  # generator s, wall s, faces
+
+    def run(mode, count=True):
+        from gfpgan.inference.tracks.sinks import FaceList
+
+        clock, faces = _Clock(), FaceList()
+        kw = dict(device=args.device, timer=clock, sinks=[faces])
+        r = (VideoFaceRestorer(str(work / "base.safetensors"), **kw) if mode == "per_frame" else
+             temporal_restorer(str(work / "temporal.safetensors"), str(work / "base.safetensors"), **kw))
+        t0 = time.perf_counter()
+        images(r.process(iter(frames)))
+        wall = time.perf_counter() - t0
+        if not count:
+            return
+        s = sums[mode]
+        s[0], s[1], s[2] = s[0] + clock.busy.get("generator", 0.0), s[1] + wall, s[2] + len(faces.records)
+    run("per_frame", count=False)  # warm-up: allocations, the detector's first call
+    for mode in ("per_frame", "temporal", "temporal", "per_frame"):
+        run(mode)
+    pf, tp = (sums[m][0] / sums[m][2] for m in ("per_frame", "temporal"))
+    wpf, wtp = (sums[m][1] / sums[m][2] for m in ("per_frame", "temporal"))
+    return {"size": 512, "frames": len(frames), "per_frame_s": pf, "temporal_s": tp, "overhead": tp / pf - 1,
+            "per_frame_wall_s": wpf, "temporal_wall_s": wtp, "wall_overhead": wtp / wpf - 1}
 
 
 def cost(args) -> Dict[str, Dict[str, float]]:
@@ -258,6 +351,7 @@ def cost(args) -> Dict[str, Dict[str, float]]:
     rows = {"model": time_per_face(net, device, args.repeats)}
     if args.cost_512:
         rows["512"] = time_per_face(adapter_at_512(args.adapter_512).to(device), device, args.repeats)
+        rows["512_pipeline"] = pipeline_cost_512(args)
     return rows
 
 
@@ -297,8 +391,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e2e = end_to_end(args) if args.end_to_end else None
     if e2e:
         text += "\n" + e2e_table(e2e)
+    given = end_to_end(args, args.e2e_clip) if args.e2e_clip else None
+    if given:
+        text += "\n" + e2e_table(given, "given clips (infer_video)")
     print(text, end="")
     for name, c in costs.items():
+        if name == "512_pipeline":
+            print(f"cost at 512 px in the video pipeline ({c['frames']} frames, GFPGANv1.4 "
+                  f"architecture, random, {args.adapter_512}'s module): generator stage "
+                  f"{c['per_frame_s']:.3f} s/face frame by frame, {c['temporal_s']:.3f} s/face temporal "
+                  f"({100 * c['overhead']:+.1f}%); whole "
+                  f"pipeline {c['per_frame_wall_s']:.3f} vs {c['temporal_wall_s']:.3f} s/face "
+                  f"({100 * c['wall_overhead']:+.1f}%)")
+            continue
         what = ("the model" if name == "model"
                 else f"GFPGANv1.4 architecture, random, {args.adapter_512}'s module")
         print(f"cost at {c['size']} px ({what}): "
@@ -311,7 +416,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "model": args.model, "temporal": args.temporal, "device": args.device,
             "threads": torch.get_num_threads(),
             "motion": "estimated" + (" (+ gt upper bound)" if args.gt_motion else ""),
-            "quality": q, "end_to_end": e2e, "cost": costs, "table": text}, indent=2))
+            "quality": q, "end_to_end": e2e, "given_clips": given, "cost": costs, "table": text}, indent=2))
     return 0
 
 
