@@ -34,6 +34,8 @@ def adapter_kwargs(net: nn.Module) -> Dict[str, Any]:
               "gate_sharpness": net.gate_sharpness}
     if getattr(net, "fusion", False):
         kwargs.update(fusion=True, fusion_channels=net.fusion_channels, fusion_scale=net.fusion_scale)
+        if net.fusion_mode != "residual":
+            kwargs["fusion_mode"] = net.fusion_mode
     return kwargs
 
 

@@ -26,7 +26,8 @@ def _randomise_fusion(net, seed=1, std=0.1):
 
 
 @pytest.mark.parametrize("cls", [GFPGANv1Clean, GFPGANv1])
-@pytest.mark.parametrize("cfg", [dict(num_scales=0), dict(num_scales=2, fusion_scale=2)])
+@pytest.mark.parametrize("cfg", [dict(num_scales=0), dict(num_scales=2, fusion_scale=2),
+                                 dict(num_scales=0, fusion_mode="blend")])
 def test_fusion_starts_bit_identical_and_its_zero_projections_get_gradients(cls, cfg):
     base = _base(cls)
     net = TemporalGFPGAN(base, fusion=True, **cfg).eval()
@@ -44,7 +45,8 @@ def test_fusion_starts_bit_identical_and_its_zero_projections_get_gradients(cls,
     out.square().mean().backward()
     grads = {n: float(p.grad.abs().sum()) for n, p in net.named_parameters()
              if n.startswith("fuse") and p.grad is not None}
-    for n in ("fuse_in.weight", "fuse_dec.weight", "fuse_out.weight"):
+    zeros = ("fuse_in.weight", "fuse_out.weight") + (("fuse_dec.weight",) if net.fuse_dec is not None else ())
+    for n in zeros:
         assert grads[n] > 0, n  # every zero projection learns at once
     assert grads["fuse.0.weight"] == 0.0  # the head behind them after their first update
 
@@ -120,6 +122,23 @@ def test_fusion_kwargs_round_trip_through_a_temporal_file_and_old_configs_stay_a
         TemporalGFPGAN(base, num_scales=0)
     with pytest.raises(UserError, match="fusion_scale"):
         TemporalGFPGAN(base, num_scales=0, fusion=True, fusion_scale=3)
+    blend = TemporalGFPGAN(base, num_scales=0, fusion=True, fusion_mode="blend")
+    assert adapter_kwargs(blend)["fusion_mode"] == "blend"
+
+
+def test_blend_moves_the_output_towards_the_warped_previous_output():
+    """With the output gain forced to 1 (bias), the second frame's output is the first frame's output
+    moved by the motion; the first frame (nothing to fuse) stays the base's."""
+    base = _base()
+    net = TemporalGFPGAN(base, num_scales=0, fusion=True, fusion_mode="blend").eval()
+    with torch.no_grad():
+        net.fuse_out.bias.fill_(20.0)  # tanh(20) = 1: take the previous output
+        x0, x1 = _face(0), _moved(_face(0), R[0])
+        o0, _, st = net(x0, None, None, randomize_noise=False)
+        o1, _, _ = net(x1, st, R, randomize_noise=False)
+        assert torch.equal(o0, base(x0, return_rgb=False, randomize_noise=False)[0])
+    inner = (slice(None), slice(None), slice(10, S - 10), slice(10, S - 10))
+    assert float((o1 - _moved(o0, R[0]))[inner].abs().mean()) < 0.01
 
 
 def test_fusion_step_exports_to_onnx_and_matches_pytorch(tmp_path):

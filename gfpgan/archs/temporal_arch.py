@@ -150,11 +150,15 @@ class TemporalGFPGAN(nn.Module):
         fusion_channels: width of the fusion head.
         fusion_scale: the fusion head runs at ``1 / fusion_scale`` of the crop (1, 2 or 4; its
             features are resized bilinearly to the scales they enter): the cost knob at 512 px.
+        fusion_mode: ``residual`` (the head's feature added at the input side, the finest decoder
+            level and the output) or ``blend`` (per-pixel gains in (-1, 1) move the input and the
+            output towards the warped previous ones: a learned recursive average).
     """
 
     def __init__(self, base: Union[nn.Module, dict], num_scales: int = 3, hidden_channels: int = 32,
                  gate_sharpness: float = 50.0, enabled: bool = True, freeze_base: bool = False,
-                 fusion: bool = False, fusion_channels: int = 16, fusion_scale: int = 1):
+                 fusion: bool = False, fusion_channels: int = 16, fusion_scale: int = 1,
+                 fusion_mode: str = "residual"):
         super().__init__()
         if isinstance(base, dict):
             base = ARCH_REGISTRY.build(base)
@@ -168,6 +172,8 @@ class TemporalGFPGAN(nn.Module):
                             f"got {num_scales}.")
         if fusion_scale not in (1, 2, 4):
             raise UserError(f"fusion_scale must be 1, 2 or 4, got {fusion_scale}.")
+        if fusion_mode not in ("residual", "blend"):
+            raise UserError(f"fusion_mode must be 'residual' or 'blend', got {fusion_mode!r}.")
         self.base = base
         self.num_scales, self.hidden_channels = int(num_scales), int(hidden_channels)
         self.gate_sharpness, self.enabled = float(gate_sharpness), bool(enabled)
@@ -179,7 +185,7 @@ class TemporalGFPGAN(nn.Module):
             nn.init.zeros_(p.weight)
             nn.init.zeros_(p.bias)
         self.fusion, self.fusion_channels = bool(fusion), int(fusion_channels)
-        self.fusion_scale = int(fusion_scale)
+        self.fusion_scale, self.fusion_mode = int(fusion_scale), str(fusion_mode)
         if self.fusion:
             c = self.fusion_channels
             ref = next(base.parameters())
@@ -190,10 +196,13 @@ class TemporalGFPGAN(nn.Module):
             # coverage, confidence
             self.fuse = nn.Sequential(nn.Conv2d(14, c, 3, 1, 1), nn.LeakyReLU(0.2, True),
                                       nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2, True))
-            self.fuse_in = nn.Conv2d(c, first, 3, 1, 1)
-            self.fuse_dec = nn.Conv2d(c, base.toRGB[levels - 1].weight.shape[1], 3, 1, 1)
-            self.fuse_out = nn.Conv2d(c + 3, 3, 3, 1, 1)
+            blend = self.fusion_mode == "blend"  # per-pixel gains towards the previous frame's pixels
+            self.fuse_in = nn.Conv2d(c, 1 if blend else first, 3, 1, 1)
+            self.fuse_dec = None if blend else nn.Conv2d(c, base.toRGB[levels - 1].weight.shape[1], 3, 1, 1)
+            self.fuse_out = nn.Conv2d(c + 3, 1 if blend else 3, 3, 1, 1)
             for p in (self.fuse_in, self.fuse_dec, self.fuse_out):  # the zero factors of each path
+                if p is None:
+                    continue
                 nn.init.zeros_(p.weight)
                 nn.init.zeros_(p.bias)
         if freeze_base:
@@ -284,7 +293,8 @@ class TemporalGFPGAN(nn.Module):
         if n:
             prevs.append(warped[:, 3:])
         hidden = []
-        fused = self._fusion_feature(x, state, rel_affine, conf) if self.fusion else None
+        fused, prev_out, prev_in = (self._fusion_feature(x, state, rel_affine, conf) if self.fusion
+                                    else (None, None, None))
         # the fusion acts only where a previous frame exists: a track's first frame (and the frame
         # after a reset) is the base's bit for bit, so the head cannot learn a per-frame filter
         # that it would also apply with nothing to fuse
@@ -298,7 +308,7 @@ class TemporalGFPGAN(nn.Module):
                 h = self.cells[i](feat, prevs[i] * c)
                 hidden.append(h)
                 feat = feat + self.proj[i](h)
-            if fused is not None and i == last:
+            if self.fuse_dec is not None and fused is not None and i == last:
                 # python ints in the resize: traceable
                 feat = feat + self.fuse_dec(_resize(fused, self.out_size)) * has_prev
             return feat
@@ -306,6 +316,20 @@ class TemporalGFPGAN(nn.Module):
         if fused is None:
             image, out_rgbs = self.base.decode(*self.base.encode(x), return_rgb=return_rgb,
                                                randomize_noise=randomize_noise, adapt=adapt)
+        elif self.fusion_mode == "blend":
+            # a Kalman-like recursive average: the input moves towards the warped previous (already
+            # averaged) input, the output towards the warped previous output, by per-pixel gains
+            # tanh(.) (0 at initialisation, where a clamp to [0, 1] would pass no gradient); it can
+            # only bring the previous frame in, not filter a frame on its own
+            full = _resize(fused, self.out_size)
+            gain_in = torch.tanh(self.fuse_in(full)) * has_prev
+            x = x + gain_in * (prev_in - x)
+            image, out_rgbs = self.base.decode(*self.base.encode(x), return_rgb=return_rgb,
+                                               randomize_noise=randomize_noise, adapt=adapt)
+            low = image.to(fused.dtype)
+            gain_out = torch.tanh(self.fuse_out(torch.cat([full, low], 1))) * has_prev
+            image = image + (gain_out * (prev_out - low)).to(image.dtype)
+            hidden.append(torch.cat([image.to(x.dtype), x], 1))
         else:
             image, out_rgbs = self.base.decode(*self._encode(x, fused, has_prev), return_rgb=return_rgb,
                                                randomize_noise=randomize_noise, adapt=adapt)
@@ -319,8 +343,9 @@ class TemporalGFPGAN(nn.Module):
         return image, out_rgbs, new
 
     def _fusion_feature(self, x: torch.Tensor, state: TemporalState, rel_affine: torch.Tensor,
-                        conf: torch.Tensor) -> torch.Tensor:
-        """The fusion head's feature (B, fusion_channels, S / fusion_scale, ...) of this frame."""
+                        conf: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The fusion head's feature (B, fusion_channels, S / fusion_scale, ...) of this frame, and
+        the previous output and input warped into the current crop (zeros without one)."""
         size = self.out_size
         valid = state.valid.view(-1, 1, 1, 1)
         prev, cover = warp_previous(state.hidden[-1], rel_affine, size)
@@ -329,7 +354,7 @@ class TemporalGFPGAN(nn.Module):
         inp = torch.cat([x, prev_in, prev_out, prev_in - x, cover * valid, _resize(conf, size)], 1)
         if self.fusion_scale > 1:
             inp = F.avg_pool2d(inp, self.fusion_scale)
-        return self.fuse(inp)
+        return self.fuse(inp), prev_out, prev_in
 
     def _encode(self, x: torch.Tensor, fused: torch.Tensor, has_prev: torch.Tensor):
         """The base's :meth:`encode` with the fusion feature added to its first feature."""
