@@ -276,3 +276,26 @@ def test_through_the_pipeline_fusion_starts_as_per_frame_in_the_cpu_default_prec
     assert all(np.array_equal(a, b) for a, b in zip(ref, zero))
     _, faces = _run(temporal_restorer(f["trained"], f["base"], detector=FakeDetector(), **cpu), frames)
     assert max(np.abs(faces[k].astype(int) - ref_faces[k]).mean() for k in faces) > 0.5
+
+
+def test_motion_noise_changes_only_the_motion_the_module_is_given(tmp_path):
+    """``motion_noise`` adds an estimate's error to ``rel_input`` from a stream of its own: the clips
+    (frames and exact transforms) are those of ``motion_noise: 0``, and the error has its scale."""
+    import skimage.data
+
+    from gfpgan.data.clip_dataset import FFHQClipDataset
+    from gfpgan.images import write_image_atomic
+
+    for i, face in enumerate(skimage.data.lfw_subset()[:2]):
+        gray = (face * 255).round().astype(np.uint8)[..., None]
+        write_image_atomic(tmp_path / f"f{i}.png", np.repeat(gray, 3, 2))
+    kw = dict(num_frames=4, out_size=32, blur_kernel_size=7, blur_sigma=[0.5, 1], downsample_range=[1, 2],
+              noise_range=[0, 5], jpeg_range=[80, 100], mean=[0.5] * 3, std=[0.5] * 3)
+    exact = FFHQClipDataset(str(tmp_path), **kw)[1]
+    noisy = FFHQClipDataset(str(tmp_path), motion_noise=0.02, **kw)[1]
+    assert "rel_input" not in exact and "rel_input" in noisy
+    for k in ("lq", "gt", "rel_affine"):
+        assert torch.equal(exact[k], noisy[k]), k
+    shift = (noisy["rel_input"] - noisy["rel_affine"])[1:, :, 2].abs()
+    assert torch.equal(noisy["rel_input"][0], noisy["rel_affine"][0])
+    assert 0.05 < float(shift.mean()) < 3.0  # pixels of a 32 px crop: ~0.02 * 32 plus the rotation's share
