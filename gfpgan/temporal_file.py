@@ -34,7 +34,7 @@ def adapter_kwargs(net: nn.Module) -> Dict[str, Any]:
               "gate_sharpness": net.gate_sharpness}
     if getattr(net, "fusion", False):
         kwargs.update(fusion=True, fusion_channels=net.fusion_channels, fusion_scale=net.fusion_scale)
-        if net.fusion_mode != "residual":
+        if getattr(net, "fusion_mode", "residual") != "residual":
             kwargs["fusion_mode"] = net.fusion_mode
     return kwargs
 
