@@ -308,7 +308,7 @@ class TemporalGFPGAN(nn.Module):
                 h = self.cells[i](feat, prevs[i] * c)
                 hidden.append(h)
                 feat = feat + self.proj[i](h)
-            if self.fuse_dec is not None and fused is not None and i == last:
+            if fused is not None and self.fuse_dec is not None and i == last:
                 # python ints in the resize: traceable
                 feat = feat + self.fuse_dec(_resize(fused, self.out_size)) * has_prev
             return feat
