@@ -299,3 +299,25 @@ def test_motion_noise_changes_only_the_motion_the_module_is_given(tmp_path):
     shift = (noisy["rel_input"] - noisy["rel_affine"])[1:, :, 2].abs()
     assert torch.equal(noisy["rel_input"][0], noisy["rel_affine"][0])
     assert 0.05 < float(shift.mean()) < 3.0  # pixels of a 32 px crop: ~0.02 * 32 plus the rotation's share
+
+
+def test_end_to_end_benchmark_untrained_module_equals_frame_by_frame(fusion_files, tmp_path):
+    """bench_temporal's end-to-end part (detection, tracking, paste through infer_video) on a given
+    clip pair: an untrained fusion file gives frame by frame's numbers exactly; a random one not."""
+    import argparse
+
+    from gfpgan.tools.bench_temporal import e2e_table, end_to_end
+    from gfpgan.tools.synth_video import make_clip_pair
+
+    make_clip_pair(tmp_path / "clip", frames=4, size=192)
+    args = argparse.Namespace(out=str(tmp_path / "work"), model=fusion_files["base"], device="cpu",
+                              temporal=fusion_files["zero"])
+    zero = end_to_end(args, [str(tmp_path / "clip")])
+    assert zero["temporal"] == zero["per_frame"] and zero["temporal"]["clips"] == 1
+    assert 5 < zero["per_frame"]["face_psnr"] < 60 and zero["input"]["face_warping_error"] > 0
+    assert zero["per_frame"]["face_psnr"] != zero["input"]["face_psnr"]  # faces were found and restored
+    args.temporal = fusion_files["trained"]
+    rand = end_to_end(args, [str(tmp_path / "clip")])
+    assert rand["per_frame"] == zero["per_frame"]
+    assert rand["temporal"]["face_psnr"] != zero["per_frame"]["face_psnr"]
+    assert "| given clips (infer_video), 1 clip(s) |" in e2e_table(rand, "given clips (infer_video)")
