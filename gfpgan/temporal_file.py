@@ -36,6 +36,8 @@ def adapter_kwargs(net: nn.Module) -> Dict[str, Any]:
         kwargs.update(fusion=True, fusion_channels=net.fusion_channels, fusion_scale=net.fusion_scale)
         if getattr(net, "fusion_mode", "residual") != "residual":
             kwargs["fusion_mode"] = net.fusion_mode
+    if getattr(net, "motion_refine", False):
+        kwargs["motion_refine"] = True
     return kwargs
 
 

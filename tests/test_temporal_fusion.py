@@ -321,3 +321,20 @@ def test_end_to_end_benchmark_untrained_module_equals_frame_by_frame(fusion_file
     assert rand["per_frame"] == zero["per_frame"]
     assert rand["temporal"]["face_psnr"] != zero["per_frame"]["face_psnr"]
     assert "| given clips (infer_video), 1 clip(s) |" in e2e_table(rand, "given clips (infer_video)")
+
+
+@pytest.mark.parametrize("shift", [(1.0, -1.0), (1.5, 0.5), (0.0, 0.0), (-0.5, 1.5)])
+def test_motion_refinement_finds_the_residual_translation(shift):
+    """Told the identity while the face moved by a sub-pixel or one-pixel shift, the refinement
+    returns that shift (on its S/128 grid); the module still starts as the base."""
+    base = _base()
+    net = TemporalGFPGAN(base, num_scales=0, fusion=True, motion_refine=True).eval()
+    x0 = _face(0)
+    x1 = _moved(x0, similarity(0.0, 1.0, shift[0], shift[1], S))
+    with torch.no_grad():
+        _, _, st = net(x0, None, None, randomize_noise=False)
+        est = net.refine_motion(x1, st, torch.eye(2, 3)[None])
+        out, _, _ = net(x1, st, torch.eye(2, 3)[None], randomize_noise=False)
+        ref = base(x1, return_rgb=False, randomize_noise=False)[0]
+    assert est[0, :, 2].tolist() == list(shift) and torch.equal(est[0, :, :2], torch.eye(2))
+    assert torch.equal(out, ref)

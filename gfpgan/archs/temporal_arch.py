@@ -153,12 +153,16 @@ class TemporalGFPGAN(nn.Module):
         fusion_mode: ``residual`` (the head's feature added at the input side, the finest decoder
             level and the output) or ``blend`` (per-pixel gains in (-1, 1) move the input and the
             output towards the warped previous ones: a learned recursive average).
+        motion_refine: refine the given motion on the aligned crops before any warp: a two-level
+            search of the translation (steps of S/64 then S/128 crop pixels, 3 x 3 candidates each)
+            that best matches the previous input to the current one at the gate's grid (the
+            residual of landmark fits; no weights, traceable).
     """
 
     def __init__(self, base: Union[nn.Module, dict], num_scales: int = 3, hidden_channels: int = 32,
                  gate_sharpness: float = 50.0, enabled: bool = True, freeze_base: bool = False,
                  fusion: bool = False, fusion_channels: int = 16, fusion_scale: int = 1,
-                 fusion_mode: str = "residual"):
+                 fusion_mode: str = "residual", motion_refine: bool = False):
         super().__init__()
         if isinstance(base, dict):
             base = ARCH_REGISTRY.build(base)
@@ -186,6 +190,7 @@ class TemporalGFPGAN(nn.Module):
             nn.init.zeros_(p.bias)
         self.fusion, self.fusion_channels = bool(fusion), int(fusion_channels)
         self.fusion_scale, self.fusion_mode = int(fusion_scale), str(fusion_mode)
+        self.motion_refine = bool(motion_refine)
         if self.fusion:
             c = self.fusion_channels
             ref = next(base.parameters())
@@ -285,6 +290,8 @@ class TemporalGFPGAN(nn.Module):
         if rel_affine is None:
             rel_affine = torch.eye(2, 3, device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
         size, n = x.shape[-1], self.num_scales
+        if self.motion_refine:
+            rel_affine = self.refine_motion(x, state, rel_affine)
         # the previous input and the finest state share a grid: one warp (and one coverage) for both
         grids = [state.prev_input] + ([state.hidden[n - 1]] if n else [])
         warped, cover = warp_previous(torch.cat(grids, 1), rel_affine, size)
@@ -341,6 +348,26 @@ class TemporalGFPGAN(nn.Module):
             hidden.append(torch.cat([image.to(x.dtype), x], 1))
         new = TemporalState(tuple(hidden), small, torch.ones_like(state.valid), conf.mean((1, 2, 3)))
         return image, out_rgbs, new
+
+    def refine_motion(self, x: torch.Tensor, state: TemporalState, rel_affine: torch.Tensor) -> torch.Tensor:
+        """``rel_affine`` followed by the translation that best aligns the previous input with
+        ``x`` (see ``motion_refine``): (B, 2, 3) in pixels of the crop."""
+        g = self.gate_size
+        small = F.interpolate(x, size=(g, g), mode="area") if x.shape[-1] != g else x
+        rel = rel_affine.float()
+        for step in (self.out_size / 64.0, self.out_size / 128.0):
+            cands, errs = [], []
+            for dy in (-step, 0.0, step):
+                for dx in (-step, 0.0, step):
+                    cand = torch.cat([rel[:, :, :2], rel[:, :, 2:] + rel.new_tensor([[dx], [dy]])], 2)
+                    warped, cover = warp_previous(state.prev_input, cand, self.out_size)
+                    inside = (cover > 0.999).to(small.dtype)
+                    err = ((small - warped).pow(2).mean(1, keepdim=True) * inside).sum((1, 2, 3))
+                    errs.append(err / inside.sum((1, 2, 3)).clamp(min=1.0))
+                    cands.append(cand)
+            best = torch.stack(errs, 1).argmin(1)  # (B,)
+            rel = torch.stack(cands, 1)[torch.arange(rel.shape[0], device=rel.device), best]
+        return rel.to(rel_affine.dtype)
 
     def _fusion_feature(self, x: torch.Tensor, state: TemporalState, rel_affine: torch.Tensor,
                         conf: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
