@@ -19,8 +19,10 @@ Steps (each one is a command of the project, run as a subprocess exactly as a us
 7. every restoration and the degraded input measured against the clean clip, over the whole frame
    and in the face's window: PSNR, SSIM, LPIPS (when its AlexNet file exists), flow-warping
    error, landmark jitter (``gfpgan.tools.compare_videos``), written as JSON and Markdown;
-8. frame by frame vs temporal on synthetic clips of the held-out faces
-   (``gfpgan.tools.bench_temporal``: PSNR, SSIM, E_warp, TLME, time per face);
+8. frame by frame vs temporal on synthetic clips of the held-out faces, the module given the
+   motion the pipeline estimates (and the exact-motion upper bound beside it), and on five of them
+   made into whole-frame clips restored end to end through ``infer_video``
+   (``gfpgan.tools.bench_temporal``: PSNR, SSIM, E_warp and its ground-truth floor, TLME, time per face);
 9. personalization (``gfpgan.tools.bench_personal``): a clip of a person the base never saw
    (matplotlib's grace_hopper.jpg), near and sharp, then far and degraded; the base is tuned on the
    faces the video itself offers (the near ones), and the far frames are restored with the base and
