@@ -28,9 +28,17 @@ PathLike = Union[str, os.PathLike]
 
 
 def adapter_kwargs(net: nn.Module) -> Dict[str, Any]:
-    """The constructor kwargs of a TemporalGFPGAN besides its base."""
-    return {"num_scales": net.num_scales, "hidden_channels": net.hidden_channels,
-            "gate_sharpness": net.gate_sharpness}
+    """The constructor kwargs of a TemporalGFPGAN besides its base (the fusion's only when it is on,
+    so a ConvGRU-only module writes the same config as before fusion existed)."""
+    kwargs = {"num_scales": net.num_scales, "hidden_channels": net.hidden_channels,
+              "gate_sharpness": net.gate_sharpness}
+    if getattr(net, "fusion", False):
+        kwargs.update(fusion=True, fusion_channels=net.fusion_channels, fusion_scale=net.fusion_scale)
+        if getattr(net, "fusion_mode", "residual") != "residual":
+            kwargs["fusion_mode"] = net.fusion_mode
+    if getattr(net, "motion_refine", False):
+        kwargs["motion_refine"] = True
+    return kwargs
 
 
 def save_temporal(path: PathLike, net: nn.Module, base_name: str = "", include_base: bool = False,

@@ -149,7 +149,9 @@ def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
         temporal = str(setup / f"{name}.safetensors")
         assert main([*common, "--temporal", temporal, "--json", str(tmp_path / out)]) == 0
     out = capsys.readouterr().out
-    assert "| frame by frame |" in out and "| change |" in out and "cost at 32 px" in out
+    assert "| frame by frame |" in out and "| change (estimated motion) |" in out and "cost at 32 px" in out
+    assert "| temporal (estimated motion) |" in out and "| ground truth (E_warp floor) |" in out
+    assert "upper bound" not in out  # the exact motion only when asked
     u, r = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("u", "r"))
     uq, rq = u["quality"], r["quality"]
     keys = {"psnr", "ssim", "ewarp", "ewarp_gt"}
@@ -158,22 +160,42 @@ def test_bench_temporal_untrained_equals_per_frame(setup, tmp_path, capsys):
     assert rq["per_frame"]["psnr"] == uq["per_frame"]["psnr"]  # same base, same set
     assert rq["temporal"]["psnr"] != rq["per_frame"]["psnr"]
     assert rq["temporal"]["ewarp"] != rq["per_frame"]["ewarp"]
+    assert u["quality"]["ground_truth"]["ewarp"] == uq["per_frame"]["ewarp_gt"] > 0
+    assert u["motion"] == "estimated" and "temporal_gt_motion" not in uq
     c = u["cost"]["model"]
     assert c["size"] == 32 and c["per_frame_s"] > 0 and c["temporal_s"] > 0
     assert c["state_bytes_per_track"] == 4 * (8 * 8 * 8 + 8 * 16 * 16 + 3 * 16 * 16)
 
 
-def test_bench_temporal_cost_512_wraps_the_v14_architecture():
-    """--cost-512 times an adapter of the trained one's shape around the GFPGANv1.4 architecture."""
-    from gfpgan.archs import GFPGANv1Clean, TemporalGFPGAN
+def test_bench_temporal_cost_512_wraps_the_v14_architecture_with_the_512_recipes_module():
+    """--cost-512 times the 512 recipe's own module (its network_g) around the GFPGANv1.4
+    architecture, every added path live (no zero projection left)."""
+    from gfpgan.archs import GFPGANv1Clean
+    from gfpgan.options import load_yaml
     from gfpgan.tools.bench_temporal import adapter_at_512
 
-    small = TemporalGFPGAN(GFPGANv1Clean(out_size=32, num_style_feat=32, channel_multiplier=1, narrow=0.125),
-                           num_scales=2, hidden_channels=8, gate_sharpness=20.0)
-    big = adapter_at_512(small)
+    recipe = "options/train_temporal_512.yml"
+    big = adapter_at_512(os.path.join(os.path.dirname(__file__), "..", recipe))
+    want = load_yaml(os.path.join(os.path.dirname(__file__), "..", recipe))["network_g"]
     assert isinstance(big.base, GFPGANv1Clean) and big.out_size == 512 and not big.training
-    assert (big.num_scales, big.hidden_channels, big.gate_sharpness) == (2, 8, 20.0)
+    assert (big.num_scales, big.hidden_channels, big.fusion) == (want["num_scales"], want["hidden_channels"],
+                                                                 want.get("fusion", False))
     assert big.base.conv_body_first.weight.shape[0] == 32  # channel_multiplier 2 at 512 px: 32 channels
+    assert all(p.any() for n, p in big.named_parameters() if not n.startswith("base."))
+
+
+def test_bench_temporal_exact_motion_is_a_labelled_extra_row(setup, tmp_path, capsys):
+    from gfpgan.tools.bench_temporal import main
+
+    assert main(["--model", str(setup / "base.safetensors"), "--set", str(setup / "set"), "--repeats", "1",
+                 "--lpips-trunk", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "work"),
+                 "--temporal", str(setup / "random.safetensors"), "--gt-motion",
+                 "--json", str(tmp_path / "g.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| temporal, exact motion (upper bound) |" in out and "| temporal (estimated motion) |" in out
+    q = json.loads((tmp_path / "g.json").read_text())["quality"]
+    assert q["temporal_gt_motion"]["psnr"] != q["temporal"]["psnr"]  # the two motions differ
+    assert q["temporal_gt_motion"]["ewarp_gt"] == q["temporal"]["ewarp_gt"]  # the same floor
 
 
 def test_bench_temporal_refuses_a_file_for_another_base(setup, tmp_path):

@@ -222,7 +222,11 @@ def test_recipes_need_their_base_and_build(assets, tmp_path):
     from gfpgan.engine.trainer import build_dataset
 
     ds = build_dataset(tiny["datasets"]["train"], seed=0)
-    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("lq", "gt", "rel_affine")}
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("lq", "gt", "rel_affine", "rel_input")}
+    # the module is given the motion with an estimate's error, the identity of frame 0 kept
+    err = (batch["rel_input"] - batch["rel_affine"])[:, 1:].abs()
+    assert float(err.max()) > 0.05 and torch.equal(batch["rel_input"][:, 0], batch["rel_affine"][:, 0])
+    assert tiny["network_g"]["fusion"] and tiny["network_g"]["num_scales"] == 0
     model = TemporalGFPGANModel(tiny, CPU)
     logs = model.train_step(batch, 1)
     assert logs["skipped"] == 0.0 and logs["l_temporal"] > 0 and logs["l_g_pix"] > 0
@@ -233,6 +237,7 @@ def test_recipes_need_their_base_and_build(assets, tmp_path):
         "train.perceptual_opt.pretrained=false"])
     tr = full["train"]
     assert (tr["base_lr_scale"], tr["tbptt"], tr["temporal_identity_weight"]) == (0, 4, 0.5)
-    assert full["datasets"]["train"]["num_frames"] == 8 and full["network_g"]["num_scales"] == 3
+    assert full["datasets"]["train"]["num_frames"] == 8 and full["network_g"]["fusion"]
+    assert full["network_g"]["fusion_channels"] == 32
     model = TemporalGFPGANModel(full, CPU)  # a 32 px stand-in base, random VGG19 and ArcFace
     assert model.cri_perceptual is not None and model.cri_temporal_id is not None

@@ -14,7 +14,9 @@ Both seed every sample with ``np.random.default_rng([seed, 0, 0, epoch, index])`
 whichever worker or rank makes it, so a resumed run replays it). Each item:
 ``'lq'``, ``'gt'`` float32 (T, 3, S, S) normalised (0.5/0.5: [-1, 1]); ``'rel_affine'`` float32
 (T, 2, 3), crop t-1 -> crop t in pixels (identity at t = 0, :mod:`gfpgan.motion` convention);
-``'crf'`` int (-1 without codec); ``'gt_path'`` str.
+``'crf'`` int (-1 without codec); ``'gt_path'`` str; with ``motion_noise`` > 0 (FFHQClipDataset) also
+``'rel_input'`` float32 (T, 2, 3): the transforms with an estimate's error, for the module's input
+(the losses keep the exact ``'rel_affine'``).
 """
 
 import re
@@ -27,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gfpgan.data import degradations as deg
-from gfpgan.data.clip_degradations import make_clip, synthetic_clip
+from gfpgan.data.clip_degradations import jitter_motion, make_clip, synthetic_clip
 from gfpgan.data.ffhq_degradation_dataset import FFHQDegradationDataset, to_tensor
 from gfpgan.errors import UserError
 from gfpgan.images import IMAGE_EXTENSIONS, read_image
@@ -62,6 +64,10 @@ class FFHQClipDataset(FFHQDegradationDataset):
         nonrigid: peak non-rigid displacement as a fraction of the side (0: rigid only).
         drift: per-frame random-walk steps ``{'blur_sigma', 'scale', 'noise', 'jpeg'}``.
         codec_prob: probability of a libx264 pass over the clip; ``crf_range``: its CRF range.
+        motion_noise: standard deviation of the error added to the transforms the module is given
+            (``'rel_input'``), as a fraction of the side (0: exact motion; see
+            :func:`~gfpgan.data.clip_degradations.jitter_motion`); its own generator, so the clips
+            themselves are those of ``motion_noise: 0``.
         **kwargs: every option of ``FFHQDegradationDataset`` (out_size, the degradation ranges,
             use_hflip, mean/std, gray, seed; rank is ignored) except the component boxes.
     """
@@ -69,7 +75,7 @@ class FFHQClipDataset(FFHQDegradationDataset):
     def __init__(self, dataroot_gt: str, num_frames: int = 5, max_angle: float = 5.0, max_zoom: float = 0.05,
                  max_shift: float = 0.04, max_speed: float = 0.25, nonrigid: float = 0.01,
                  drift: Optional[Dict] = None, codec_prob: float = 0.0, crf_range: Sequence[int] = (18, 25),
-                 **kwargs):
+                 motion_noise: float = 0.0, **kwargs):
         if kwargs.get("crop_components"):
             raise UserError("crop_components is not supported by FFHQClipDataset; remove it from the "
                             "options.")
@@ -80,6 +86,7 @@ class FFHQClipDataset(FFHQDegradationDataset):
         self.motion = dict(max_angle=max_angle, max_zoom=max_zoom, max_shift=max_shift, max_speed=max_speed)
         self.nonrigid, self.drift = float(nonrigid), dict(drift or {})
         self.codec_prob, self.crf_range = float(codec_prob), tuple(crf_range)
+        self.motion_noise = float(motion_noise)
 
     def sample(self, index: int) -> Dict:
         """Sample ``index`` as numpy: 'gt', 'lq' (T float32 (S, S, 3) in [0, 1]), 'affine' (T, 2, 3)
@@ -98,7 +105,13 @@ class FFHQClipDataset(FFHQDegradationDataset):
 
     def __getitem__(self, index: int) -> Dict:
         s = self.sample(index)
-        return _clip_item(s["gt"], s, s["rel_affine"], s["path"], self.mean, self.std)
+        item = _clip_item(s["gt"], s, s["rel_affine"], s["path"], self.mean, self.std)
+        if self.motion_noise > 0:
+            g = self.generator(index)
+            rng = np.random.default_rng([int(g.integers(2**62)), 1])  # a stream apart from the clip's
+            item["rel_input"] = torch.from_numpy(jitter_motion(rng, s["rel_affine"], self.out_size,
+                                                               self.motion_noise))
+        return item
 
 
 def _frame_number(path: Path) -> int:

@@ -240,3 +240,25 @@ def synthetic_clip(rng: np.random.Generator, still: np.ndarray, num_frames: int,
     gts = [np.round(g * 255.0) / np.float32(255.0) for g in render_clip(still, affines, rng, nonrigid * size)]
     clip = make_clip(rng, gts, degradation, drift, codec_prob, crf_range)
     return dict(clip, gt=gts, affine=affines, rel_affine=rel)
+
+
+def jitter_motion(rng: np.random.Generator, rel: np.ndarray, size: int, shift: float,
+                  angle: float = 1.0, zoom: float = 0.01) -> np.ndarray:
+    """Relative transforms with the error of an estimate: what the module is given at inference.
+
+    In a video the motion between crops comes from landmarks fitted on degraded frames (and
+    smoothed), not from the truth; each transform t >= 1 is composed with a small random similarity
+    about the crop centre (Gaussian shift ``shift * size`` pixels per axis, rotation ``angle``
+    degrees, log zoom ``zoom``, all standard deviations), frame 0 stays the identity.
+
+    Returns:
+        float32 (T, 2, 3).
+    """
+    from gfpgan.motion import compose_affine
+
+    out = np.asarray(rel, np.float64).copy()
+    for t in range(1, len(out)):
+        a, z, x, y = rng.normal(0.0, 1.0, 4) * np.array([angle, zoom, shift * size, shift * size])
+        out[t] = compose_affine(similarity(a, float(np.exp(z)), x, y, size), out[t])
+    return out.astype(np.float32)
+

@@ -6,9 +6,18 @@
 The set is what :mod:`gfpgan.tools.make_video_testset` writes (``gt/<clip>/``, ``lq/<clip>/``,
 ``manifest.json``). The restorer is a base model (run folder, checkpoint or model card),
 optionally with a temporal file (:func:`gfpgan.temporal_file.load_temporal`): each clip runs frame
-by frame over its aligned LQ frames with the manifest's relative transforms, the state carried
-from frame to frame and fresh for every clip (no detection: the frames are aligned crops).
-``--no-temporal`` runs the same base frame by frame. Metrics:
+by frame over its aligned LQ frames, the state carried from frame to frame and fresh for every
+clip. ``--no-temporal`` runs the same base frame by frame.
+
+**Motion** (``motion``): the temporal module is given, by default (``estimated``), the motion
+the video pipeline would estimate: five landmarks found on each *degraded* frame by the
+pipeline's face tracker (MTCNN's O-Net stage following the face's box from frame to frame,
+:meth:`~gfpgan.inference.faces.detection.MTCNNDetector.track`; the crop's central box on the
+first frame), smoothed by the pipeline's :class:`~gfpgan.inference.tracks.tracking.LandmarkSmoother`
+with its inference settings, and the similarity between consecutive frames' smoothed landmarks
+(:func:`gfpgan.motion.landmark_motion`). ``gt`` gives the module the manifest's exact transforms
+instead, the very motion that defines E_warp's flow: an upper bound, labelled ``gt_motion`` in
+the results, never the default. Metrics:
 
 * per frame, as the image evaluation does them (:func:`gfpgan.engine.eval_common.build_metrics`): PSNR, SSIM,
   LPIPS, Deg (ArcFace angle to the GT), LMD (landmark distance to the GT); a metric whose weights
@@ -55,6 +64,9 @@ VIDEO_SCHEMA = Section({
     "name": Field(str, required=True, nullable=False, help="results go to <results_root>/<name>"),
     "model": Field(str, required=True, nullable=False, help="base: run folder, checkpoint or card"),
     "temporal": Field(str, None, path="file", help="temporal file (null: the base frame by frame)"),
+    "motion": Field(str, "estimated", choices=["estimated", "gt"],
+                    help="the temporal module's motion: estimated (landmarks on the degraded frames, "
+                         "smoothed as in inference) | gt (the manifest's exact transforms: an upper bound)"),
     "device": Field(str, "auto", help="auto | cpu | cuda"),
     "save_images": Field(bool, True, help="keep the restored frames (needed to skip them next time)"),
     "datasets": MapOf(Section({
@@ -114,6 +126,57 @@ def rescale_affines(rel: np.ndarray, src: int, dst: int) -> np.ndarray:
     s = dst / src
     d = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2]])  # pixel centres, as cv2.resize
     return compose_affine(compose_affine(d, rel), invert_affine(d))
+
+
+class MotionEstimator:
+    """The relative transforms the video pipeline would estimate for a clip of aligned crops.
+
+    Landmarks of each degraded frame from the pipeline's tracker stage (MTCNN's O-Net following
+    the face's box; frame 0 starts from a full detection, else from the crop's central box; the
+    O-Net's landmarks are used whatever its score, since an aligned crop holds the face), smoothed
+    as in inference (:class:`~gfpgan.inference.tracks.tracking.LandmarkSmoother` with the
+    :class:`~gfpgan.inference.settings.VideoRestorerConfig` defaults), then the similarity
+    between consecutive frames' landmarks.
+    """
+
+    def __init__(self, device="cpu"):
+        from gfpgan.inference.faces.detection import build_detector
+        from gfpgan.inference.settings import VideoRestorerConfig
+
+        self.detector = build_detector("mtcnn", device=device, min_face=20, max_side=None)
+        cfg = VideoRestorerConfig()
+        self.past, self.lookahead = cfg.past, cfg.lookahead
+
+    def landmarks(self, frames: List[np.ndarray]) -> np.ndarray:
+        """(T, 5, 2) raw landmarks of the face of each (S, S, 3) uint8 crop, in its pixels."""
+        from gfpgan.metrics.landmark import main_face
+
+        s = frames[0].shape[0]
+        box = np.array([[0.08 * s, 0.08 * s, 0.92 * s, 0.92 * s]])
+        found = main_face(self.detector.detect([frames[0]])[0], frames[0].shape)
+        if found is not None:  # a detection's box is not the crop's: start from its landmarks' extent
+            lo, hi = found.min(0), found.max(0)
+            c, half = (lo + hi) / 2, 0.9 * max(hi - lo)
+            box = np.array([[c[0] - half, c[1] - half, c[0] + half, c[1] + half]])
+        out = []
+        for f in frames:
+            tr = self.detector.track(f, box)
+            out.append(np.asarray(tr.det.landmarks[0], np.float64))
+            box = np.asarray(tr.det.boxes[:1], np.float64)
+        return np.stack(out)
+
+    def __call__(self, frames: List[np.ndarray]) -> np.ndarray:
+        """(T, 2, 3) float64 crop t-1 -> crop t (identity at t = 0), in pixels of the frames."""
+        from gfpgan.inference.tracks.tracking import LandmarkSmoother
+        from gfpgan.motion import landmark_motion
+
+        raw = self.landmarks(frames)
+        smoother = LandmarkSmoother(past=self.past, lookahead=self.lookahead)
+        for t, lm in enumerate(raw):
+            smoother.observe(t, 0, lm)
+        smooth = [smoother.smoothed(t, 0, raw[t]) for t in range(len(raw))]
+        rel = [np.eye(2, 3)] + [landmark_motion(a, b).astype(np.float64) for a, b in zip(smooth, smooth[1:])]
+        return np.stack(rel)
 
 
 class ClipRestorer:
@@ -201,6 +264,7 @@ def evaluate_video_set(opt: dict, dname: str, root, restorer_box: dict, dist, fo
 
     clips = read_video_set(root)
     rows, seconds, restored, reused = [], 0.0, 0, 0
+    estimated = opt.get("motion", "estimated") == "estimated" and opt["temporal"] and not no_temporal
     for clip in clips[dist.rank::dist.world_size]:  # whole clips: numbers independent of the world size
         targets = [out_dir / "restored" / clip["name"] / f"{t:05d}.png" for t in range(len(clip["lq"]))]
         gts = [read_image(p) for p in clip["gt"]]
@@ -213,8 +277,15 @@ def evaluate_video_set(opt: dict, dname: str, root, restorer_box: dict, dist, fo
                 restorer_box["r"] = ClipRestorer(opt["model"], None if no_temporal else opt["temporal"],
                                                  dist.device)
             r = restorer_box["r"]
-            lqs = resize_to([read_image(p) for p in clip["lq"]], r.size)
-            outs, sec = r(lqs, rescale_affines(clip["rel_affines"], gt_size, r.size))
+            lqs = [read_image(p) for p in clip["lq"]]
+            if estimated:  # the pipeline's estimate, on the degraded frames at the set's size
+                if restorer_box.get("motion") is None:
+                    restorer_box["motion"] = MotionEstimator()
+                motion = restorer_box["motion"](lqs)
+            else:  # the manifest's exact transforms (per_frame ignores them)
+                motion = clip["rel_affines"]
+            lqs = resize_to(lqs, r.size)
+            outs, sec = r(lqs, rescale_affines(motion, gt_size, r.size))
             outs = resize_to(outs, gt_size)
             seconds, restored = seconds + sec, restored + len(outs)
             if opt["save_images"]:
@@ -265,6 +336,8 @@ def evaluate_video(opt: dict, dist, force: bool = False, no_temporal: bool = Fal
         ``{"run_dir", "mode", "datasets": {name: summary}}`` on rank 0, ``{}`` on the others.
     """
     mode = "temporal" if opt["temporal"] and not no_temporal else "per_frame"
+    if mode == "temporal" and opt.get("motion") == "gt":
+        mode = "temporal_gt_motion"  # the upper bound: kept apart from the honest results
     run_dir = Path(opt["path"]["results_root"]) / opt["name"] / mode
     metrics, skipped = build_metrics(opt["metrics"], True, dist.device, say)
     for m, needs in (("tlme", "lmd"), ("idc", "deg")):
@@ -285,9 +358,12 @@ def evaluate_video(opt: dict, dist, force: bool = False, no_temporal: bool = Fal
         cols = ["name", "frames"] + [m for m in ORDER if any(m in r for r in d["rows"])]
         write_text_atomic(run_dir / dname / "metrics.csv", csv_text(d["rows"], cols))
     summary = {"name": opt["name"], "model": opt["model"], "mode": mode,
-               "temporal": opt["temporal"] if mode == "temporal" else None, "skipped": skipped,
+               "temporal": opt["temporal"] if mode != "per_frame" else None, "skipped": skipped,
+               "motion": None if mode == "per_frame" else opt.get("motion", "estimated"),
                "conventions": {"psnr": opt["metrics"].get("psnr"), "ssim": opt["metrics"].get("ssim"),
                                "ewarp": "x1000 MSE on [0,1], exact flow of the manifest's transforms",
+                               "motion": "the temporal module's input: estimated (landmarks on the "
+                                         "degraded frames, smoothed) unless gt (upper bound)",
                                "frames": "RGB uint8; LQ resized (bicubic) to the model size when it "
                                          "differs, output back to the GT size; fixed noise"},
                "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in sets.items()}}

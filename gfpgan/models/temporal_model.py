@@ -151,7 +151,9 @@ class TemporalGFPGANModel(TrainingModel):
         """One clip step: frame-by-frame forward, truncated backward per chunk, optimizer step, EMA.
 
         Args:
-            batch: {'lq', 'gt': (B, T, 3, S, S) in [-1, 1], 'rel_affine': (B, T, 2, 3)}; any device.
+            batch: {'lq', 'gt': (B, T, 3, S, S) in [-1, 1], 'rel_affine': (B, T, 2, 3)}, optionally
+                'rel_input' (B, T, 2, 3): the motion the module is given (an estimate's error; the
+                losses use the exact 'rel_affine'); any device.
             it: Current iteration, 1-based.
         Returns:
             {log key: value averaged over ranks}; 'skipped' 1.0 when a non-finite loss on any rank
@@ -162,6 +164,7 @@ class TemporalGFPGANModel(TrainingModel):
         dev, to = self.device, self.train_opt
         lq, gt = batch["lq"].to(dev), batch["gt"].to(dev)
         rel = batch["rel_affine"].to(dev)
+        rel_in = batch["rel_input"].to(dev) if "rel_input" in batch else rel
         b, t = lq.shape[:2]
         # a stream of its own per (seed, rank, iteration): the same on any device and after a
         # resume, whatever else drew from torch's global generator in between
@@ -186,7 +189,7 @@ class TemporalGFPGANModel(TrainingModel):
                         # the base's fixed noise, as at inference: fresh noise per frame would be
                         # flicker that the adapter had to learn to cancel
                         out, _, state = self.nets["net_g"].call(
-                            lq[:, i].contiguous(memory_format=self.memory_format), state, rel[:, i],
+                            lq[:, i].contiguous(memory_format=self.memory_format), state, rel_in[:, i],
                             randomize_noise=False)
                         frames.append(out)
                     out = torch.stack(frames, 1)

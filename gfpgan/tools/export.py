@@ -234,7 +234,7 @@ def export_temporal_step(temporal, out_dir, base=None, opset: int = 20, tol: flo
         raise UserError(f"--opset {opset}: one temporal step needs ONNX opset 20 or later (affine_grid).")
     net = load_temporal_net(temporal, base).float().eval()
     step = TemporalStep(net).eval()
-    names = ["input", "rel_affine", *[f"h{i}" for i in range(net.num_scales)], "prev_input", "valid",
+    names = ["input", "rel_affine", *[f"h{i}" for i in range(net.num_state_maps)], "prev_input", "valid",
              "gate"]
     outs = ["output", *[f"{n}_out" for n in names[2:]]]
     final = Path(out_dir) / f"{name or Path(os.fspath(temporal)).stem}_step.onnx"
