@@ -197,14 +197,20 @@ def test_bad_state_and_clip_shapes_are_user_errors():
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape checks become constants
 def test_one_step_exports_to_onnx_and_matches_pytorch(tmp_path):
-    import onnxruntime as ort
     net = TemporalGFPGAN(_base(), num_scales=2).eval()
     _randomise_adapter(net)
+    onnx_step_matches_pytorch(net, R, tmp_path)
+
+
+def onnx_step_matches_pytorch(net, rel, tmp_path):
+    """One exported step of ``net`` (with a trained-like state) against PyTorch, and the state mattered."""
+    import onnxruntime as ort
+
     step = TemporalStep(net).eval()
-    x0, x1 = _face(0), _moved(_face(0), R[0])
+    x0, x1 = _face(0), _moved(_face(0), rel[0])
     with torch.no_grad():
-        _, st = net.step(x0, net.init_state(1), R)
-        args = (x1, R, *st.hidden, st.prev_input, st.valid, st.gate)
+        _, st = net.step(x0, net.init_state(1), rel)
+        args = (x1, rel, *st.hidden, st.prev_input, st.valid, st.gate)
         ref = step(*args)
     path = tmp_path / "step.onnx"
     torch.onnx.export(step, args, str(path), opset_version=20, dynamo=False,

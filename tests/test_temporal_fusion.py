@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gfpgan.archs import GFPGANv1, GFPGANv1Clean, TemporalGFPGAN
-from gfpgan.archs.temporal_arch import TemporalStep, reset_state
+from gfpgan.archs.temporal_arch import reset_state
 from gfpgan.errors import UserError
 from gfpgan.motion import similarity
-from tests.test_archs_temporal import S, _base, _face, _moved
+from tests.test_archs_temporal import S, _base, _face, _moved, onnx_step_matches_pytorch
 
 R = torch.tensor(similarity(3.0, 1.02, 2.5, -1.5, S), dtype=torch.float32)[None]
 
@@ -142,25 +142,9 @@ def test_blend_moves_the_output_towards_the_warped_previous_output():
 
 
 def test_fusion_step_exports_to_onnx_and_matches_pytorch(tmp_path):
-    import onnxruntime as ort
-
     net = TemporalGFPGAN(_base(), num_scales=1, fusion=True, fusion_scale=2).eval()
     _randomise_fusion(net)
-    step = TemporalStep(net).eval()
-    x0, x1 = _face(0), _moved(_face(0), R[0])
-    with torch.no_grad():
-        _, st = net.step(x0, net.init_state(1), R)
-        args = (x1, R, *st.hidden, st.prev_input, st.valid, st.gate)
-        ref = step(*args)
-    path = tmp_path / "step.onnx"
-    torch.onnx.export(step, args, str(path), opset_version=20, dynamo=False,
-                      input_names=["input", "rel_affine", "h0", "h1", "prev_input", "valid", "gate"])
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
-    assert len(got) == len(ref) == 6
-    for g, r in zip(got, ref):
-        assert np.abs(g - r.numpy()).max() < 1e-4
-    assert np.abs(got[0] - _base()(x1)[0].detach().numpy()).max() > 1e-3
+    onnx_step_matches_pytorch(net, R, tmp_path)
 
 
 # ------------------------------------------------------------------------------ the pipeline

@@ -97,9 +97,18 @@ class _GFPGANBase(nn.Module):
         feat, skips, style = self.encode(x)
         return self.decode(feat, skips, style, return_rgb=return_rgb, randomize_noise=randomize_noise)
 
-    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
-        """U-Net encoder: (deepest feature (B, C, 4, 4), skips from fine to coarse, style code)."""
+    def encode(self, x: torch.Tensor, adapt: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+               ) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
+        """U-Net encoder: (deepest feature (B, C, 4, 4), skips from fine to coarse, style code).
+
+        Args:
+            x: (B, 3, S, S) faces in [-1, 1].
+            adapt: optional ``adapt(feature) -> feature`` applied to the first (full-size) feature
+                (the temporal fusion's entry point).
+        """
         feat = self._encode_first(x)
+        if adapt is not None:
+            feat = adapt(feat)
         skips = []
         for down in self.conv_body_down:
             feat = down(feat)

@@ -385,18 +385,8 @@ class TemporalGFPGAN(nn.Module):
 
     def _encode(self, x: torch.Tensor, fused: torch.Tensor, has_prev: torch.Tensor):
         """The base's :meth:`encode` with the fusion feature added to its first feature."""
-        base = self.base
-        feat = base._encode_first(x)
-        feat = feat + self.fuse_in(_resize(fused, self.out_size)) * has_prev
-        skips = []
-        for down in base.conv_body_down:
-            feat = down(feat)
-            skips.append(feat)
-        feat = base._encode_final(feat)
-        style = base.final_linear(feat.flatten(1))
-        if base.different_w:
-            style = style.view(style.shape[0], -1, base.num_style_feat)
-        return feat, skips, style
+        extra = self.fuse_in(_resize(fused, self.out_size)) * has_prev
+        return self.base.encode(x, adapt=lambda feat: feat + extra)
 
     def step(self, x: torch.Tensor, state: TemporalState, rel_affine: torch.Tensor
              ) -> Tuple[torch.Tensor, TemporalState]:
