@@ -68,7 +68,9 @@ def test_demo_trains_exports_restores_and_evaluates(tmp_path):
     with av.open(str(out / "restored_temporal.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 6 and len(c.streams.audio) == 1
     bench = json.loads((out / "bench_temporal.json").read_text())
-    assert set(bench["quality"]) == {"per_frame", "temporal"}
+    # estimated motion (what inference has), the exact-motion bound, labelled, and the E_warp floor
+    assert set(bench["quality"]) == {"per_frame", "temporal", "temporal_gt_motion", "ground_truth"}
+    assert bench["end_to_end"]  # the held-out clips through infer_video
     assert "| frame by frame |" in (out / "metrics.md").read_text()
 
 
