@@ -32,11 +32,11 @@ def adapter_kwargs(net: nn.Module) -> Dict[str, Any]:
     so a ConvGRU-only module writes the same config as before fusion existed)."""
     kwargs = {"num_scales": net.num_scales, "hidden_channels": net.hidden_channels,
               "gate_sharpness": net.gate_sharpness}
-    if getattr(net, "fusion", False):
+    if net.fusion:
         kwargs.update(fusion=True, fusion_channels=net.fusion_channels, fusion_scale=net.fusion_scale)
-        if getattr(net, "fusion_mode", "residual") != "residual":
+        if net.fusion_mode != "residual":
             kwargs["fusion_mode"] = net.fusion_mode
-    if getattr(net, "motion_refine", False):
+    if net.motion_refine:
         kwargs["motion_refine"] = True
     return kwargs
 

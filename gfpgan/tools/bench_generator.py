@@ -129,7 +129,7 @@ def build_mode(net: torch.nn.Module, mode: str, device: torch.device, workdir: s
 def time_mode(model, x: torch.Tensor, batch: int, warmup: int, iters: int):
     """Wall and process-CPU seconds per forward at ``batch``; the last output (fp32, CPU)."""
     xb = x[:batch]
-    device = torch.device(getattr(model, "device", "cpu"))
+    device = torch.device(model.device)  # every FaceModel says where it runs
     for _ in range(warmup):
         model(xb)
     _sync(device)
