@@ -10,19 +10,32 @@ base with other weights gets one sentence.
 
     net = build_network("generator.safetensors")
     apply_personal("person.safetensors", net)   # checks the base, then replaces the tuned tensors
+
+A file tuned on one person is wrong for anyone else, and there is no identity model offline to
+tell people apart. :class:`GatedPersonal` asks each face instead: it runs the base and the tuned
+generator and keeps the tuned output only where it explains the degraded input better than the
+base's (data consistency: both outputs and the input compared at a quarter of the crop's side,
+where the degradation left the input's content; noise averages out there). The personal output's
+weight is ``clip(margin / gate_db, 0, 1)``, ``margin`` the gain in dB of the tuned output's
+consistency over the base's: a face of the person gains (measured on the benchmark's far faces:
++5.8 to +6.8 dB), another person's face loses (-1.9 to -3.5 dB) and keeps the base's output.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Dict, List, Union
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gfpgan.checkpoint import load_safetensors, read_config, save_network, state_dict_sha256
 from gfpgan.errors import UserError
 
-__all__ = ["KIND", "SCOPES", "tuned_names", "save_personal", "read_personal_config", "apply_personal"]
+__all__ = ["KIND", "SCOPES", "GATE_DB", "tuned_names", "save_personal", "read_personal_config",
+           "apply_personal", "consistency_margin", "GatedPersonal", "personal_generator"]
 
 KIND = "personal"
 PathLike = Union[str, os.PathLike]
@@ -30,6 +43,7 @@ PathLike = Union[str, os.PathLike]
 # 5% of the 512 generator); adapter: those and the CS-SFT conditions (how the degraded face's
 # features steer the prior; 17%); full: everything.
 SCOPES = ("adapter", "style", "full")
+GATE_DB = 1.0  # --personal-gate: the consistency margin (dB) at which the tuned output is fully trusted
 
 
 def tuned_names(net: nn.Module, scope: str) -> List[str]:
@@ -104,3 +118,50 @@ def apply_personal(path: PathLike, net: nn.Module) -> nn.Module:
         raise UserError(f"{path} holds tensors its base does not have ({bad[:3]}); write it again.")
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
     return net
+
+
+def consistency_margin(x: torch.Tensor, base_out: torch.Tensor, personal_out: torch.Tensor) -> torch.Tensor:
+    """(B,) how much better, in dB, ``personal_out`` explains the degraded faces ``x`` than
+    ``base_out`` does: the ratio of their squared errors to ``x`` at a quarter of the side."""
+    k = 4 if x.shape[-1] >= 16 else 1
+
+    def err(out):
+        return (F.avg_pool2d(out.float(), k) - F.avg_pool2d(x.float(), k)).pow(2).mean((1, 2, 3))
+    return 10 * torch.log10(err(base_out).clamp_min(1e-10) / err(personal_out).clamp_min(1e-10))
+
+
+class GatedPersonal(nn.Module):
+    """A base generator and its personalized copy, the copy trusted face by face (module docstring).
+
+    Args:
+        base: the base generator.
+        personal: the same architecture with the personal file's tensors.
+        gate_db: the consistency margin (dB) at which the personal output gets full weight.
+
+    Attributes:
+        last_weights: (B,) the personal output's weight per face in this module's last call (a
+            copy made to run in another precision keeps its own).
+    """
+
+    def __init__(self, base: nn.Module, personal: nn.Module, gate_db: float = GATE_DB):
+        super().__init__()
+        if gate_db <= 0:
+            raise ValueError(f"gate_db must be positive, got {gate_db}")
+        self.base, self.personal, self.gate_db = base, personal, float(gate_db)
+        self.out_size = int(getattr(base, "out_size", 0) or 2 ** base.log_size)
+        self.last_weights = torch.zeros(0)  # the personal output's weight per face, last call
+
+    def forward(self, x: torch.Tensor, return_rgb: bool = False, randomize_noise=None, **kwargs):
+        base = self.base(x, return_rgb=False, randomize_noise=randomize_noise)[0]
+        tuned = self.personal(x, return_rgb=False, randomize_noise=randomize_noise)[0]
+        w = (consistency_margin(x, base, tuned) / self.gate_db).clamp(0, 1)
+        self.last_weights = w.detach().float().cpu()
+        w = w.to(base.dtype).view(-1, 1, 1, 1)
+        return base + w * (tuned - base), []
+
+
+def personal_generator(path: PathLike, base: nn.Module, gate_db: float = GATE_DB) -> nn.Module:
+    """``base`` (not changed) with the personal file ``path``: a :class:`GatedPersonal` of the two,
+    or, with ``gate_db`` 0, the tuned copy alone (every face gets the personal output)."""
+    tuned = apply_personal(path, copy.deepcopy(base))
+    return tuned if gate_db == 0 else GatedPersonal(base, tuned, gate_db)

@@ -59,6 +59,10 @@ class Tuning:
         eval_every: iterations between held-out evaluations (and resume states).
         patience: evaluations without improvement before stopping.
         degradation: keyword ranges for :func:`gfpgan.data.degradations.sample_degradation`.
+        jitter: the largest (shift as a fraction of the side, zoom fraction, rotation in degrees)
+            of a random similarity transform applied to each target before it is degraded (the
+            faces to restore are aligned from landmarks found on degraded faces, which err by a
+            few pixels and degrees; (0, 0, 0) turns it off).
     """
 
     scope: str = "adapter"
@@ -71,6 +75,7 @@ class Tuning:
     eval_every: int = 25
     patience: int = 4
     degradation: Dict = dataclasses.field(default_factory=dict)
+    jitter: Tuple[float, float, float] = (0.04, 0.06, 5.0)
 
 
 def default_degradation(size: int) -> Dict:
@@ -107,11 +112,27 @@ def _degrade(target: np.ndarray, rng: np.random.Generator, ranges: Dict) -> np.n
     return apply_degradation(target.astype(np.float32) / 255.0, params)
 
 
+def _jitter(target: np.ndarray, rng: np.random.Generator, jitter: Sequence[float]) -> np.ndarray:
+    """``target`` under a random similarity transform within ``jitter`` (see :class:`Tuning`)."""
+    import cv2
+
+    shift, zoom, rotate = jitter
+    size = target.shape[0]
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), rotate * rng.uniform(-1, 1),
+                                1 + zoom * rng.uniform(-1, 1))
+    m[:, 2] += shift * size * rng.uniform(-1, 1, 2)
+    return cv2.warpAffine(target, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+
+
 def _batch(targets: List[np.ndarray], idx: Sequence[int], tuning: Tuning, keys: Tuple[int, ...],
-           device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Degraded inputs and their targets, (B, 3, S, S) in [-1, 1]; a pure function of ``keys``."""
-    lq = [_degrade(targets[i], _rng(tuning.seed, *keys, j), tuning.degradation) for j, i in enumerate(idx)]
-    gt = [targets[i].astype(np.float32) / 255.0 for i in idx]
+           device, jitter: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Degraded inputs and their targets, (B, 3, S, S) in [-1, 1]; a pure function of ``keys``
+    (``jitter``: move each target first, as :attr:`Tuning.jitter` says)."""
+    move = jitter and any(tuning.jitter)
+    picked = [_jitter(targets[i], _rng(tuning.seed, 4, *keys, j), tuning.jitter) if move else targets[i]
+              for j, i in enumerate(idx)]
+    lq = [_degrade(t, _rng(tuning.seed, *keys, j), tuning.degradation) for j, t in enumerate(picked)]
+    gt = [t.astype(np.float32) / 255.0 for t in picked]
 
     def t(images):
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device).mul(2).sub(1)
@@ -157,7 +178,7 @@ def tune(net: nn.Module, targets: List[np.ndarray], tuning: Tuning, device="cpu"
     order = _rng(tuning.seed, 0).permutation(len(targets))
     n_held = int(round(tuning.holdout * len(targets))) if len(targets) > 1 else 0
     held, train = sorted(order[:n_held]), sorted(order[n_held:])
-    eval_in, eval_gt = _batch(targets, held, tuning, (1,), device) if held else (None, None)
+    eval_in, eval_gt = _batch(targets, held, tuning, (1,), device, jitter=False) if held else (None, None)
     digest = _targets_digest(targets)
 
     def evaluate() -> float:

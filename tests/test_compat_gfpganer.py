@@ -245,3 +245,37 @@ def test_cuda_device_string_matches_cpu(narrow, photo):
     cropped, restored, img = r.enhance(photo)
     assert len(restored) == len(on_cpu[1]) == 1 and img.shape == photo.shape
     assert np.abs(restored[0].astype(int) - on_cpu[1][0]).mean() < 2
+
+
+def test_a_personal_file_applies_face_by_face(narrow, photo, tmp_path):
+    """personal= (ours): the file's tensors on the loaded weights, gated as --personal is."""
+    from gfpgan.checkpoint import state_dict_sha256
+    from gfpgan.personal_file import GatedPersonal, save_personal, tuned_names
+
+    net = _narrow_net("clean")
+    net.load_state_dict(torch.load(narrow, weights_only=True)["params_ema"])
+    base_sha = state_dict_sha256(net)
+    names = tuned_names(net, "adapter")
+    with torch.no_grad():
+        for n in names:
+            dict(net.named_parameters())[n].mul_(1.5)
+    personal = tmp_path / "me.safetensors"
+    save_personal(personal, net, names, base_sha, "GFPGANv1Clean", {}, "GFPGANv1.4")
+    exact = dict(upscale=1, precision="fp32")  # the module that runs is gfpgan itself (its weights read back)
+    plain = GFPGANer(model_path=str(narrow), **exact).enhance(photo)[1][0]
+    alone = GFPGANer(model_path=str(narrow), personal=str(personal), personal_gate=0, **exact)
+    assert isinstance(alone.gfpgan, gfpganv1_clean_arch.GFPGANv1Clean)
+    assert state_dict_sha256(alone.gfpgan) == state_dict_sha256(net)
+    tuned = alone.enhance(photo)[1][0]
+    assert np.abs(tuned.astype(int) - plain).mean() > 1
+    gated = GFPGANer(model_path=str(narrow), personal=str(personal), **exact)
+    assert isinstance(gated.gfpgan, GatedPersonal) and state_dict_sha256(gated.gfpgan.base) == base_sha
+    out = gated.enhance(photo)[1][0]
+    w = float(gated.gfpgan.last_weights[0])
+    # the face's weight blends the base's and the tuned output
+    assert np.abs(out - (plain + w * (tuned.astype(float) - plain))).max() <= 1.5
+    other = tmp_path / "other.pth"
+    torch.manual_seed(5)
+    torch.save({"params_ema": _narrow_net("clean").state_dict()}, other)
+    with pytest.raises(UserError, match="was tuned from GFPGANv1.4"):
+        GFPGANer(model_path=str(other), upscale=1, personal=str(personal))

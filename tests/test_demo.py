@@ -49,7 +49,7 @@ def _check_outputs(out, trained: bool):
     assert ("train_s" in summary["steps"]) == trained
     # personalization: an unseen person's near frames teach the base, its far frames are scored
     personal = summary["bench_personal"]
-    assert set(personal["rows"]) == {"input", "base", "personal (adapter)"}
+    assert set(personal["rows"]) == {"input", "base", "personal (adapter)", "personal (adapter, ungated)"}
     assert personal["targets"] > 0 and max(personal["target_frames"]) < 3  # near frames only
     assert "| personal (adapter) |" in table
 

@@ -87,11 +87,11 @@ def test_tuning_learns_the_targets_and_resumes_exactly(tmp_path, monkeypatch):
 
     real, calls = pz._batch, []
 
-    def dying(*args):
+    def dying(*args, **kwargs):
         calls.append(1)
         if len(calls) == 5:  # the held-out batch, then iterations 1..3, then the 4th dies
             raise KeyboardInterrupt
-        return real(*args)
+        return real(*args, **kwargs)
 
     state = tmp_path / "cut.pt"
     with monkeypatch.context() as m:
@@ -116,12 +116,61 @@ def test_personalize_writes_a_file_the_pipeline_applies(tmp_path, base):
     assert read_personal_config(out)["extra"]["info"]["targets"] == 4 == info["targets"]
     crop = _targets(1)[0]
     plain = FaceRestorer(str(base), device="cpu", aligned=True).restore(crop).restored_faces[0]
-    tuned = FaceRestorer(str(base), device="cpu", aligned=True, personal=str(out)).restore(crop)
+    tuned = FaceRestorer(str(base), device="cpu", aligned=True, personal=str(out),
+                         personal_gate=0).restore(crop)  # every face gets the personal output
     assert np.abs(tuned.restored_faces[0].astype(int) - plain).mean() > 0.5
     other = tmp_path / "other.safetensors"
     save_network(other, _net(seed=3), "GFPGANv1Clean", KW)
     with pytest.raises(UserError, match="was tuned from"):
         FaceRestorer(str(other), device="cpu", personal=str(out))
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in generator: ``x`` blurred (it explains the input), or a flat grey (it does not),
+    or ``x`` plus a fixed offset."""
+
+    out_size = 64
+
+    def __init__(self, kind, offset=0.0):
+        super().__init__()
+        self.kind, self.offset = kind, offset
+
+    def forward(self, x, return_rgb=False, randomize_noise=None):
+        import torch.nn.functional as F
+
+        out = {"echo": lambda: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
+               "flat": lambda: torch.zeros_like(x), "offset": lambda: x + self.offset}[self.kind]()
+        return out, []
+
+
+def test_the_gate_keeps_the_output_that_explains_the_input(tmp_path, base):
+    from gfpgan.personal_file import GatedPersonal, consistency_margin, personal_generator
+
+    x = torch.from_numpy(np.stack(_targets(3))).permute(0, 3, 1, 2).float() / 127.5 - 1
+    echo, flat = _Fixed("echo"), _Fixed("flat")
+    right = GatedPersonal(flat, echo)  # the personal output explains the faces: full weight
+    assert torch.equal(right(x)[0], echo(x)[0]) and right.last_weights.tolist() == [1.0] * 3
+    wrong = GatedPersonal(echo, flat)  # it does not: the base's output, untouched
+    assert torch.equal(wrong(x)[0], echo(x)[0]) and wrong.last_weights.tolist() == [0.0] * 3
+    # in between, the weight is the margin in dB over --personal-gate
+    a, b = _Fixed("offset", 0.1), _Fixed("offset", 0.1 * 10 ** (-0.5 / 20))  # errors 0.5 dB apart
+    half = GatedPersonal(a, b, gate_db=1.0)
+    assert consistency_margin(x, a(x)[0], b(x)[0]) == pytest.approx(torch.full((3,), 0.5), abs=1e-4)
+    out = half(x)[0]
+    assert half.last_weights == pytest.approx(torch.full((3,), 0.5), abs=1e-4)
+    assert torch.allclose(out, (a(x)[0] + b(x)[0]) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        GatedPersonal(a, b, gate_db=0)
+    # a file: gated by default, the tuned copy alone with gate 0; the base itself stays as it was
+    out_file = tmp_path / "p.safetensors"
+    personalize_on(_targets(), str(base), str(out_file), Tuning(**FAST), progress=False)
+    net = _net()
+    before = state_dict_sha256(net)
+    gated = personal_generator(out_file, net)
+    assert isinstance(gated, GatedPersonal) and gated.base is net and state_dict_sha256(net) == before
+    alone = personal_generator(out_file, net, gate_db=0)
+    assert not isinstance(alone, GatedPersonal) and state_dict_sha256(alone) != before
+    assert state_dict_sha256(gated.personal) == state_dict_sha256(alone)
 
 
 def test_only_faces_larger_than_the_crop_become_targets(tmp_path):

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from gfpgan.errors import UserError
+from gfpgan.personal_file import GATE_DB
 
 __all__ = ["GFPGANer", "FaceHelper", "ARCHS"]
 
@@ -173,10 +174,16 @@ class GFPGANer:
         precision: keyword only, not the reference's: the arithmetic of the restoration
             (:mod:`gfpgan.precision`; "auto" runs the clean layout in bf16 on a CPU that computes
             it natively, about 3.5x faster; "fp32" is the reference's exact computation).
+        personal: keyword only, not the reference's: a personal file tuned from ``model_path``
+            (``python -m gfpgan.personalize``), applied face by face as ``--personal`` is.
+        personal_gate: keyword only: ``--personal-gate`` (dB; 0: every face gets the personal
+            output).
 
     Attributes:
         gfpgan: the network, an instance of the reference-named class (a caller may move it, or
-            replace it with another network of the same signature).
+            replace it with another network of the same signature); with ``personal``, the
+            tuned network (``personal_gate`` 0) or the base and tuned pair
+            (:class:`~gfpgan.personal_file.GatedPersonal`, the base as its ``base``).
         face_helper: :class:`FaceHelper`.
         device: the torch device.
         stages: the project's :class:`~gfpgan.inference.faces.pipeline.FaceStages` it drives.
@@ -184,7 +191,7 @@ class GFPGANer:
 
     def __init__(self, model_path, upscale: float = 2, arch: str = "clean", channel_multiplier: float = 2,
                  bg_upsampler=None, device: Union[str, torch.device, None] = None, *,
-                 precision: str = "auto"):
+                 precision: str = "auto", personal: Optional[str] = None, personal_gate: float = GATE_DB):
         from gfpgan.compat.archs import ReferenceFaceModel
         from gfpgan.compat.weights import resolve_model_path
         from gfpgan.inference.faces.model import resolve_device
@@ -200,6 +207,10 @@ class GFPGANer:
         sd, _ = load_checkpoint(path)
         check_state_dict(net, sd, path)
         net.load_state_dict(sd, strict=True)
+        if personal:
+            from gfpgan.personal_file import personal_generator
+
+            net = personal_generator(personal, net.eval(), personal_gate)
         self._face_model = ReferenceFaceModel(net.eval().requires_grad_(False).to(self.device), FACE_SIZE,
                                               precision)
         self.stages = build_stages(self._face_model, self.device, upscale)

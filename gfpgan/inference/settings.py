@@ -69,6 +69,10 @@ FACE_OPTIONS = (
     Option("personal", "--personal", None,
            "a personal file (python -m gfpgan.personalize) tuned from --model on one person",
            metavar="FILE"),
+    Option("personal_gate", "--personal-gate", 1.0,
+           "with --personal, a face gets the personal output only as far as it explains the input better "
+           "than the base's: full weight from this many dB of gain, none at or below 0 (another "
+           "person's faces keep the base's); 0: every face gets the personal output", float, metavar="DB"),
 )
 
 # Video only: temporal stability (each can be turned off to compare) and detection schedule.
@@ -122,6 +126,7 @@ class RestorerConfig:
     upscale: float = _FACE["upscale"]
     keep_detail: float = _FACE["keep_detail"]
     personal: Optional[str] = _FACE["personal"]
+    personal_gate: float = _FACE["personal_gate"]
     fixed_noise: bool = _VIDEO["fixed_noise"]
 
     def __post_init__(self):
@@ -141,6 +146,7 @@ class RestorerConfig:
              f"--batch-faces {self.batch_faces} must be >= 1."),
             (self.upscale > 0, f"--upscale {self.upscale} must be positive."),
             (self.keep_detail >= 0, f"--keep-detail {self.keep_detail} must be >= 0 (0: off)."),
+            (self.personal_gate >= 0, f"--personal-gate {self.personal_gate} must be >= 0 (0: off)."),
         )
         for ok, message in checks:
             if not ok:

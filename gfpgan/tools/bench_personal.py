@@ -6,13 +6,15 @@ Through the real pipeline (``gfpgan.infer_video``), with only what it knows at r
 
 1. A clip of one person (matplotlib's sample portrait, grace_hopper.jpg, by default): ``--near``
    frames with the face about twice the model's crop and sharp, then ``--far`` frames with the face
-   smaller than the crop, blurred, noisy and JPEG-compressed; clean and degraded versions with the
-   same timestamps. A second clip of another person (scikit-image's astronaut), far only; the
-   table checks that its faces were found (the base changes them).
+   smaller than the crop (the photo on a plain wall), blurred, noisy and JPEG-compressed; clean and
+   degraded versions with the same timestamps. A second clip of another person (scikit-image's
+   astronaut), far only; the table checks that its faces were found (the base changes them).
 2. The targets are the faces the video offers (:class:`~gfpgan.inference.tracks.targets.TargetCollector`:
    only faces at least as large as the crop qualify, so the far frames never enter tuning; checked).
 3. The base is tuned on them with each scope (``adapter``, ``full``), matched to the far faces'
-   measured size, and both clips are restored with the base and with each personal file.
+   measured size, and both clips are restored with the base and with each personal file, gated
+   (``--personal-gate``'s default: a face gets the personal output only where it explains the
+   input better than the base's) and, for the first scope, ungated (every face gets it).
 4. Face-region PSNR and SSIM against the clean clip: on the far frames (the gain), on the near
    frames (never worse than their input, ``--keep-detail``), and on the other person's far frames
    (what the tuning costs someone else). LPIPS and identity are added where their weights exist.
@@ -48,14 +50,17 @@ def _portrait(name: str) -> np.ndarray:
     raise UserError(f"unknown portrait {name!r}; use grace_hopper or astronaut.")
 
 
+WALL = (128, 132, 138)  # the plain wall behind the far photo (mirroring it would repeat the face)
+
+
 def near_far_frames(photo: np.ndarray, near: int, far: int, size: int, near_zoom: float,
                     far_zoom: float, seed: int = 0):
     """Clean and degraded frames: ``near`` frames close and sharp, then ``far`` frames small and
     degraded. Returns (clean, degraded) lists of RGB uint8 (size, size, 3)."""
     from gfpgan.tools.synth_video import degrade_frames, face_path_frames
 
-    clean_near = face_path_frames(photo, near, size, near_zoom) if near else []
-    clean_far = face_path_frames(photo, far, size, far_zoom) if far else []
+    clean_near = face_path_frames(photo, near, size, near_zoom, WALL) if near else []
+    clean_far = face_path_frames(photo, far, size, far_zoom, WALL) if far else []
     lq_near = degrade_frames(clean_near, seed=seed, blur_sigma=0.3, scale=1.0, noise=2.0, jpeg=95)[0] \
         if near else []
     lq_far = degrade_frames(clean_far, seed=seed + 1, blur_sigma=1.0, scale=1.5, noise=8.0, jpeg=60)[0] \
@@ -104,7 +109,7 @@ def _restore(src: Path, dst: Path, model: str, device: str, extra: Sequence[str]
 
     dst.unlink(missing_ok=True)
     code = infer_video(["-i", str(src), "-o", str(dst), "--model", model, "--device", device,
-                        "--no-progress", "--crf", "12", *extra])
+                        "--no-progress", "--crf", "0", *extra])
     if code:
         raise UserError(f"restoring {src} failed with exit code {code}.")
     return _decode(dst)
@@ -167,13 +172,18 @@ def run(model: str, work: Path, device: str = "cpu", near: int = 24, far: int = 
         info = personalize_on(found.targets, model, str(personal), tuning, device, restart=True,
                               progress=False)
         tune_s = time.time() - t
-        extra = ["--personal", str(personal)]
-        score(f"personal ({scope})",
-              _restore(work / "person_degraded.mp4", work / f"person_{scope}.mp4", model, device, extra),
-              _restore(work / "other_degraded.mp4", work / f"other_{scope}.mp4", model, device, extra))
-        results["rows"][f"personal ({scope})"].update(
-            tune_s=round(tune_s, 1), iterations=info["iterations"],
-            held_out=[round(info["held_out_psnr_base"], 2), round(info["held_out_psnr"], 2)])
+        variants = [(scope, [])]
+        if scope == scopes[0]:  # what the gate buys
+            variants.append((f"{scope}, ungated", ["--personal-gate", "0"]))
+        for tag, gate in variants:
+            extra = ["--personal", str(personal), *gate]
+            name = tag.replace(", ", "_")
+            score(f"personal ({tag})",
+                  _restore(work / "person_degraded.mp4", work / f"person_{name}.mp4", model, device, extra),
+                  _restore(work / "other_degraded.mp4", work / f"other_{name}.mp4", model, device, extra))
+            results["rows"][f"personal ({tag})"].update(
+                tune_s=round(tune_s, 1), iterations=info["iterations"],
+                held_out=[round(info["held_out_psnr_base"], 2), round(info["held_out_psnr"], 2)])
     return results
 
 

@@ -25,7 +25,8 @@ from gfpgan.files import atomic_path, write_text_atomic
 from gfpgan.images import read_image
 
 
-def face_path_frames(photo: np.ndarray, n: int, size: int, zoom: float = 1.0) -> List[np.ndarray]:
+def face_path_frames(photo: np.ndarray, n: int, size: int, zoom: float = 1.0,
+                     backdrop: Optional[Sequence[int]] = None) -> List[np.ndarray]:
     """Frames of ``photo`` (RGB uint8) moving along a smooth path, ``size`` x ``size`` pixels.
 
     Args:
@@ -33,19 +34,23 @@ def face_path_frames(photo: np.ndarray, n: int, size: int, zoom: float = 1.0) ->
         n: number of frames.
         size: frame side.
         zoom: extra scale of the photo (>1 crops tighter around the centre).
+        backdrop: RGB of a plain wall around a photo smaller than the frame (None: the photo
+            mirrored at its edges, which repeats its face).
     """
     h, w = photo.shape[:2]
     s = size * zoom / min(h, w)
     base = cv2.resize(photo, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
     cy, cx = base.shape[0] / 2.0, base.shape[1] / 2.0
+    border = cv2.BORDER_REFLECT101 if backdrop is None else cv2.BORDER_CONSTANT
+    wall = tuple(int(v) for v in backdrop or (0, 0, 0))
     frames = []
     for t in range(n):
         a = 2 * np.pi * t / max(n, 1)
         m = cv2.getRotationMatrix2D((cx, cy), 3.0 * np.sin(a), 1.0 + 0.03 * np.sin(0.7 * a))
         # centre the photo in the frame, then drift by a few pixels (sub-pixel steps)
         m[:, 2] += (size / 2.0 - cx + 0.06 * size * np.sin(a), size / 2.0 - cy + 0.04 * size * np.cos(a))
-        frames.append(cv2.warpAffine(base, m, (size, size), flags=cv2.INTER_CUBIC,
-                                     borderMode=cv2.BORDER_REFLECT101))
+        frames.append(cv2.warpAffine(base, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=border,
+                                     borderValue=wall))
     return frames
 
 

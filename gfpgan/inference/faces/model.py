@@ -74,12 +74,13 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 def bf16_faithful(net: nn.Module) -> bool:
     """Whether ``net`` is a generator measured close to fp32 in bf16: the GFPGANv1Clean layout
-    (v1.2-v1.4; 51 dB on a 512 face, ``gfpgan.tools.bench_generator``), alone or as a temporal
-    module's base."""
+    (v1.2-v1.4; 51 dB on a 512 face, ``gfpgan.tools.bench_generator``), alone, as a temporal
+    module's base or gated with its personalized copy."""
     from gfpgan.archs.gfpgan_arch import GFPGANv1Clean
     from gfpgan.archs.temporal_arch import TemporalGFPGAN
+    from gfpgan.personal_file import GatedPersonal
 
-    return isinstance(net.base if isinstance(net, TemporalGFPGAN) else net, GFPGANv1Clean)
+    return isinstance(net.base if isinstance(net, (TemporalGFPGAN, GatedPersonal)) else net, GFPGANv1Clean)
 
 
 def _network_size(net: nn.Module, size: Optional[int]) -> int:

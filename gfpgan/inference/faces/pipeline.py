@@ -87,23 +87,22 @@ def select_faces(det: Detections, shape, only: str = "all", min_face: float = 0.
     return det.select(select_indices(det, shape, only, min_face))
 
 
-def _personalized(model, personal: str):
-    """The base ``model`` (a spec or a module, copied) with a personal file's tensors applied."""
-    import copy
-
+def _personalized(model, personal: str, gate_db: float):
+    """The base ``model`` (a spec or a module, not changed) with a personal file, gated
+    (:func:`gfpgan.personal_file.personal_generator`)."""
     from torch import nn
 
     from gfpgan.inference.faces.model import build_from_spec
-    from gfpgan.personal_file import apply_personal
+    from gfpgan.personal_file import personal_generator
 
     if isinstance(model, nn.Module):
-        net = copy.deepcopy(model)
+        net = model
     elif isinstance(model, (str, os.PathLike)):
         net = build_from_spec(os.fspath(model))
     else:
         raise UserError("--personal applies to a PyTorch generator (a model card, a .safetensors/.pth "
                         "file or a module); drop it or give such a --model.")
-    return apply_personal(personal, net)
+    return personal_generator(personal, net, gate_db)
 
 
 def _settings(config_type, config, detector, settings):
@@ -146,7 +145,7 @@ class FaceStages:
         self.model_spec = model
         self.device = resolve_device(cfg.device)
         if cfg.personal:
-            model = _personalized(model, cfg.personal)
+            model = _personalized(model, cfg.personal, cfg.personal_gate)
         self.model = load_face_model(model, device=self.device, backend=cfg.backend,
                                      precision=cfg.precision, fixed_noise=cfg.fixed_noise)
         self.size = int(self.model.size)
