@@ -17,7 +17,8 @@ Through the real pipeline (``gfpgan.infer_video``), with only what it knows at r
    input better than the base's) and, for the first scope, ungated (every face gets it).
 4. Face-region PSNR and SSIM against the clean clip: on the far frames (the gain), on the near
    frames (never worse than their input, ``--keep-detail``), and on the other person's far frames
-   (what the tuning costs someone else). LPIPS and identity are added where their weights exist.
+   (what the tuning costs someone else). LPIPS and identity are not computed (their AlexNet and
+   ArcFace files are not offline).
 """
 
 from __future__ import annotations
