@@ -17,6 +17,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from gfpgan.cli import DEVICE_DEFAULT, DEVICE_HELP, device_name
 from gfpgan.errors import UserError
+from gfpgan.personal_file import GATE_DB
 from gfpgan.precision import PRECISIONS
 
 __all__ = ["DEFAULT_MODEL", "FACE_OPTIONS", "VIDEO_OPTIONS", "RestorerConfig", "VideoRestorerConfig",
@@ -69,7 +70,7 @@ FACE_OPTIONS = (
     Option("personal", "--personal", None,
            "a personal file (python -m gfpgan.personalize) tuned from --model on one person",
            metavar="FILE"),
-    Option("personal_gate", "--personal-gate", 1.0,
+    Option("personal_gate", "--personal-gate", GATE_DB,
            "with --personal, a face gets the personal output only as far as it explains the input better "
            "than the base's: full weight from this many dB of gain, none at or below 0 (another "
            "person's faces keep the base's); 0: every face gets the personal output", float, metavar="DB"),
