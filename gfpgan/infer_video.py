@@ -117,7 +117,7 @@ def _personalize(args, config) -> Optional[str]:
         return None
     out = str(Path(_outputs(args.input, args.output)[0]).with_suffix(".personal.safetensors"))
     tuning = Tuning(degradation=matched_degradation(scan.size, found.restore_scales))
-    result = personalize_on(found.targets, args.model, out, tuning, config.device,
+    result = personalize_on(found.targets, args.model, out, tuning, scan.device,
                             progress=not args.no_progress)
     print(f"personalized on {result['targets']} faces of the video ({result['iterations']} iterations, "
           f"held-out PSNR {result['held_out_psnr_base']:.2f} -> {result['held_out_psnr']:.2f} dB): "

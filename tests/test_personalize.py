@@ -1,6 +1,9 @@
 """Personalization: the personal file, tuning and its resume, targets from a video, the loop in
 infer_video, and the never-worse-than-the-input rule on the benchmark clip's near frames."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -215,19 +218,24 @@ def test_the_loop_in_infer_video_and_a_video_without_targets(tmp_path, base, cap
 
     _, lq = near_far_frames(_portrait("grace_hopper"), 6, 4, 160, 1.3, 0.5)
     write_clip(tmp_path / "clip.mp4", lq, audio=False)
-    args = ["--model", str(base), "--device", "cpu", "--no-progress"]
+    args = ["--model", str(base), "--no-progress"]  # the default device, "auto", as users run it
     assert main(["-i", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out.mp4"), "--personalize",
                  *args]) == 0
     err = capsys.readouterr().err
     assert "personalized on" in err and (tmp_path / "out.personal.safetensors").is_file()
-    # far faces only: one sentence, and the base's output
+    # far faces only: one sentence, and the base's output. Each command in its own process, as
+    # people run them: repeated runs inside one process can differ (the O-Net tracking between key
+    # frames runs beside the generator; a float bit of difference can round to another crop)
     write_clip(tmp_path / "far.mp4", lq[6:], audio=False)
-    assert main(["-i", str(tmp_path / "far.mp4"), "-o", str(tmp_path / "far_p.mp4"), "--personalize",
-                 *args]) == 0
-    err = capsys.readouterr().err
-    notes = [ln for ln in err.splitlines() if "restoring with the base model" in ln]
-    assert len(notes) == 1 and not (tmp_path / "far_p.personal.safetensors").exists()
-    assert main(["-i", str(tmp_path / "far.mp4"), "-o", str(tmp_path / "far_b.mp4"), *args]) == 0
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "gfpgan.infer_video", "-i", str(tmp_path / "far.mp4"),
+                               *extra, *args], capture_output=True, text=True, timeout=300)
+    res = run("-o", str(tmp_path / "far_p.mp4"), "--personalize")
+    notes = [ln for ln in res.stderr.splitlines() if "restoring with the base model" in ln]
+    assert res.returncode == 0 and len(notes) == 1
+    assert not (tmp_path / "far_p.personal.safetensors").exists()
+    assert run("-o", str(tmp_path / "far_b.mp4")).returncode == 0
     assert (tmp_path / "far_p.mp4").read_bytes() == (tmp_path / "far_b.mp4").read_bytes()
 
 
