@@ -155,7 +155,7 @@ class GatedPersonal(nn.Module):
         base = self.base(x, return_rgb=False, randomize_noise=randomize_noise)[0]
         tuned = self.personal(x, return_rgb=False, randomize_noise=randomize_noise)[0]
         w = (consistency_margin(x, base, tuned) / self.gate_db).clamp(0, 1)
-        self.last_weights = w.detach().float().cpu()
+        self.last_weights = w.detach()  # on the device: no host sync per batch
         w = w.to(base.dtype).view(-1, 1, 1, 1)
         return base + w * (tuned - base), []
 
